@@ -1,0 +1,179 @@
+"""Store and PluginStore on real SQLite files: routing, isolation, upserts, time windows, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from zepix_store import IsolationError, RowError, SchemaError, Store, Trade, UnknownPluginError
+from zepix_store.schema import SCHEMA_VERSION
+
+from .conftest import Project, query
+
+A, B, C = "v3-logic-01-5min", "v3-logic-02-15min", "v6-logic-01-1min"
+
+
+def ago(**kw: float) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(**kw)
+
+
+def ts(moment: datetime, sep: str = " ") -> str:
+    return moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
+
+
+@pytest.mark.parametrize("use_shared", [True, False], ids=["shared", "isolated"])
+async def test_routing_follows_use_shared(project: Project, use_shared: bool) -> None:
+    project.set_use_shared(C, use_shared)
+    async with Store.open(project.configs) as store:
+        await store.for_plugin(C).save_trade(Trade(trade_id="T1", symbol="EURUSD", status="open"))
+    target = project.shared_db if use_shared else project.isolated_db(C)
+    other = project.isolated_db(C) if use_shared else project.shared_db
+    assert query(target, "SELECT trade_id, plugin_id FROM trades") == [("T1", C)]
+    assert not other.exists()
+    assert query(target, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+async def test_unknown_plugin_is_refused(project: Project) -> None:
+    async with Store.open(project.configs) as store:
+        with pytest.raises(UnknownPluginError, match="nope"):
+            store.for_plugin("nope")
+
+
+async def test_save_trade_twice_keeps_one_row(project: Project) -> None:
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        first = await db.save_trade(Trade(trade_id="T1", pnl=1.0, status="open"))
+        second = await db.save_trade({"trade_id": "T1", "pnl": 2.5, "status": "closed"})
+        assert first == second
+        assert (await db.get_trade("T1"))["pnl"] == 2.5
+    assert query(project.isolated_db(A), "SELECT count(*), max(pnl) FROM trades") == [(1, 2.5)]
+
+
+async def test_legacy_duplicates_are_kept_and_newest_is_updated(project: Project) -> None:
+    async with Store.open(project.configs) as store:
+        await store.for_plugin(A).save_trade(Trade(trade_id="seed"))
+    path = project.isolated_db(A)
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.executemany("INSERT INTO trades (trade_id, pnl, plugin_id) VALUES (?, ?, ?)",
+                     [("DUP", 1.0, A), ("DUP", 2.0, A)])
+    conn.commit()
+    conn.close()
+    async with Store.open(project.configs) as store:
+        await store.for_plugin(A).save_trade({"trade_id": "DUP", "pnl": 9.0})
+    assert query(path, "SELECT pnl FROM trades WHERE trade_id = 'DUP' ORDER BY id") == [(1.0,), (9.0,)]
+
+
+async def test_row_of_another_plugin_is_refused(project: Project) -> None:
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        with pytest.raises(IsolationError, match=B):
+            await db.save_trade(Trade(trade_id="X", plugin_id=B))
+        with pytest.raises(IsolationError):
+            await db.save_reentry_chain({"chain_id": "c", "plugin_id": B})
+        with pytest.raises(RowError, match="bogus"):
+            await db.save_trade({"trade_id": "X", "bogus": 1})
+        assert await db.get_trade("X") is None
+
+
+@pytest.mark.parametrize("sep", [" ", "T"], ids=["space", "T"])
+async def test_thirty_day_window_counts_edge_trade(project: Project, sep: str) -> None:
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        await db.save_trade(Trade(trade_id="in", status="closed", close_time=ts(ago(days=29, hours=23), sep)))
+        await db.save_trade(Trade(trade_id="out", status="closed", close_time=ts(ago(days=30, hours=1), sep)))
+        await db.save_trade(Trade(trade_id="new", status="closed", close_time=ts(ago(hours=1), sep)))
+        got = [t["trade_id"] for t in await db.get_trades(days=30)]
+    assert got == ["new", "in"]
+
+
+async def test_statistics_count_closed_numeric_trades(project: Project) -> None:
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        for i, pnl in enumerate([10.0, -4.0, 0.0, 6.5]):
+            await db.save_trade(Trade(trade_id=f"t{i}", pnl=pnl, status="closed"))
+        await db.save_trade(Trade(trade_id="open", pnl=100.0, status="open"))
+        await store.for_plugin(B).save_trade(Trade(trade_id="t0", pnl=1000.0, status="closed"))
+        stats = await store.get_plugin_statistics(A)
+        every = await store.get_all_plugin_statistics()
+    assert stats == {"total_trades": 4, "winning_trades": 2, "losing_trades": 1, "total_pnl": 12.5,
+                     "avg_pnl": 3.125, "best_trade": 10.0, "worst_trade": -4.0}
+    assert every[A] == stats and every[B]["total_pnl"] == 1000.0 and every[C]["total_trades"] == 0
+    assert set(every) == set(store.config.plugins)
+
+
+async def test_newer_schema_version_is_refused(project: Project) -> None:
+    import sqlite3
+
+    project.shared_db.parent.mkdir(exist_ok=True)
+    conn = sqlite3.connect(project.isolated_db(A))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("CREATE TABLE trades (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    async with Store.open(project.configs) as store:
+        with pytest.raises(SchemaError, match="newer"):
+            await store.for_plugin(A).get_statistics()
+    assert query(project.isolated_db(A), "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+
+
+async def test_cancelled_write_is_rolled_back(project: Project) -> None:
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        await db.save_trade(Trade(trade_id="warm"))
+        cancelled_count = 0
+        for i in range(50):
+            task = asyncio.create_task(db.save_trade(Trade(trade_id=f"c{i}")))
+            await asyncio.sleep(0)
+            task.cancel()
+            await db.save_trade(Trade(trade_id=f"ok{i}"))
+            cancelled = task.cancelled()
+            cancelled_count += cancelled
+            row = await db.get_trade(f"c{i}")
+            assert (row is None) == cancelled, f"save of c{i}: cancelled={cancelled} but row={row is not None}"
+    assert cancelled_count > 0
+    rows = query(project.isolated_db(A), "SELECT count(*) FROM trades WHERE trade_id LIKE 'ok%'")
+    assert rows == [(50,)]
+
+
+WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from zepix_store import Store, Trade
+    async def main():
+        async with Store.open(sys.argv[1]) as store:
+            db = store.for_plugin(sys.argv[2])
+            for i in range(int(sys.argv[3])):
+                await db.save_trade(Trade(trade_id=f"proc-{i}", status="closed", pnl=1.0))
+    asyncio.run(main())
+""")
+
+
+async def test_many_plugins_and_a_second_process_lose_nothing(project: Project) -> None:
+    project.set_all_shared(True)
+    plugins = sorted(p.name for p in (project.configs / "plugins").iterdir())
+    assert len(plugins) == 8
+    async with Store.open(project.configs) as store:
+        await store.for_plugin(plugins[0]).get_statistics()  # create the file before the race
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, str(project.configs), plugins[1], "1000",
+            stderr=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+
+        async def write(plugin: str) -> None:
+            db = store.for_plugin(plugin)
+            for i in range(2000):
+                await db.save_trade(Trade(trade_id=f"{plugin}-{i}", status="closed", pnl=1.0))
+
+        await asyncio.gather(*(write(p) for p in plugins))
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        counts = {p: (await store.get_plugin_statistics(p))["total_trades"] for p in plugins}
+    assert counts == {p: 3000 if p == plugins[1] else 2000 for p in plugins}
+    assert query(project.shared_db, "SELECT count(*) FROM trades") == [(17000,)]
+    assert query(project.shared_db, "PRAGMA integrity_check") == [("ok",)]

@@ -1,0 +1,491 @@
+"""Load and check `store.yaml` and every `plugins/<id>/config.json`.
+
+Pure: this module reads the config files and nothing else. It never opens a database, creates a file or folder,
+or prints. Every problem is one `ConfigError` line, `<file>: <field>: <problem>`, raised before the caller touches
+anything on disk.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime
+import json
+import math
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from zepix_store.errors import ConfigError, UnknownPluginError
+
+PLUGIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_CONFIG_BYTES = 1 << 20
+STORE_FILE = "store.yaml"
+PLUGIN_FILE = "config.json"
+
+_STORE_KEYS = ("data_dir", "shared_db", "backup_dir", "plugins_dir", "default_plugin_id", "mapping")
+_DATABASE_KEYS = frozenset({"use_shared", "shared_db", "isolated_db"})
+_YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """Where one plugin's rows live, from its `config.json`."""
+
+    plugin_id: str
+    use_shared: bool
+    shared_db: Path
+    isolated_db: Path | None
+    config_path: Path
+
+    def __post_init__(self) -> None:
+        if not self.use_shared and self.isolated_db is None:
+            raise ValueError(f"{self.config_path}: an isolated plugin needs isolated_db")
+
+    @property
+    def db_path(self) -> Path:
+        """Return the file this plugin reads and writes now."""
+        if self.use_shared or self.isolated_db is None:
+            return self.shared_db
+        return self.isolated_db
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """The whole checked configuration: `store.yaml` plus every plugin config."""
+
+    config_dir: Path
+    root: Path
+    data_dir: Path
+    shared_db: Path
+    backup_dir: Path
+    plugins_dir: Path
+    default_plugin_id: str
+    mapping: dict[str, str]
+    plugins: dict[str, PluginConfig]
+
+    def plugin(self, plugin_id: str) -> PluginConfig:
+        """Return the config of `plugin_id`.
+
+        Raises:
+            UnknownPluginError: no folder of `plugins_dir` holds a config for this id.
+        """
+        try:
+            return self.plugins[plugin_id]
+        except (KeyError, TypeError):
+            known = ", ".join(self.plugins) or "none"
+            raise UnknownPluginError(
+                f"{self.plugins_dir}: plugin_id: no plugin config for {_show(plugin_id)} (known: {known})"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _StoreFile:
+    path: Path
+    data_dir: Path
+    shared_db: Path
+    backup_dir: Path
+    plugins_dir: Path
+    default_plugin_id: str
+    mapping: dict[str, str]
+
+
+def validate_plugin_id(value: object, where: str) -> str:
+    """Return `value` if it is a valid plugin id, else raise ConfigError prefixed with `where`."""
+    if not isinstance(value, str):
+        raise _one_line(f"{where}: must be a string, got {_describe(value)}")
+    # fullmatch: `$` alone would accept a trailing newline
+    if value in (".", "..") or PLUGIN_ID_PATTERN.fullmatch(value) is None:
+        raise _one_line(
+            f"{where}: {_show(value)} is not a valid plugin id (1-64 of a-z 0-9 . _ -, starting with a-z or 0-9)"
+        )
+    return value
+
+
+def load_config(config_dir: str | os.PathLike[str]) -> StoreConfig:
+    """Read and check `<config_dir>/store.yaml` and every plugin config under its `plugins_dir`.
+
+    Relative paths resolve against the parent of `config_dir`, never the working directory.
+
+    Raises:
+        ConfigError: any file or field is invalid; the message names both.
+    """
+    if "\x00" in os.fspath(config_dir):
+        raise _one_line(f"{_show(os.fspath(config_dir))}: config dir: contains a NUL byte")
+    folder = Path(os.path.abspath(config_dir))  # not realpath: a symlinked configs/ keeps its own parent as root
+    root = folder.parent
+    store = _load_store_file(folder / STORE_FILE, root)
+    plugins = _load_plugins(store, root)
+    for logic_type, target in store.mapping.items():
+        if target not in plugins:
+            raise _error(store.path, f"mapping.{_key(logic_type)}", f"mapping target {target!r} has no plugin config")
+    return StoreConfig(
+        config_dir=folder,
+        root=root,
+        data_dir=store.data_dir,
+        shared_db=store.shared_db,
+        backup_dir=store.backup_dir,
+        plugins_dir=store.plugins_dir,
+        default_plugin_id=store.default_plugin_id,
+        mapping=store.mapping,
+        plugins=dict(sorted(plugins.items())),
+    )
+
+
+# --- store.yaml ---------------------------------------------------------------------------------------------------
+
+
+def _load_store_file(path: Path, root: Path) -> _StoreFile:
+    raw = _parse_yaml(path)
+    if not isinstance(raw, dict):
+        raise _error(path, "top level", f"must be a mapping, got {_describe(raw)}")
+    for key in raw:
+        if key not in _STORE_KEYS:
+            raise _error(path, _key(key), f"unknown key (expected {', '.join(_STORE_KEYS)})")
+    for key in _STORE_KEYS:
+        if key not in raw:
+            raise _error(path, key, "missing")
+    text = {key: _yaml_str(path, key, raw[key]) for key in _STORE_KEYS if key != "mapping"}
+    data_dir = _resolve_dir(path, "data_dir", text["data_dir"], root)
+    return _StoreFile(
+        path=path,
+        data_dir=data_dir,
+        shared_db=_resolve_inside(path, "shared_db", text["shared_db"], root, data_dir),
+        backup_dir=_resolve_inside(path, "backup_dir", text["backup_dir"], root, data_dir, is_file=False),
+        plugins_dir=_resolve_plugins_dir(path, text["plugins_dir"], root),
+        default_plugin_id=validate_plugin_id(text["default_plugin_id"], f"{path}: default_plugin_id"),
+        mapping=_mapping(path, raw["mapping"]),
+    )
+
+
+def _mapping(path: Path, raw: object) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise _error(path, "mapping", f"must be a mapping of logic_type to plugin_id, got {_describe(raw)}")
+    mapping: dict[str, str] = {}
+    for key, value in raw.items():
+        field = f"mapping.{_key(key)}"
+        logic_type = _yaml_str(path, field, key, what="key")
+        mapping[logic_type] = validate_plugin_id(_yaml_str(path, field, value), f"{path}: {field}")
+    return mapping
+
+
+def _yaml_str(path: Path, field: str, value: object, what: str = "value") -> str:
+    if not isinstance(value, str):
+        # YAML turns unquoted no/off/0755/2024-01-01 into bool, int or date
+        hint = "; quote it in store.yaml" if isinstance(value, (int, float, datetime.date)) else ""
+        raise _error(path, field, f"{what} must be a string, got {_describe(value)}{hint}")
+    return value
+
+
+def _resolve_plugins_dir(path: Path, raw: str, root: Path) -> Path:
+    plugins_dir = _resolve_dir(path, "plugins_dir", raw, root)
+    if not os.path.isdir(plugins_dir):
+        raise _error(path, "plugins_dir", f"{plugins_dir} is not a folder")
+    return plugins_dir
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, field: str, line: int) -> None:
+        super().__init__(field)
+        self.field = field
+        self.line = line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which PyYAML would silently let the last one win."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            self._check_keys(node, "", set())
+        return node
+
+    def _check_keys(self, node: yaml.Node, field: str, seen: set[int]) -> None:
+        if id(node) in seen:  # aliases may repeat a node, or even make a cycle
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, child in enumerate(node.value):
+                self._check_keys(child, f"{field}[{index}]", seen)
+        elif isinstance(node, yaml.MappingNode):
+            self._check_mapping_keys(node, field, seen)
+
+    def _check_mapping_keys(self, node: yaml.MappingNode, field: str, seen: set[int]) -> None:
+        keys: set[object] = set()
+        for key_node, value_node in node.value:
+            merge = key_node.tag == _YAML_MERGE_TAG
+            key = "<<" if merge else self.construct_object(key_node, deep=True)
+            name = f"{field}.{_key(key)}" if field else _key(key)
+            if not merge and _hashable(key):
+                if key in keys:
+                    raise _DuplicateKeyError(name, key_node.start_mark.line + 1)
+                keys.add(key)
+            self._check_keys(value_node, name, seen)
+
+
+def _parse_yaml(path: Path) -> object:
+    text = _decode(path, _read_bytes(path), allow_bom=True)
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKeyError as exc:
+        raise _error(path, exc.field, f"duplicate key (line {exc.line})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "file"
+        problem = ", ".join(part for part in (exc.context, exc.problem) if part)
+        raise _error(path, where, f"malformed YAML: {problem}") from exc
+    except yaml.YAMLError as exc:
+        raise _error(path, "file", f"malformed YAML: {exc}") from exc
+    except RecursionError:
+        raise _error(path, "file", "malformed YAML: nested too deeply") from None
+
+
+# --- plugins/<id>/config.json -------------------------------------------------------------------------------------
+
+
+def _load_plugins(store: _StoreFile, root: Path) -> dict[str, PluginConfig]:
+    files = {name: store.plugins_dir / name / PLUGIN_FILE for name in _plugin_folders(store.plugins_dir)}
+    docs = {name: _parse_json(file) for name, file in files.items()}
+    owners: dict[str, Path] = {}
+    for name, doc in docs.items():
+        plugin_id = _plugin_id(files[name], doc)
+        if plugin_id in owners:
+            # name first the copy whose folder does not match: that is the one to fix
+            first, second = (files[name], owners[plugin_id]) if name != plugin_id else (owners[plugin_id], files[name])
+            raise _error(first, "plugin_id", f"{plugin_id!r} is also claimed by {second}")
+        owners[plugin_id] = files[name]
+    return {name: _plugin_config(files[name], name, docs[name], store, root) for name in docs}
+
+
+def _plugin_folders(plugins_dir: Path) -> list[str]:
+    try:
+        with os.scandir(plugins_dir) as entries:
+            names = sorted(entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir())
+    except OSError as exc:
+        raise _error(plugins_dir, "folder", f"cannot list ({exc.strerror})") from exc
+    for name in names:
+        validate_plugin_id(name, f"{plugins_dir / name}: folder name")
+    return names
+
+
+def _plugin_id(path: Path, doc: dict[str, object]) -> str:
+    if "plugin_id" not in doc:
+        raise _error(path, "plugin_id", "missing")
+    return validate_plugin_id(doc["plugin_id"], f"{path}: plugin_id")
+
+
+def _plugin_config(path: Path, folder: str, doc: dict[str, object], store: _StoreFile, root: Path) -> PluginConfig:
+    plugin_id = _plugin_id(path, doc)
+    if plugin_id != folder:
+        raise _error(path, "plugin_id", f"{plugin_id!r} differs from its folder name {folder!r}")
+    if plugin_id == store.default_plugin_id:
+        raise _error(path, "plugin_id", f"{plugin_id!r} is reserved: it is default_plugin_id in {store.path}")
+    use_shared, shared_raw, isolated_raw = _database_block(path, doc)
+    shared_db = _resolve_inside(path, "database.shared_db", shared_raw, root, store.data_dir)
+    if shared_db != store.shared_db:
+        problem = f"{shared_db} differs from shared_db {store.shared_db} in {store.path}"
+        raise _error(path, "database.shared_db", problem)
+    isolated_db = None
+    if isolated_raw is not None:
+        isolated_db = _resolve_inside(path, "database.isolated_db", isolated_raw, root, store.data_dir)
+        if isolated_db == shared_db:
+            raise _error(path, "database.isolated_db", f"is the shared database {shared_db}; name a file of its own")
+    return PluginConfig(plugin_id, use_shared, shared_db, isolated_db, path)
+
+
+def _database_block(path: Path, doc: dict[str, object]) -> tuple[bool, str, str | None]:
+    block = doc.get("database")
+    if "database" not in doc:
+        raise _error(path, "database", 'missing (add {"use_shared": ..., "shared_db": ..., "isolated_db": ...})')
+    if not isinstance(block, dict):
+        raise _error(path, "database", f"must be an object, got {_describe(block)}")
+    for key in block:
+        if key not in _DATABASE_KEYS:
+            raise _error(path, f"database.{_key(key)}", f"unknown key (expected {', '.join(sorted(_DATABASE_KEYS))})")
+    use_shared = block.get("use_shared")
+    if "use_shared" not in block:
+        raise _error(path, "database.use_shared", "missing (true or false)")
+    if not isinstance(use_shared, bool):
+        problem = f"must be true or false (a JSON boolean), got {_describe(use_shared)}"
+        raise _error(path, "database.use_shared", problem)
+    shared = block.get("shared_db")
+    if not isinstance(shared, str):
+        raise _error(path, "database.shared_db", f"must be a string, got {_describe(shared)}")
+    isolated = block.get("isolated_db")
+    if isolated is None and not use_shared:
+        raise _error(path, "database.isolated_db", "required when use_shared is false")
+    if isolated is not None and not isinstance(isolated, str):
+        raise _error(path, "database.isolated_db", f"must be a string, got {_describe(isolated)}")
+    return use_shared, shared, isolated
+
+
+@dataclass(frozen=True, slots=True)
+class _NonFinite:
+    text: str
+
+
+class _Pairs(list[tuple[str, object]]):
+    """A JSON object's pairs in file order, so duplicates can be reported with their path."""
+
+    __slots__ = ()
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def _parse_json(path: Path) -> dict[str, object]:
+    text = _decode(path, _read_bytes(path, missing="not found; every folder in plugins_dir needs one"))
+    try:
+        raw = json.loads(text, object_pairs_hook=_Pairs, parse_constant=_NonFinite, parse_float=_parse_float)
+        doc = _build_json(path, raw, "")
+    except json.JSONDecodeError as exc:
+        raise _error(path, f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}") from exc
+    except ValueError as exc:  # e.g. an integer over Python's digit limit
+        raise _error(path, "file", f"malformed JSON: {exc}") from exc
+    except RecursionError:
+        raise _error(path, "file", "malformed JSON: nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise _error(path, "top level", f"must be a JSON object, got {_describe(doc)}")
+    return doc
+
+
+def _build_json(path: Path, value: object, field: str) -> object:
+    if isinstance(value, _Pairs):
+        obj: dict[str, object] = {}
+        for key, item in value:
+            name = f"{field}.{_key(key)}" if field else _key(key)
+            if key in obj:
+                raise _error(path, name, "duplicate key")
+            obj[key] = _build_json(path, item, name)
+        return obj
+    if isinstance(value, list):
+        return [_build_json(path, item, f"{field}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, _NonFinite):
+        raise _error(path, field or "top level", f"{value.text} is not a finite number; JSON has no NaN or Infinity")
+    return value
+
+
+# --- files and paths ----------------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path, missing: str = "not found") -> bytes:
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # checked before open: a FIFO would block the read
+            raise _error(path, "file", "is not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise _error(path, "file", f"is {info.st_size} bytes, over the {MAX_CONFIG_BYTES} byte limit; not parsed")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise _error(path, "file", missing) from None
+    except OSError as exc:
+        raise _error(path, "file", f"cannot read ({exc.strerror or exc})") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _error(path, "file", f"is over the {MAX_CONFIG_BYTES} byte limit; not parsed")
+    return data
+
+
+def _decode(path: Path, data: bytes, *, allow_bom: bool = False) -> str:
+    if data.startswith(codecs.BOM_UTF8):
+        if not allow_bom:
+            raise _error(path, "file", "starts with a UTF-8 byte order mark (BOM); save it as UTF-8 without BOM")
+        data = data[len(codecs.BOM_UTF8) :]  # YAML allows a BOM
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error(path, f"byte {exc.start}", "not valid UTF-8") from None
+    if not text.strip():
+        raise _error(path, "file", "is empty")
+    return text
+
+
+def _path_text_problem(raw: str) -> str | None:
+    if not raw:
+        return "the path is empty"
+    if "\x00" in raw:
+        return f"{_show(raw)} contains a NUL byte"
+    if raw.lower().startswith("file:"):
+        return f"{_show(raw)} is a URI; give a plain path"
+    if raw.strip().lower() == ":memory:":
+        return "':memory:' is not a file"
+    return None
+
+
+def _resolve_dir(file: Path, field: str, raw: str, root: Path) -> Path:
+    problem = _path_text_problem(raw)
+    if problem:
+        raise _error(file, field, problem)
+    resolved = Path(os.path.realpath(os.path.join(root, raw)))
+    if os.path.exists(resolved) and not os.path.isdir(resolved):
+        raise _error(file, field, f"{resolved} is not a folder")
+    return resolved
+
+
+def _resolve_inside(file: Path, field: str, raw: str, root: Path, data_dir: Path, *, is_file: bool = True) -> Path:
+    """Resolve `raw` against `root`, following symlinks, and require the result inside `data_dir`."""
+    problem = _path_text_problem(raw)
+    if problem:  # each of these would put the database somewhere other than a file in data_dir
+        raise _error(file, field, f"escapes data dir {data_dir}: {problem}")
+    if ".." in Path(raw).parts:
+        raise _error(file, field, f"{_show(raw)} escapes data dir {data_dir}: '..' is not allowed")
+    real = os.path.realpath(os.path.join(root, raw))
+    base = str(data_dir)
+    if is_file and real == base:
+        raise _error(file, field, f"{_show(raw)} escapes data dir {data_dir}: it is that folder, not a file in it")
+    if os.path.commonpath([real, base]) != base:
+        raise _error(file, field, f"{_show(raw)} escapes data dir {data_dir}: it resolves to {real}")
+    if _has_symlink(real, base):
+        raise _error(file, field, f"{_show(raw)} runs into a symlink loop")
+    if is_file and os.path.isdir(real):
+        raise _error(file, field, f"{real} is a folder, not a database file")
+    return Path(real)
+
+
+def _has_symlink(real: str, stop: str) -> bool:
+    # realpath leaves a symlink in its result only where it met a loop
+    current = real
+    while current != stop and current != os.path.dirname(current):
+        if os.path.islink(current):
+            return True
+        current = os.path.dirname(current)
+    return False
+
+
+# --- messages -----------------------------------------------------------------------------------------------------
+
+
+def _error(file: Path | str, field: str, problem: str) -> ConfigError:
+    return _one_line(f"{file}: {field}: {problem}")
+
+
+def _one_line(message: str) -> ConfigError:
+    return ConfigError(" ".join(message.splitlines()))
+
+
+def _show(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {_show(value)}"
+
+
+def _key(key: object) -> str:
+    return key if isinstance(key, str) and key.isprintable() and key else _show(key)
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,228 @@
+"""Opening SQLite files safely, and running whole transactions on aiosqlite's worker thread.
+
+`Database.write(fn)` ships `fn` with its BEGIN IMMEDIATE ... COMMIT as ONE call to the connection's worker
+thread (aiosqlite's private `_execute`, hence the <0.23 pin). That makes a transaction a single queue item:
+two tasks can never interleave statements inside one transaction, a cancelled call rolls back instead of being
+committed by the next task's COMMIT, and a write costs one thread hop instead of one per statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .errors import CorruptDatabaseError, StoreError, StoreIOError, translate_sqlite_error
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 5000
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` (and parents) owner-only; never loosen an existing folder."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
+
+def _check_file_kind(path: Path) -> bool:
+    """Return whether `path` exists; refuse anything that is not a regular file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise StoreIOError(f"{path}: dangling symlink") from None
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise StoreIOError(f"{path}: is {kind}, not a database file")
+    return True
+
+
+def _create_private_file(path: Path) -> None:
+    # The new file is empty and unopened, so closing this descriptor cannot drop anyone's SQLite lock.
+    ensure_private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+
+
+@contextmanager
+def translated_errors(path: object) -> Iterator[None]:
+    """Re-raise sqlite3 and OS errors on `path` as typed StoreErrors."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (sqlite3.Error, OSError) as exc:
+        typed = translate_sqlite_error(exc, path)
+        if typed is None:
+            raise
+        raise typed from exc
+
+
+def connect_sync(
+    path: str | os.PathLike[str],
+    *,
+    readonly: bool = False,
+    create: bool = False,
+    synchronous: str = "NORMAL",
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+) -> sqlite3.Connection:
+    """Open `path` with the store's pragmas (WAL, foreign keys, busy timeout), autocommit mode."""
+    path = Path(path)
+    exists = _check_file_kind(path)
+    if not exists and not create:
+        raise StoreIOError(f"{path}: no such database file")
+    with translated_errors(path):
+        if not exists:
+            _create_private_file(path)
+        mode = "ro" if readonly else "rw"
+        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            _apply_pragmas(conn, readonly, synchronous, busy_timeout_ms)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def _apply_pragmas(conn: sqlite3.Connection, readonly: bool, synchronous: str, busy_timeout_ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    # Reading the schema first turns "not a database" into an error here, not at first use.
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if not readonly:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreIOError(f"cannot switch to WAL mode (journal_mode={mode})")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"bad synchronous level {synchronous!r}")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def quick_check(conn: sqlite3.Connection, path: object, schema: str = "main") -> None:
+    """Raise CorruptDatabaseError unless PRAGMA quick_check says ok."""
+    rows = [r[0] for r in conn.execute(f"PRAGMA {schema}.quick_check")]
+    if rows != ["ok"]:
+        raise CorruptDatabaseError(f"{path}: integrity check failed: {'; '.join(map(str, rows[:3]))}")
+
+
+class Database:
+    """One aiosqlite connection to one file; every call is a whole statement group on its worker thread."""
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database:
+        """Open (creating owner-only if asked) `path` on a dedicated worker thread."""
+
+        def connector() -> sqlite3.Connection:
+            return connect_sync(path, create=create, busy_timeout_ms=busy_timeout_ms)
+
+        conn = aiosqlite.Connection(connector, iter_chunk_size=64)
+        with translated_errors(path):
+            await conn
+        return cls(path, conn)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(sqlite3_connection, *args)` on the worker thread and return its result."""
+        with translated_errors(self.path):
+            return await self._conn._execute(fn, self._conn._conn, *args)  # noqa: SLF001 (see module doc)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(sqlite3_connection, *args)` inside BEGIN IMMEDIATE ... COMMIT on the worker thread.
+
+        Cancelled before its COMMIT starts, the transaction is rolled back and CancelledError propagates;
+        cancelled once COMMIT has started, the call finishes and returns normally (the write is durable).
+        """
+        gate = _CommitGate()
+        with translated_errors(self.path):
+            inner = asyncio.ensure_future(
+                self._conn._execute(_run_transaction, self._conn._conn, gate, fn, args))  # noqa: SLF001
+            inner.add_done_callback(_consume_exception)
+            try:
+                return await asyncio.shield(inner)
+            except asyncio.CancelledError:
+                if gate.cancel():
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                return await inner
+
+    async def close(self) -> None:
+        """Close the connection and stop its worker thread (safe to call twice)."""
+        await self._conn.close()
+
+
+class _Cancelled(Exception):
+    """Raised on the worker thread to roll back a transaction whose caller was cancelled."""
+
+
+class _CommitGate:
+    """Decides, once and atomically, whether a transaction commits or its caller's cancellation wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "pending"
+
+    def enter_commit(self) -> bool:
+        with self._lock:
+            if self._state == "cancelled":
+                return False
+            self._state = "committing"
+            return True
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if self._state == "committing":
+                return False
+            self._state = "cancelled"
+            return True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._state == "cancelled"
+
+
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
+    # A cancelled caller no longer awaits the shielded future; reading its error keeps asyncio quiet.
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _run_transaction(conn: sqlite3.Connection, gate: _CommitGate, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    if gate.cancelled:
+        raise _Cancelled()
+    with transaction(conn):
+        result = fn(conn, *args)
+        if not gate.enter_commit():
+            raise _Cancelled()
+    return result

@@ -1,0 +1,333 @@
+"""PluginStore: the bot's whole legacy database surface, scoped to one plugin.
+
+Every statement carries `plugin_id = ?` bound to the handle's id, so a handle cannot read, count, update or
+delete another plugin's row in a shared or group file. Each public method is one transaction (see db.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from .db import Database
+from .rows import Row, Trade, check_row, utc_now
+from .schema import CLOSE_TIME_SQL, TABLE_BY_NAME
+
+TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
+NUMERIC_PNL = "typeof(pnl) IN ('integer', 'real')"
+STATISTICS_SQL = f"""
+SELECT count(*) AS total_trades,
+       count(CASE WHEN {NUMERIC_PNL} AND pnl > 0 THEN 1 END) AS winning_trades,
+       count(CASE WHEN {NUMERIC_PNL} AND pnl < 0 THEN 1 END) AS losing_trades,
+       total(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS total_pnl,
+       avg(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS avg_pnl,
+       max(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS best_trade,
+       min(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS worst_trade
+FROM trades WHERE plugin_id = ? AND status = 'closed'"""
+
+
+def fetch_all(conn: sqlite3.Connection, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[Row]:
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur]
+
+
+def fetch_one(conn: sqlite3.Connection, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Row | None:
+    rows = fetch_all(conn, sql, params)
+    return rows[0] if rows else None
+
+
+def _insert(conn: sqlite3.Connection, table: str, row: Row, plugin_id: str) -> int:
+    row = {k: v for k, v in row.items() if k != "id"}  # ids are the store's to assign
+    cols = [*row, "plugin_id"]
+    sql = f"INSERT INTO {TABLE_BY_NAME[table].name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    return int(conn.execute(sql, [*row.values(), plugin_id]).lastrowid or 0)
+
+
+def _upsert(conn: sqlite3.Connection, table: str, row: Row, plugin_id: str) -> None:
+    spec = TABLE_BY_NAME[table]
+    missing = [k for k in spec.key if row.get(k) is None]
+    if missing:
+        from .errors import RowError
+
+        raise RowError(f"{table}: {', '.join(missing)} is required")
+    cols = [*row, "plugin_id"]
+    updates = [c for c in row if c not in spec.key]
+    action = f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updates)}" if updates else "DO NOTHING"
+    conn.execute(
+        f"INSERT INTO {spec.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT (plugin_id, {', '.join(spec.key)}) {action}",
+        [*row.values(), plugin_id],
+    )
+
+
+def _save_trade(conn: sqlite3.Connection, row: Row, plugin_id: str) -> int:
+    if row.get("trade_id") is not None:
+        found = conn.execute(
+            "SELECT max(id) FROM trades WHERE plugin_id = ? AND trade_id = ?", (plugin_id, row["trade_id"])
+        ).fetchone()[0]
+        if found is not None:
+            values = {k: v for k, v in row.items() if k != "id"}
+            if values:
+                sets = ", ".join(f"{c} = ?" for c in values)
+                conn.execute(f"UPDATE trades SET {sets} WHERE id = ? AND plugin_id = ?",
+                             [*values.values(), found, plugin_id])
+            return int(found)
+    return _insert(conn, "trades", row, plugin_id)
+
+
+def _save_trades(conn: sqlite3.Connection, rows: list[Row], plugin_id: str) -> list[int]:
+    ids = [r.get("trade_id") for r in rows]
+    existing = {tid for (tid,) in conn.execute(
+        "SELECT DISTINCT trade_id FROM trades WHERE plugin_id = ? AND trade_id IN (SELECT value FROM json_each(?))",
+        (plugin_id, json.dumps([i for i in ids if isinstance(i, str)])))}
+    uniform = len({tuple(r) for r in rows}) == 1
+    repeated = len({i for i in ids if i is not None}) != len([i for i in ids if i is not None])
+    if existing or repeated or not uniform or any(not isinstance(i, (str, type(None))) for i in ids):
+        return [_save_trade(conn, r, plugin_id) for r in rows]
+    # All new, same columns: one prepared statement for the whole batch.
+    cols = [c for c in rows[0] if c != "id"]
+    sql = f"INSERT INTO trades ({', '.join(cols)}, plugin_id) VALUES ({', '.join('?' * (len(cols) + 1))})"
+    before = conn.execute("SELECT coalesce(max(rowid), 0) FROM trades").fetchone()[0]
+    conn.executemany(sql, ([*(r[c] for c in cols), plugin_id] for r in rows))
+    return list(range(before + 1, before + 1 + len(rows)))
+
+
+def _day_range(day: date | datetime | str) -> tuple[str, str]:
+    if isinstance(day, str):
+        day = date.fromisoformat(day[:10])
+    if isinstance(day, datetime):
+        day = day.date()
+    return f"{day:%Y-%m-%d} 00:00:00", f"{day + timedelta(days=1):%Y-%m-%d} 00:00:00"
+
+
+class PluginStore:
+    """One plugin's view of its store; get one from `Store.for_plugin(plugin_id)`."""
+
+    def __init__(self, plugin_id: str, database: Callable[[], Awaitable[Database]]) -> None:
+        self.plugin_id = plugin_id
+        self._database = database
+
+    def __repr__(self) -> str:
+        return f"PluginStore({self.plugin_id!r})"
+
+    async def _all(self, sql: str, *params: Any) -> list[Row]:
+        return await (await self._database()).read(fetch_all, sql, (self.plugin_id, *params))
+
+    async def _one(self, sql: str, *params: Any) -> Row | None:
+        return await (await self._database()).read(fetch_one, sql, (self.plugin_id, *params))
+
+    async def _save(self, table: str, row: Mapping[str, Any] | Any) -> None:
+        checked = check_row(table, row, self.plugin_id)
+        await (await self._database()).write(_upsert, table, checked, self.plugin_id)
+
+    async def _add(self, table: str, row: Mapping[str, Any] | Any) -> int:
+        checked = check_row(table, row, self.plugin_id)
+        return await (await self._database()).write(_insert, table, checked, self.plugin_id)
+
+    # -- trades ---------------------------------------------------------------------------------------
+    async def save_trade(self, trade: Trade | Mapping[str, Any]) -> int:
+        """Insert the trade, or update this plugin's trade with the same trade_id; return its row id."""
+        row = check_row("trades", trade, self.plugin_id)
+        return await (await self._database()).write(_save_trade, row, self.plugin_id)
+
+    async def save_trades(self, trades: Iterable[Trade | Mapping[str, Any]]) -> list[int]:
+        """Save many trades in one transaction (same rules as save_trade); return their row ids."""
+        rows = [check_row("trades", t, self.plugin_id) for t in trades]
+        if not rows:
+            return []
+        return await (await self._database()).write(_save_trades, rows, self.plugin_id)
+
+    async def get_trade(self, trade_id: str) -> Row | None:
+        """The plugin's trade with this trade_id (the newest row if legacy data holds duplicates)."""
+        return await self._one("SELECT * FROM trades WHERE plugin_id = ? AND trade_id = ? ORDER BY id DESC LIMIT 1",
+                               trade_id)
+
+    async def get_open_trades(self) -> list[Row]:
+        return await self._all("SELECT * FROM trades WHERE plugin_id = ? AND status = 'open' ORDER BY id")
+
+    async def get_trades(self, days: int = 30) -> list[Row]:
+        """Trades closed in the last `days` days, newest first (legacy 'T' timestamps included)."""
+        since = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
+        return await self._all(f"SELECT * FROM trades WHERE plugin_id = ? AND {CLOSE_TIME_SQL} >= ? "
+                               f"ORDER BY {CLOSE_TIME_SQL} DESC, id DESC", since)
+
+    async def get_trades_by_date(self, day: date | datetime | str) -> list[Row]:
+        """Trades closed on the UTC calendar day `day`."""
+        start, end = _day_range(day)
+        return await self._all(f"SELECT * FROM trades WHERE plugin_id = ? AND {CLOSE_TIME_SQL} >= ? "
+                               f"AND {CLOSE_TIME_SQL} < ? ORDER BY {CLOSE_TIME_SQL}, id", start, end)
+
+    async def get_statistics(self) -> Row:
+        """Closed-trade statistics (the seed plan's keys); pnl that is not a number is not summed."""
+        row = await self._one(STATISTICS_SQL)
+        assert row is not None
+        return row
+
+    # -- re-entry chains ------------------------------------------------------------------------------
+    async def save_reentry_chain(self, chain: Mapping[str, Any]) -> None:
+        """Insert or update (by chain_id) one of this plugin's re-entry chains."""
+        await self._save("reentry_chains", chain)
+
+    async def get_reentry_chain(self, chain_id: str) -> Row | None:
+        return await self._one("SELECT * FROM reentry_chains WHERE plugin_id = ? AND chain_id = ?", chain_id)
+
+    async def get_active_reentry_chains(self) -> list[Row]:
+        return await self._all("SELECT * FROM reentry_chains WHERE plugin_id = ? AND status = 'active' "
+                               "ORDER BY created_at, chain_id")
+
+    async def get_reentry_chain_statistics(self) -> Row:
+        row = await self._one(
+            "SELECT count(*) AS total_chains, count(CASE WHEN status = 'active' THEN 1 END) AS active_chains, "
+            "count(CASE WHEN status = 'completed' THEN 1 END) AS completed_chains, "
+            "avg(max_level_reached) AS avg_max_level, total(total_profit) AS total_profit "
+            "FROM reentry_chains WHERE plugin_id = ?")
+        assert row is not None
+        return row
+
+    # -- SL events ------------------------------------------------------------------------------------
+    async def save_sl_event(self, event: Mapping[str, Any]) -> int:
+        return await self._add("sl_events", event)
+
+    async def get_sl_events(self, trade_id: str | None = None) -> list[Row]:
+        if trade_id is None:
+            return await self._all("SELECT * FROM sl_events WHERE plugin_id = ? ORDER BY id")
+        return await self._all("SELECT * FROM sl_events WHERE plugin_id = ? AND trade_id = ? ORDER BY id", trade_id)
+
+    async def get_sl_recovery_stats(self) -> Row:
+        row = await self._one(
+            f"SELECT count(*) AS total_sl_hits, count(CASE WHEN recovery_attempted IN {TRUE_VALUES} THEN 1 END) "
+            f"AS recovery_attempted, count(CASE WHEN recovery_successful IN {TRUE_VALUES} THEN 1 END) "
+            "AS recovery_successful FROM sl_events WHERE plugin_id = ?")
+        assert row is not None
+        tried = row["recovery_attempted"]
+        row["success_rate"] = row["recovery_successful"] / tried * 100 if tried else 0.0
+        return row
+
+    # -- TP re-entry events ---------------------------------------------------------------------------
+    async def save_tp_reentry_event(self, event: Mapping[str, Any]) -> int:
+        return await self._add("tp_reentry_events", event)
+
+    async def get_tp_reentry_events(self, chain_id: str | None = None) -> list[Row]:
+        if chain_id is None:
+            return await self._all("SELECT * FROM tp_reentry_events WHERE plugin_id = ? ORDER BY id")
+        return await self._all("SELECT * FROM tp_reentry_events WHERE plugin_id = ? AND chain_id = ? ORDER BY id",
+                               chain_id)
+
+    async def get_tp_reentry_stats(self) -> Row:
+        row = await self._one(
+            "SELECT count(*) AS total_tp_reentries, total(pnl) AS total_pnl, max(tp_level) AS max_tp_level, "
+            "avg(sl_reduction_percent) AS avg_sl_reduction_percent FROM tp_reentry_events WHERE plugin_id = ?")
+        assert row is not None
+        return row
+
+    # -- reversal exits -------------------------------------------------------------------------------
+    async def save_reversal_exit_event(self, event: Mapping[str, Any]) -> int:
+        return await self._add("reversal_exit_events", event)
+
+    async def get_reversal_exit_events(self, trade_id: str | None = None) -> list[Row]:
+        if trade_id is None:
+            return await self._all("SELECT * FROM reversal_exit_events WHERE plugin_id = ? ORDER BY id")
+        return await self._all("SELECT * FROM reversal_exit_events WHERE plugin_id = ? AND trade_id = ? ORDER BY id",
+                               trade_id)
+
+    # -- system state ---------------------------------------------------------------------------------
+    async def get_system_state(self, key: str, default: Any = None) -> Any:
+        row = await self._one("SELECT value FROM system_state WHERE plugin_id = ? AND key = ?", key)
+        return default if row is None else row["value"]
+
+    async def set_system_state(self, key: str, value: Any) -> None:
+        await self._save("system_state", {"key": key, "value": value, "updated_at": utc_now()})
+
+    async def get_all_system_state(self) -> dict[str, Any]:
+        rows = await self._all("SELECT key, value FROM system_state WHERE plugin_id = ? ORDER BY key")
+        return {r["key"]: r["value"] for r in rows}
+
+    # -- profit booking -------------------------------------------------------------------------------
+    async def save_profit_booking_chain(self, chain: Mapping[str, Any]) -> None:
+        """Insert or update (by chain_id) a profit-booking chain; updated_at is set to now unless given."""
+        await self._save("profit_booking_chains", {"updated_at": utc_now(), **chain})
+
+    async def get_profit_booking_chain(self, chain_id: str) -> Row | None:
+        return await self._one("SELECT * FROM profit_booking_chains WHERE plugin_id = ? AND chain_id = ?", chain_id)
+
+    async def get_active_profit_booking_chains(self) -> list[Row]:
+        return await self._all("SELECT * FROM profit_booking_chains WHERE plugin_id = ? AND status = 'ACTIVE' "
+                               "ORDER BY created_at, chain_id")
+
+    async def save_profit_booking_order(self, order: Mapping[str, Any]) -> None:
+        """Insert or update (by order_id) an order; its chain must be this plugin's (foreign key)."""
+        await self._save("profit_booking_orders", order)
+
+    async def get_profit_booking_orders(self, chain_id: str) -> list[Row]:
+        return await self._all("SELECT * FROM profit_booking_orders WHERE plugin_id = ? AND chain_id = ? "
+                               "ORDER BY level, order_id", chain_id)
+
+    async def save_profit_booking_event(self, event: Mapping[str, Any]) -> int:
+        return await self._add("profit_booking_events", event)
+
+    async def get_profit_booking_events(self, chain_id: str | None = None) -> list[Row]:
+        if chain_id is None:
+            return await self._all("SELECT * FROM profit_booking_events WHERE plugin_id = ? ORDER BY id")
+        return await self._all("SELECT * FROM profit_booking_events WHERE plugin_id = ? AND chain_id = ? ORDER BY id",
+                               chain_id)
+
+    async def get_profit_booking_stats(self) -> Row:
+        row = await self._one(
+            "SELECT count(*) AS total_chains, count(CASE WHEN status = 'ACTIVE' THEN 1 END) AS active_chains, "
+            "total(total_profit) AS total_profit, max(current_level) AS max_level "
+            "FROM profit_booking_chains WHERE plugin_id = ?")
+        events = await self._one("SELECT count(*) AS total_events, total(profit_booked) AS total_profit_booked "
+                                 "FROM profit_booking_events WHERE plugin_id = ?")
+        assert row is not None and events is not None
+        return {**row, **events}
+
+    # -- trading sessions -----------------------------------------------------------------------------
+    async def create_session(self, session: Mapping[str, Any]) -> None:
+        """Start a session (status ACTIVE, start_time now unless given); session_id must be new for the plugin."""
+        row = check_row("trading_sessions", {"start_time": utc_now(), "status": "ACTIVE", **session},
+                        self.plugin_id)
+        await (await self._database()).write(_insert, "trading_sessions", row, self.plugin_id)
+
+    async def close_session(self, session_id: str, exit_reason: str | None = None,
+                            end_time: str | None = None) -> bool:
+        """Mark the session CLOSED; return False if the plugin has no such session."""
+        return await self._update("UPDATE trading_sessions SET status = 'CLOSED', exit_reason = ?, end_time = ? "
+                                  "WHERE plugin_id = ? AND session_id = ?", exit_reason, end_time or utc_now(),
+                                  self.plugin_id, session_id)
+
+    async def update_session_stats(self, session_id: str, pnl: float, trades: int = 1) -> bool:
+        """Add `pnl` and `trades` to the session's totals; return False if the plugin has no such session."""
+        return await self._update("UPDATE trading_sessions SET total_pnl = coalesce(total_pnl, 0) + ?, "
+                                  "total_trades = coalesce(total_trades, 0) + ? WHERE plugin_id = ? AND session_id = ?",
+                                  pnl, trades, self.plugin_id, session_id)
+
+    async def _update(self, sql: str, *params: Any) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, params).rowcount > 0
+        return await (await self._database()).write(run)
+
+    async def get_active_session(self, symbol: str | None = None) -> Row | None:
+        if symbol is None:
+            return await self._one("SELECT * FROM trading_sessions WHERE plugin_id = ? AND status = 'ACTIVE' "
+                                   "ORDER BY start_time DESC LIMIT 1")
+        return await self._one("SELECT * FROM trading_sessions WHERE plugin_id = ? AND status = 'ACTIVE' "
+                               "AND symbol = ? ORDER BY start_time DESC LIMIT 1", symbol)
+
+    async def get_sessions_by_date(self, day: date | datetime | str) -> list[Row]:
+        start, end = _day_range(day)
+        return await self._all("SELECT * FROM trading_sessions WHERE plugin_id = ? AND replace(start_time, 'T', ' ') "
+                               ">= ? AND replace(start_time, 'T', ' ') < ? ORDER BY start_time", start, end)
+
+    async def get_session_details(self, session_id: str) -> Row | None:
+        """The session with its trades under the key 'trades', or None."""
+        session = await self._one("SELECT * FROM trading_sessions WHERE plugin_id = ? AND session_id = ?",
+                                  session_id)
+        if session is None:
+            return None
+        session["trades"] = await self._all("SELECT * FROM trades WHERE plugin_id = ? AND session_id = ? "
+                                            "ORDER BY id", session_id)
+        return session

@@ -1,0 +1,97 @@
+"""Store: routes each plugin to the shared file or its isolated file, and owns every connection it opens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from . import upgrade
+from .backup import backup_connection
+from .config import StoreConfig, load_config
+from .db import Database, transaction
+from .plugin_store import PluginStore
+from .rows import Row
+
+
+class Store:
+    """All plugin stores of one config folder. Use `async with Store.open("configs") as store:`."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self._databases: dict[Path, Database] = {}
+        self._opening: dict[Path, asyncio.Lock] = {}
+        self._handles: dict[str, PluginStore] = {}
+        self._closed = False
+        self.upgrades: list[tuple[Path, Path, upgrade.UpgradeReport]] = []  # (file, its backup, report)
+
+    @classmethod
+    def open(cls, config_dir: str | os.PathLike[str] = "configs") -> Store:
+        """Load and validate the configs (no database is touched until a plugin uses its store)."""
+        return cls(load_config(config_dir))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def for_plugin(self, plugin_id: str) -> PluginStore:
+        """The handle of `plugin_id`, routed where its config.json says (UnknownPluginError if none)."""
+        plugin = self.config.plugin(plugin_id)
+        handle = self._handles.get(plugin_id)
+        if handle is None:
+            handle = PluginStore(plugin_id, lambda: self._database(plugin.db_path))
+            self._handles[plugin_id] = handle
+        return handle
+
+    async def _database(self, path: Path) -> Database:
+        db = self._databases.get(path)
+        if db is not None:
+            return db
+        if self._closed:
+            raise RuntimeError("Store is closed")
+        async with self._opening.setdefault(path, asyncio.Lock()):
+            db = self._databases.get(path)
+            if db is None:
+                db = await Database.open(path)
+                try:
+                    await db.read(self._prepare_file, path)
+                except BaseException:
+                    await db.close()
+                    raise
+                self._databases[path] = db
+        return db
+
+    def _prepare_file(self, conn: sqlite3.Connection, path: Path) -> None:
+        """Create the schema in a new file, or back up then upgrade an older one (runs on the worker thread)."""
+        if upgrade.is_empty(conn):
+            with transaction(conn):
+                upgrade.initialise(conn)
+        elif upgrade.needs_upgrade(conn, path):
+            backup = backup_connection(conn, path, self.config.backup_dir, "pre-upgrade")
+            report = upgrade.upgrade(conn, path, self.config.mapping, self.config.default_plugin_id)
+            self.upgrades.append((path, backup, report))
+
+    async def aclose(self) -> None:
+        """Close every connection this store opened (safe to call twice)."""
+        self._closed = True
+        databases, self._databases = list(self._databases.values()), {}
+        for db in databases:
+            await db.close()
+
+    async def get_trades_by_plugin(self, plugin_id: str, days: int = 30) -> list[Row]:
+        return await self.for_plugin(plugin_id).get_trades(days)
+
+    async def get_plugin_statistics(self, plugin_id: str) -> Row:
+        return await self.for_plugin(plugin_id).get_statistics()
+
+    async def get_all_plugin_statistics(self) -> dict[str, Row]:
+        """Statistics of every configured plugin, each read where its config routes it."""
+        ids = list(self.config.plugins)
+        results = await asyncio.gather(*(self.get_plugin_statistics(i) for i in ids))
+        return dict(zip(ids, results))

@@ -1,0 +1,161 @@
+"""Bring a file to SCHEMA_VERSION in place, in one transaction (SPEC 4; the seed plan's Option A done right).
+
+Version 0 is the legacy bot file (or the seed plan's half-migrated one). Tables whose key changes, or that
+already carry a `plugin_id` of the wrong shape, are rebuilt (the SQLite 12-step ALTER); the others get
+`ALTER TABLE ADD COLUMN` and one UPDATE from the owner tables. A parent shared by several plugins cannot be
+given one owner in place, so it (and its children) keeps the default id here and is reported as shared.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import attribution, fault
+from .errors import SchemaError
+from .schema import DEFAULT_PLUGIN_ID, PLUGIN_ID_COLUMN, SCHEMA_VERSION, TABLES, Table, create_schema_sql, index_sql
+
+
+@dataclass
+class UpgradeReport:
+    from_version: int
+    to_version: int = SCHEMA_VERSION
+    created_tables: list[str] = field(default_factory=list)
+    rebuilt_tables: list[str] = field(default_factory=list)
+    altered_tables: list[str] = field(default_factory=list)
+    added_columns: dict[str, list[str]] = field(default_factory=dict)
+    buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
+    unmapped_logic_types: list[tuple[object, int]] = field(default_factory=list)
+    duplicate_trade_ids: list[tuple[object, int]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.from_version != self.to_version
+
+
+def file_version(conn: sqlite3.Connection, path: object) -> int:
+    """The file's PRAGMA user_version; a version newer than this code is an error."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path}: schema version {version} is newer than this zepix_store knows ({SCHEMA_VERSION}); "
+            "upgrade zepix_store, never downgrade the file")
+    return version
+
+
+def is_empty(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def needs_upgrade(conn: sqlite3.Connection, path: object) -> bool:
+    """Whether the file holds data of an older version (an empty file is initialised, not upgraded)."""
+    return file_version(conn, path) < SCHEMA_VERSION and not is_empty(conn)
+
+
+def initialise(conn: sqlite3.Connection) -> None:
+    """Create the current schema in an empty file (caller holds the write transaction)."""
+    for sql in create_schema_sql():
+        conn.execute(sql)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def upgrade(conn: sqlite3.Connection, path: object, mapping: Mapping[str, str], default: str) -> UpgradeReport:
+    """Upgrade the file behind `conn` (autocommit, not in a transaction) in one transaction."""
+    report = UpgradeReport(from_version=file_version(conn, path))
+    if not report.changed:
+        return report
+    # foreign_keys must be off to rebuild a parent table, and the pragma is a no-op inside a transaction.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _upgrade_in_transaction(conn, report, mapping, default)
+            fault.point("before_commit")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+    return report
+
+
+def _upgrade_in_transaction(
+    conn: sqlite3.Connection, report: UpgradeReport, mapping: Mapping[str, str], default: str
+) -> None:
+    present = attribution.build_owners(conn, "main", mapping, default)
+    report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "main", default)
+    report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "main")
+    for table in TABLES:
+        if table.name in present:
+            report.buckets[table.name] = attribution.count_buckets(conn, "main", table.name)
+    for table in TABLES:
+        cols = present.get(table.name)
+        if cols is None:
+            conn.execute(table.create_sql())
+            report.created_tables.append(table.name)
+        elif table.key or "plugin_id" in cols or not set(table.column_names) <= cols:
+            _rebuild(conn, table, cols, report, default)
+        else:
+            _alter(conn, table, report, default)
+        fault.point(f"after_alter:{table.name}")
+    for table in TABLES:
+        for sql in index_sql(table):
+            conn.execute(sql)
+    conn.execute("ANALYZE")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+SINGLE_OWNER = "(SELECT CASE WHEN count(*) = 1 THEN min(o.plugin_id) ELSE :d END FROM {own} o WHERE o.src_rowid = x.rowid)"
+
+
+def _alter(conn: sqlite3.Connection, table: Table, report: UpgradeReport, default: str) -> None:
+    conn.execute(f"ALTER TABLE main.{table.name} ADD COLUMN {PLUGIN_ID_COLUMN}")
+    own = attribution.owner_table(table.name)
+    # Only rows whose owner differs from the column default need a write.
+    conn.execute(
+        f"UPDATE main.{table.name} AS x SET plugin_id = o.plugin_id FROM "
+        f"(SELECT src_rowid, CASE WHEN count(*) = 1 THEN min(plugin_id) ELSE :d END AS plugin_id "
+        f"FROM {own} GROUP BY src_rowid) o WHERE o.src_rowid = x.rowid AND o.plugin_id <> :column_default",
+        {"d": default, "column_default": DEFAULT_PLUGIN_ID},
+    )
+    report.altered_tables.append(table.name)
+
+
+def _extra_columns(conn: sqlite3.Connection, table: Table) -> list[tuple[str, str]]:
+    """Columns the file has beyond the legacy ones: kept as they are (quoted name, declaration)."""
+    extra = []
+    for _, name, decl, *_ in conn.execute(f"PRAGMA main.table_info({table.name})"):
+        if name not in table.all_column_names:
+            quoted = '"' + str(name).replace('"', '""') + '"'
+            extra.append((quoted, f"{quoted} {decl}".rstrip()))
+    return extra
+
+
+def _rebuild(conn: sqlite3.Connection, table: Table, cols: set[str], report: UpgradeReport, default: str) -> None:
+    missing = [c for c in table.column_names if c not in cols]
+    if missing:
+        report.added_columns[table.name] = missing
+    extra = _extra_columns(conn, table)
+    kept_indexes = [sql for (sql,) in conn.execute(
+        "SELECT sql FROM main.sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+        (table.name,))]
+    tmp = f"zx_new_{table.name}"
+    create = table.create_sql(name=tmp)
+    if extra:
+        create = create.replace(", plugin_id TEXT", ", " + ", ".join(d for _, d in extra) + ", plugin_id TEXT", 1)
+    conn.execute(create)
+    copied = [c for c in table.column_names if c in cols] + [q for q, _ in extra]
+    owner = SINGLE_OWNER.format(own=attribution.owner_table(table.name))
+    conn.execute(
+        f"INSERT INTO main.{tmp} (rowid, {', '.join(copied)}, plugin_id) "
+        f"SELECT x.rowid, {', '.join('x.' + c for c in copied)}, {owner} FROM main.{table.name} x",
+        {"d": default})
+    conn.execute(f"DROP TABLE main.{table.name}")
+    conn.execute(f"ALTER TABLE main.{tmp} RENAME TO {table.name}")
+    for sql in kept_indexes:
+        if "plugin_id" not in sql:  # the seed plan's plugin_id indexes are replaced by the store's
+            conn.execute(sql)
+    report.rebuilt_tables.append(table.name)
