@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sqlite3
 import sys
 import traceback
@@ -64,6 +65,10 @@ def command_main(
                         stream=sys.stderr, force=True)
     try:
         return run(args)
+    except BrokenPipeError:
+        # The reader (`| head`) went away: not an error of ours; silence the flush at exit too.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
     except KeyboardInterrupt:
         print(f"zepix-store {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

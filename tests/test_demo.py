@@ -1,0 +1,63 @@
+"""demo: one command from a fresh checkout builds a legacy database and runs migrate, split, verify, stats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from zepix_store.config import load_config
+from zepix_store.demo import write_project
+
+from .conftest import REPO, query
+
+
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zepix_store.demo", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_demo_configs_match_the_shipped_ones(tmp_path: Path) -> None:
+    demo = load_config(write_project(tmp_path))
+    shipped = load_config(REPO / "configs")
+    assert demo.mapping == shipped.mapping
+    assert demo.default_plugin_id == shipped.default_plugin_id
+    assert {p: (c.use_shared, c.isolated_db.relative_to(demo.root) if c.isolated_db else None)
+            for p, c in demo.plugins.items()} == \
+           {p: (c.use_shared, c.isolated_db.relative_to(shipped.root) if c.isolated_db else None)
+            for p, c in shipped.plugins.items()}
+
+
+def test_demo_runs_every_step_and_makes_the_files(tmp_path: Path) -> None:
+    scratch = tmp_path / "demo"
+    result = run_demo("--dir", str(scratch), "--trades", "800", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [s for s in doc["steps"]] == ["migrate", "split", "verify", "stats"]
+    assert all(step["exit_code"] == 0 for step in doc["steps"].values())
+    data = scratch / "data"
+    for name in ("trading_bot.db", "zepix_v3_logic_combined.db", "zepix_v6_logic_01_1min.db"):
+        assert str(data / name) in doc["files"]
+    assert any("backups" in f for f in doc["files"])
+    shared_trades = query(data / "trading_bot.db", "SELECT count(*) FROM trades")[0][0]
+    assert shared_trades == doc["legacy_rows"]["trades"]
+    v3 = query(data / "zepix_v3_logic_combined.db",
+               "SELECT plugin_id, count(*) FROM trades GROUP BY plugin_id ORDER BY plugin_id")
+    assert {p for p, _ in v3} == {"v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h"}
+
+
+def test_demo_human_output_names_steps_and_files(tmp_path: Path) -> None:
+    result = run_demo("--dir", str(tmp_path / "d"), "--trades", "300")
+    assert result.returncode == 0, result.stderr
+    for heading in ("legacy database", "migrate", "split", "verify", "stats", "files made"):
+        assert heading in result.stdout
+    assert str(tmp_path / "d" / "data" / "trading_bot.db") in result.stdout
+
+
+def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = run_demo("--dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "--dir must be an empty or new folder" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
