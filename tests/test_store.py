@@ -177,3 +177,22 @@ async def test_many_plugins_and_a_second_process_lose_nothing(project: Project) 
     assert counts == {p: 3000 if p == plugins[1] else 2000 for p in plugins}
     assert query(project.shared_db, "SELECT count(*) FROM trades") == [(17000,)]
     assert query(project.shared_db, "PRAGMA integrity_check") == [("ok",)]
+
+
+LEAKY = textwrap.dedent("""
+    import asyncio, sys
+    from zepix_store import Store, Trade
+    STORE = None
+    async def main():
+        global STORE
+        STORE = Store.open(sys.argv[1])  # never closed: the process must still exit
+        await STORE.for_plugin(sys.argv[2]).save_trade(Trade(trade_id="leak"))
+    asyncio.run(main())
+""")
+
+
+def test_a_store_never_closed_does_not_hang_the_process(project: Project) -> None:
+    result = subprocess.run([sys.executable, "-c", LEAKY, str(project.configs), A], capture_output=True,
+                            text=True, timeout=30, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert query(project.isolated_db(A), "SELECT trade_id FROM trades") == [("leak",)]

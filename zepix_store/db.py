@@ -13,7 +13,9 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,20 +30,30 @@ BUSY_TIMEOUT_MS = 5000
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create `path` (and parents) owner-only; never loosen an existing folder."""
-    if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+    """Create `path` and any missing parents owner-only; never change an existing folder."""
+    missing = []
+    while not path.is_dir() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):  # mkdir(parents=True) would give the parents the umask's 0755
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made by someone else meanwhile: theirs to set
+        os.chmod(folder, 0o700)
 
 
 def _check_file_kind(path: Path) -> bool:
-    """Return whether `path` exists; refuse anything that is not a regular file."""
+    """Return whether `path` exists; refuse anything that is not a regular file, symlinks included."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
-        if os.path.islink(path):
-            raise StoreIOError(f"{path}: dangling symlink") from None
         return False
+    if stat.S_ISLNK(st.st_mode):
+        # Config paths arrive resolved; a symlink here appeared since and may lead out of data_dir.
+        raise StoreIOError(f"{path}: is a symlink; refusing to follow it (name the real file in the config)")
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise StoreIOError(f"{path}: is {kind}, not a database file")
@@ -147,14 +159,20 @@ class Database:
             return connect_sync(path, create=create, busy_timeout_ms=busy_timeout_ms)
 
         conn = aiosqlite.Connection(connector, iter_chunk_size=64)
-        with translated_errors(path):
-            await conn
+        try:
+            with translated_errors(path):
+                await conn
+        except BaseException:
+            await _worker_stopped(conn)
+            raise
+        _OPEN_CONNECTIONS.add(conn)
         return cls(path, conn)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(sqlite3_connection, *args)` on the worker thread and return its result."""
         with translated_errors(self.path):
-            return await self._conn._execute(fn, self._conn._conn, *args)  # noqa: SLF001 (see module doc)
+            result: T = await self._conn._execute(fn, self._conn._conn, *args)  # type: ignore[no-untyped-call]
+            return result
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(sqlite3_connection, *args)` inside BEGIN IMMEDIATE ... COMMIT on the worker thread.
@@ -164,8 +182,8 @@ class Database:
         """
         gate = _CommitGate()
         with translated_errors(self.path):
-            inner = asyncio.ensure_future(
-                self._conn._execute(_run_transaction, self._conn._conn, gate, fn, args))  # noqa: SLF001
+            inner: asyncio.Future[T] = asyncio.ensure_future(
+                self._conn._execute(_run_transaction, self._conn._conn, gate, fn, args))  # type: ignore[no-untyped-call]
             inner.add_done_callback(_consume_exception)
             try:
                 return await asyncio.shield(inner)
@@ -180,6 +198,32 @@ class Database:
     async def close(self) -> None:
         """Close the connection and stop its worker thread (safe to call twice)."""
         await self._conn.close()
+        _OPEN_CONNECTIONS.discard(self._conn)
+
+
+_OPEN_CONNECTIONS: weakref.WeakSet[aiosqlite.Connection] = weakref.WeakSet()
+
+
+def _stop_leaked_workers() -> None:
+    # A Store never closed leaves non-daemon aiosqlite workers that would block interpreter exit forever;
+    # threading runs this hook before it joins them. Queued work still completes first.
+    for conn in list(_OPEN_CONNECTIONS):
+        conn.stop()
+
+
+threading._register_atexit(_stop_leaked_workers)  # type: ignore[attr-defined]
+
+
+async def _worker_stopped(conn: aiosqlite.Connection, timeout: float = 5.0) -> None:
+    """Wait for the worker thread of a connection that failed to open.
+
+    aiosqlite queues that worker's stop without awaiting it; a worker still running when the event loop closes
+    dies with "Event loop is closed" on stderr (seen when a bot's first read of a damaged file is its last act).
+    """
+    thread = conn._thread  # private, like _execute (see module doc)
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
 
 
 class _Cancelled(Exception):

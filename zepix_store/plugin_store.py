@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -29,13 +29,13 @@ SELECT count(*) AS total_trades,
 FROM trades WHERE plugin_id = ? AND status = 'closed'"""
 
 
-def fetch_all(conn: sqlite3.Connection, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> list[Row]:
+def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur]
 
 
-def fetch_one(conn: sqlite3.Connection, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Row | None:
+def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Row | None:
     rows = fetch_all(conn, sql, params)
     return rows[0] if rows else None
 
@@ -91,9 +91,11 @@ def _save_trades(conn: sqlite3.Connection, rows: list[Row], plugin_id: str) -> l
     # All new, same columns: one prepared statement for the whole batch.
     cols = [c for c in rows[0] if c != "id"]
     sql = f"INSERT INTO trades ({', '.join(cols)}, plugin_id) VALUES ({', '.join('?' * (len(cols) + 1))})"
-    before = conn.execute("SELECT coalesce(max(rowid), 0) FROM trades").fetchone()[0]
     conn.executemany(sql, ([*(r[c] for c in cols), plugin_id] for r in rows))
-    return list(range(before + 1, before + 1 + len(rows)))
+    # One writer, no AUTOINCREMENT: the batch got consecutive rowids ending at the last one. (Asking for
+    # max(rowid) first would read every plugin's rows; a handle reads only its own.)
+    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 def _day_range(day: date | datetime | str) -> tuple[str, str]:

@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import Self
 
 from . import upgrade
-from .backup import backup_connection
 from .config import StoreConfig, load_config
 from .db import Database, transaction
 from .plugin_store import PluginStore
@@ -73,16 +72,27 @@ class Store:
             with transaction(conn):
                 upgrade.initialise(conn)
         elif upgrade.needs_upgrade(conn, path):
+            # Imported here, not at the top: `python -m zepix_store.backup` warns if the package imported it first.
+            from .backup import backup_connection
+
             backup = backup_connection(conn, path, self.config.backup_dir, "pre-upgrade")
             report = upgrade.upgrade(conn, path, self.config.mapping, self.config.default_plugin_id)
             self.upgrades.append((path, backup, report))
 
     async def aclose(self) -> None:
-        """Close every connection this store opened (safe to call twice)."""
+        """Close every connection this store opened (safe to call twice, and to cancel)."""
         self._closed = True
         databases, self._databases = list(self._databases.values()), {}
+        first: BaseException | None = None
         for db in databases:
-            await db.close()
+            # Keep closing after a cancellation or an error: a connection left open keeps its aiosqlite
+            # worker thread alive, and that thread hangs the process at exit.
+            try:
+                await db.close()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, once every connection is closed
+                first = first or exc
+        if first is not None:
+            raise first
 
     async def get_trades_by_plugin(self, plugin_id: str, days: int = 30) -> list[Row]:
         return await self.for_plugin(plugin_id).get_trades(days)

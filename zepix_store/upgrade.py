@@ -45,7 +45,7 @@ def file_version(conn: sqlite3.Connection, path: object) -> int:
 
 
 def is_empty(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    return bool(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0)
 
 
 def needs_upgrade(conn: sqlite3.Connection, path: object) -> bool:
@@ -108,7 +108,8 @@ def _upgrade_in_transaction(
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-SINGLE_OWNER = "(SELECT CASE WHEN count(*) = 1 THEN min(o.plugin_id) ELSE :d END FROM {own} o WHERE o.src_rowid = x.rowid)"
+SINGLE_OWNER = ("(SELECT CASE WHEN count(*) = 1 THEN min(o.plugin_id) ELSE :d END "
+                "FROM {own} o WHERE o.src_rowid = x.rowid)")
 
 
 def _alter(conn: sqlite3.Connection, table: Table, report: UpgradeReport, default: str) -> None:
