@@ -38,6 +38,8 @@ def build_owners(
     conn.execute("DROP TABLE IF EXISTS temp.zx_mapping")
     conn.execute("CREATE TEMP TABLE zx_mapping (logic_type TEXT PRIMARY KEY, plugin_id TEXT NOT NULL)")
     conn.executemany("INSERT INTO temp.zx_mapping VALUES (?, ?)", sorted(mapping.items()))
+    conn.execute("DROP TABLE IF EXISTS temp.zx_keys_fresh")
+    conn.execute("CREATE TEMP TABLE zx_keys_fresh (name TEXT PRIMARY KEY)")
     present: dict[str, set[str]] = {}
     for name in ATTRIBUTION_ORDER:
         cols = source_columns(conn, schema, name)
@@ -46,13 +48,14 @@ def build_owners(
         present[name] = cols
         table = TABLE_BY_NAME[name]
         conn.execute(f"DROP TABLE IF EXISTS {owner_table(name)}")
-        conn.execute(
-            f"CREATE TABLE {owner_table(name)} (src_rowid INTEGER NOT NULL, plugin_id TEXT NOT NULL, "
-            "orphan INTEGER NOT NULL DEFAULT 0)"
-        )
+        # A trade has exactly one owner, so its owner table can be keyed (and joined) by the source rowid.
+        key = "PRIMARY KEY" if name == "trades" else "NOT NULL"
+        conn.execute(f"CREATE TABLE {owner_table(name)} (src_rowid INTEGER {key}, plugin_id TEXT NOT NULL, "
+                     "orphan INTEGER NOT NULL DEFAULT 0)")
         own = "NULLIF(x.plugin_id, :d)" if "plugin_id" in cols else "NULL"
         _fill_owners(conn, schema, table, own, cols, present, default)
-        conn.execute(f"CREATE INDEX {owner_table(name)}_rowid ON zx_owner_{name} (src_rowid)")
+        if name != "trades":
+            conn.execute(f"CREATE INDEX {owner_table(name)}_rowid ON zx_owner_{name} (src_rowid, plugin_id)")
     return present
 
 
@@ -84,14 +87,17 @@ def _fill_owners(
 
 def _build_keys(conn: sqlite3.Connection, schema: str, parent: str, column: str) -> str:
     """Temp table of (parent key value, owner): each distinct pair once, for the children's joins."""
-    name = f"temp.zx_keys_{TABLE_BY_NAME[parent].name}_{TABLE_BY_NAME[parent].column_names.index(column)}"
     assert column in TABLE_BY_NAME[parent].column_names
+    name = f"temp.zx_keys_{TABLE_BY_NAME[parent].name}_{TABLE_BY_NAME[parent].column_names.index(column)}"
+    if conn.execute("SELECT 1 FROM temp.zx_keys_fresh WHERE name = ?", (name,)).fetchone() is not None:
+        return name  # sl_events and reversal_exit_events both join trades.trade_id: build it once per run
     conn.execute(f"DROP TABLE IF EXISTS {name}")
     conn.execute(f"CREATE TABLE {name} (k NOT NULL, plugin_id TEXT NOT NULL, PRIMARY KEY (k, plugin_id)) "
                  "WITHOUT ROWID")
     conn.execute(
         f"INSERT OR IGNORE INTO {name} SELECT p.{column}, o.plugin_id FROM {schema}.{parent} p "
         f"JOIN {owner_table(parent)} o ON o.src_rowid = p.rowid WHERE p.{column} IS NOT NULL")
+    conn.execute("INSERT INTO temp.zx_keys_fresh VALUES (?)", (name,))
     return name
 
 
@@ -115,18 +121,20 @@ def count_buckets(conn: sqlite3.Connection, schema: str, table: str) -> TableBuc
     assert schema in SCHEMAS
     b = TableBuckets()
     b.source_rows = conn.execute(f"SELECT count(*) FROM {schema}.{TABLE_BY_NAME[table].name}").fetchone()[0]
-    q = (f"SELECT n, plugin_id, orphan, count(*) FROM (SELECT src_rowid, count(*) OVER (PARTITION BY src_rowid) n, "
-         f"plugin_id, orphan FROM {owner_table(table)}) GROUP BY n > 1, plugin_id, orphan")
-    for n, plugin, orphan, rows in conn.execute(q):
-        if n > 1:
-            b.shared_copies[plugin] = rows
-        elif orphan:
+    own = owner_table(table)
+    q = (f"SELECT plugin_id, orphan, count(*) FROM (SELECT min(plugin_id) AS plugin_id, max(orphan) AS orphan "
+         f"FROM {own} GROUP BY src_rowid HAVING count(*) = 1) GROUP BY plugin_id, orphan")
+    for plugin, orphan, rows in conn.execute(q):
+        if orphan:
             b.orphans += rows
         else:
             b.by_plugin[plugin] = rows
-    b.shared_rows = conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {owner_table(table)} GROUP BY src_rowid HAVING count(*) > 1)"
-    ).fetchone()[0]
+    if table != "trades":  # one owner per trade by construction
+        shared = f"SELECT src_rowid FROM {own} GROUP BY src_rowid HAVING count(*) > 1"
+        b.shared_rows = conn.execute(f"SELECT count(*) FROM ({shared})").fetchone()[0]
+        if b.shared_rows:
+            b.shared_copies = dict(conn.execute(
+                f"SELECT plugin_id, count(*) FROM {own} WHERE src_rowid IN ({shared}) GROUP BY plugin_id"))
     return b
 
 
@@ -137,8 +145,9 @@ def unmapped_logic_types(conn: sqlite3.Connection, schema: str, default: str) ->
         return []
     own = "AND (x.plugin_id IS NULL OR x.plugin_id = :d)" if "plugin_id" in source_columns(
         conn, schema, "trades") else ""
-    q = (f"SELECT x.logic_type, count(*) FROM {schema}.trades x WHERE x.logic_type IS NULL OR x.logic_type NOT IN "
-         f"(SELECT logic_type FROM temp.zx_mapping) {own} GROUP BY x.logic_type ORDER BY count(*) DESC, 1")
+    # parenthesised: without it AND binds tighter and a NULL logic_type counts even when the row has an owner
+    q = (f"SELECT x.logic_type, count(*) FROM {schema}.trades x WHERE (x.logic_type IS NULL OR x.logic_type NOT IN "
+         f"(SELECT logic_type FROM temp.zx_mapping)) {own} GROUP BY x.logic_type ORDER BY count(*) DESC, 1")
     return [(v, n) for v, n in conn.execute(q, {"d": default})]
 
 

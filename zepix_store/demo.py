@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     common = ["--config", str(configs)] + (["-q"] if args.quiet or args.json else [])
     document: dict[str, Any] = {"dir": str(root), "configs": str(configs), "legacy_db": str(shared),
                                 "legacy_rows": summary.rows, "steps": {}}
-    steps = [("migrate", migrate.main, []), ("split", split.main, []), ("verify", verify.main, []),
-             ("stats", stats.main, [])]
+    steps: list[tuple[str, Callable[[Sequence[str]], int], list[str]]] = [
+        ("migrate", migrate.main, []), ("split", split.main, []), ("verify", verify.main, []),
+        ("stats", stats.main, [])]
     worst = 0
     for number, (name, main, extra) in enumerate(steps, start=2):
         say(f"\n== {number}. {name}")

@@ -116,10 +116,14 @@ def _alter(conn: sqlite3.Connection, table: Table, report: UpgradeReport, defaul
     conn.execute(f"ALTER TABLE main.{table.name} ADD COLUMN {PLUGIN_ID_COLUMN}")
     own = attribution.owner_table(table.name)
     # Only rows whose owner differs from the column default need a write.
+    if table.name == "trades":  # one owner per trade: join the keyed owner table directly
+        owners = f"{own} o"
+    else:
+        owners = (f"(SELECT src_rowid, CASE WHEN count(*) = 1 THEN min(plugin_id) ELSE :d END AS plugin_id "
+                  f"FROM {own} GROUP BY src_rowid) o")
     conn.execute(
-        f"UPDATE main.{table.name} AS x SET plugin_id = o.plugin_id FROM "
-        f"(SELECT src_rowid, CASE WHEN count(*) = 1 THEN min(plugin_id) ELSE :d END AS plugin_id "
-        f"FROM {own} GROUP BY src_rowid) o WHERE o.src_rowid = x.rowid AND o.plugin_id <> :column_default",
+        f"UPDATE main.{table.name} AS x SET plugin_id = o.plugin_id FROM {owners} "
+        "WHERE o.src_rowid = x.rowid AND o.plugin_id <> :column_default",
         {"d": default, "column_default": DEFAULT_PLUGIN_ID},
     )
     report.altered_tables.append(table.name)

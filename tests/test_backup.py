@@ -1,0 +1,393 @@
+"""backup: online backups through SQLite's backup API, verified, owner-only, never a partial file under a final name.
+
+The helpers at the top (CLI runner, logical and schema checksums, copies) are shared by test_migrate.py and
+test_restore.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zepix_store import upgrade
+from zepix_store.db import connect_sync, transaction
+from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
+
+from .conftest import REPO, Project
+
+CI = os.environ.get("CI") == "true"
+BACKUP_NAME = re.compile(r"trading_bot-\d{8}T\d{12}Z(-[a-z-]+)?\.db")
+
+
+# --- shared helpers -----------------------------------------------------------------------------------------------
+
+
+def run_cli(command: str, *args: str, config: Path | None = None, fault: str | None = None,
+            umask: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `python -m zepix_store.<command>` from the repo root, as a user would."""
+    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_FAULT"}
+    if fault:
+        env["ZEPIX_FAULT"] = fault
+    argv = [sys.executable, "-m", f"zepix_store.{command}", *args]
+    if config is not None:
+        argv += ["--config", str(config)]
+    preexec = (lambda: os.umask(umask)) if umask is not None else None  # runs in the child
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=preexec, check=False)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    """The documented exit code and exactly one stderr line naming the path and cause, no traceback."""
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    """A reading connection that neither leaves new files nor checkpoints a -wal left by another process.
+
+    mode=ro when a -wal/-shm exists (a killed run's WAL stays as the next run will find it); otherwise
+    read-write, so that closing removes the -wal/-shm that reading a WAL file creates.
+    """
+    shared = any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
+    return sqlite3.connect(f"file:{path}?mode={'ro' if shared else 'rw'}", uri=True)
+
+
+def user_tables(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+def table_columns(path: Path) -> dict[str, list[str]]:
+    conn = _reader(path)
+    try:
+        return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in user_tables(conn)}
+    finally:
+        conn.close()
+
+
+def logical_checksum(path: Path, columns: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """Per table: sha256 of every row by rowid, hashed in Python with each value's type.
+
+    repr() tags the storage class by itself: 1, 1.0, '1', b'1' and None all print differently (as do -0.0
+    and 0.0), so hashing repr of the fetched rows is the (type, value) hash, several times faster.
+    With `columns`, only those tables and columns are hashed (to compare a migrated file with its source).
+    """
+    conn = _reader(path)
+    try:
+        out = {}
+        for table in (columns or {t: [] for t in user_tables(conn)}):
+            cols = ", ".join(f'"{c}"' for c in (columns or {}).get(table, [])) or "*"
+            h = hashlib.sha256()
+            cursor = conn.execute(f'SELECT rowid, {cols} FROM "{table}" ORDER BY rowid')
+            while rows := cursor.fetchmany(5000):
+                h.update(repr(rows).encode())
+            out[table] = h.hexdigest()
+        return out
+    finally:
+        conn.close()
+
+
+def schema_checksum(path: Path) -> str:
+    conn = _reader(path)
+    try:
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+        rows.append(conn.execute("PRAGMA user_version").fetchone())
+        return hashlib.sha256(repr(rows).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    conn = _reader(path)
+    try:
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in user_tables(conn)}
+    finally:
+        conn.close()
+
+
+def fetch_all(path: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    conn = _reader(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def scalar(path: Path, sql: str, params: Sequence[object] = ()) -> object:
+    conn = _reader(path)
+    try:
+        return conn.execute(sql, params).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def byte_digest(path: Path) -> str:
+    """sha256 of a database file's bytes, read in a child process (a plain handle here could drop our locks)."""
+    code = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                          check=True, timeout=60).stdout.strip()
+
+
+def copy_db(src: Path, dst: Path) -> None:
+    """Copy a closed database with the backup API (never a file copy)."""
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    s, d = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        s.backup(d)
+    finally:
+        s.close()
+        d.close()
+    os.chmod(dst, 0o600)
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def mode(path: Path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def final_backups(backup_dir: Path) -> list[Path]:
+    return sorted(p for p in backup_dir.glob("*.db")) if backup_dir.is_dir() else []
+
+
+def make_store_file(path: Path) -> None:
+    """An empty store file of the current schema (what the library creates for an isolated plugin)."""
+    conn = connect_sync(path, create=True)
+    try:
+        with transaction(conn):
+            upgrade.initialise(conn)
+        conn.execute("INSERT INTO system_state (key, value, plugin_id) VALUES ('k', ?, 'x')", (path.name,))
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def legacy_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("legacy") / "small.db"
+    build_legacy_db(path, trades=1500, seed=11)
+    return path
+
+
+# --- tests ----------------------------------------------------------------------------------------------------------
+
+
+def test_backup_prints_path_of_verified_owner_only_copy(project: Project, legacy_small: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    os.chmod(project.data, 0o755)  # the backup folder must be private even inside a readable data dir
+    before = logical_checksum(project.shared_db)
+
+    done = run_cli("backup", config=project.configs, umask=0o022)
+
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.strip().splitlines()
+    assert len(printed) == 1
+    backup = Path(printed[0])
+    backup_dir = project.data / "backups"
+    assert backup.parent == backup_dir and BACKUP_NAME.fullmatch(backup.name)
+    assert mode(backup_dir) == 0o700 and mode(backup) == 0o600
+    assert listing(backup_dir) == [backup.name]  # no -journal, -wal or .tmp beside it
+    assert scalar(backup, "PRAGMA integrity_check") == "ok"
+    assert scalar(backup, "PRAGMA journal_mode") == "delete"  # one self-contained file
+    assert logical_checksum(backup) == before
+    assert listing(project.data) == ["backups", f"backups/{backup.name}", "trading_bot.db"]
+
+
+def test_backup_holds_writes_that_live_only_in_the_wal(project: Project, legacy_small: Path, tmp_path: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    write_wal_only_trades(project.shared_db, 500)  # the writer process has exited, its -wal stays
+    assert Path(f"{project.shared_db}-wal").stat().st_size > 0
+
+    done = run_cli("backup", "--json", config=project.configs)
+
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)["backups"]
+    assert entry["source"] == str(project.shared_db)
+    backup = Path(entry["backup"])
+    assert scalar(backup, "SELECT count(*) FROM trades WHERE trade_id LIKE 'WAL-%'") == 500
+    # A plain copy of just the .db file (done only now that no process has it open) misses them.
+    plain = tmp_path / "plain-copy.db"
+    plain.write_bytes(project.shared_db.read_bytes())
+    assert scalar(plain, "SELECT count(*) FROM trades WHERE trade_id LIKE 'WAL-%'") == 0
+    assert logical_checksum(backup) == logical_checksum(project.shared_db)
+
+
+def test_backup_of_one_plugin_and_of_all_files(project: Project, legacy_small: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    project.set_use_shared("v6-logic-01-1min", False)
+    project.set_use_shared("v6-logic-02-5min", False)
+    project.set_use_shared("v6-logic-03-15min", False)
+    one, two = project.isolated_db("v6-logic-01-1min"), project.isolated_db("v6-logic-02-5min")
+    make_store_file(one)
+    make_store_file(two)  # v6-logic-03-15min's file does not exist yet: --all skips it
+
+    done = run_cli("backup", "--plugin", "v6-logic-01-1min", config=project.configs)
+    assert done.returncode == 0, done.stderr
+    (path,) = done.stdout.split()
+    assert Path(path).name.startswith(one.stem + "-")
+    assert scalar(Path(path), "SELECT value FROM system_state") == one.name
+
+    done = run_cli("backup", "--all", "--json", config=project.configs)
+    assert done.returncode == 0, done.stderr
+    sources = [e["source"] for e in json.loads(done.stdout)["backups"]]
+    assert sorted(sources) == sorted(map(str, (project.shared_db, one, two)))
+    for entry in json.loads(done.stdout)["backups"]:
+        assert logical_checksum(Path(entry["backup"])) == logical_checksum(Path(entry["source"]))
+
+
+def test_keep_deletes_only_older_plain_backups_of_that_source(project: Project, legacy_small: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    project.set_use_shared("v6-logic-01-1min", False)
+    other = project.isolated_db("v6-logic-01-1min")
+    make_store_file(other)
+    backup_dir = project.data / "backups"
+    assert run_cli("backup", "--plugin", "v6-logic-01-1min", config=project.configs).returncode == 0
+    labelled = backup_dir / "trading_bot-20200101T000000000000Z-pre-migrate.db"
+    copy_db(legacy_small, labelled)
+    foreign = backup_dir / "trading_bot-notes.db"
+    copy_db(legacy_small, foreign)
+    made = []
+    for _ in range(4):
+        done = run_cli("backup", "--keep", "2", config=project.configs)
+        assert done.returncode == 0, done.stderr
+        made.append(done.stdout.strip())
+
+    remaining = {str(p) for p in final_backups(backup_dir)}
+    assert set(made[-2:]) <= remaining and not set(made[:2]) & remaining
+    assert labelled.exists() and foreign.exists()
+    assert any(p.name.startswith(other.stem) for p in final_backups(backup_dir))
+    assert_one_line_error(run_cli("backup", "--keep", "0", config=project.configs), 2, "--keep")
+
+
+def test_killed_backup_leaves_no_final_name_and_next_run_cleans_tmp(project: Project, legacy_small: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    backup_dir = project.data / "backups"
+
+    killed = run_cli("backup", config=project.configs, fault="after_backup_copy:kill")
+    assert killed.returncode == -signal.SIGKILL
+    assert final_backups(backup_dir) == [] and list(backup_dir.glob("*.tmp"))
+
+    failed = run_cli("backup", "-q", config=project.configs, fault="after_backup_copy:raise")
+    assert_one_line_error(failed, 3, "disk full")
+    assert final_backups(backup_dir) == []
+
+    done = run_cli("backup", config=project.configs)
+    assert done.returncode == 0, done.stderr
+    assert listing(backup_dir) == [Path(done.stdout.strip()).name]
+
+
+def test_backup_killed_at_random_moments_is_complete_or_absent(project: Project, tmp_path: Path) -> None:
+    build_legacy_db(project.shared_db, trades=20000, seed=5)
+    source = logical_checksum(project.shared_db)
+    backup_dir = project.data / "backups"
+    rng = random.Random(1234)
+    argv = [sys.executable, "-m", "zepix_store.backup", "--config", str(project.configs)]
+    started = time.monotonic()
+    assert subprocess.run(argv, cwd=REPO, capture_output=True, timeout=60, check=False).returncode == 0
+    clean = time.monotonic() - started  # kill between interpreter start-up and a little past the end
+    seen: set[Path] = set()
+    for _ in range(12 if CI else 5):
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5 * clean, 1.05 * clean))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        for backup in set(final_backups(backup_dir)) - seen:  # whatever has a final name is whole and verified
+            assert scalar(backup, "PRAGMA quick_check") == "ok"
+            assert logical_checksum(backup) == source
+            seen.add(backup)
+    done = run_cli("backup", config=project.configs)
+    assert done.returncode == 0, done.stderr
+    assert not list(backup_dir.glob("*.tmp*"))
+    print(f"backups killed at random: finished before the kill {len(seen)}, partial 0")
+
+
+LOCKER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_running_backup_keeps_its_tmp(project: Project, legacy_small: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    backup_dir = project.data / "backups"
+    backup_dir.mkdir(mode=0o700)
+    live = backup_dir / "trading_bot-20990101T000000000000Z.db.tmp"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(live)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        done = run_cli("backup", config=project.configs)
+        assert done.returncode == 0, done.stderr
+        assert live.exists()  # another run is still writing it
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert run_cli("backup", config=project.configs).returncode == 0
+    assert not live.exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "zero-byte", "missing-plugin-file", "unknown-plugin"])
+def test_backup_failures_name_the_path_and_cause(project: Project, kind: str) -> None:
+    args: list[str] = []
+    if kind == "text":
+        project.shared_db.write_text("these are not the trades you are looking for\n" * 200)
+        code, needles = 5, [str(project.shared_db), "not a database"]
+    elif kind == "missing":
+        code, needles = 2, [str(project.shared_db), "no such database file"]
+    elif kind == "zero-byte":
+        project.shared_db.touch(mode=0o600)
+        code, needles = 5, [str(project.shared_db), "source has no tables"]
+    elif kind == "missing-plugin-file":
+        project.set_use_shared("v6-logic-01-1min", False)
+        args = ["--plugin", "v6-logic-01-1min"]
+        code, needles = 2, [str(project.isolated_db("v6-logic-01-1min")), "no such database file"]
+    else:
+        args = ["--plugin", "nope"]
+        code, needles = 2, ["nope"]
+    before = listing(project.data)
+    assert_one_line_error(run_cli("backup", *args, config=project.configs), code, *needles)
+    assert listing(project.data) == before
+
+
+def test_modes_stay_owner_only_under_umask_022(project: Project, legacy_small: Path) -> None:
+    copy_db(legacy_small, project.shared_db)
+    backup_dir = project.data / "backups"
+
+    migrated = run_cli("migrate", "-q", config=project.configs, umask=0o022)
+    assert migrated.returncode == 0, migrated.stderr
+    backed = run_cli("backup", config=project.configs, umask=0o022)
+    assert backed.returncode == 0, backed.stderr
+    new_target = project.data / "restored" / "copy.db"
+    restored = run_cli("restore", backed.stdout.strip(), "--target", str(new_target), config=project.configs,
+                       umask=0o022)
+    assert restored.returncode == 0, restored.stderr
+    again = run_cli("restore", backed.stdout.strip(), config=project.configs, umask=0o022)
+    assert again.returncode == 0, again.stderr
+
+    assert mode(backup_dir) == 0o700 and mode(new_target.parent) == 0o700
+    files = [p for p in project.data.rglob("*") if p.is_file()]
+    assert len(final_backups(backup_dir)) == 3  # pre-migrate, the backup, pre-restore
+    assert {str(p): mode(p) for p in files} == {str(p): 0o600 for p in files}

@@ -1,0 +1,529 @@
+"""split: attribution per SPEC 5, exact copies, an untouched shared file, reruns, remap, crashes, dry run, CLI.
+
+Expectations are computed here in Python from the mapping and the lineage rules (not by attribution.py), and
+every split runs as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, Project
+from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
+
+DEFAULT = "legacy"
+V3 = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h", "v3-logic-combined")
+GROUP_FILE = "zepix_v3_logic_combined.db"
+ORDER = ("trades", "reentry_chains", "profit_booking_chains", "trading_sessions", "sl_events",
+         "reversal_exit_events", "tp_reentry_events", "profit_booking_orders", "profit_booking_events", "system_state")
+LINEAGE = {  # child table: (parent table, parent column, child column), as SPEC 5 words it
+    "reentry_chains": ("trades", "chain_id", "chain_id"),
+    "profit_booking_chains": ("trades", "profit_chain_id", "chain_id"),
+    "trading_sessions": ("trades", "session_id", "session_id"),
+    "sl_events": ("trades", "trade_id", "trade_id"),
+    "reversal_exit_events": ("trades", "trade_id", "trade_id"),
+    "tp_reentry_events": ("reentry_chains", "chain_id", "chain_id"),
+    "profit_booking_orders": ("profit_booking_chains", "chain_id", "chain_id"),
+    "profit_booking_events": ("profit_booking_chains", "chain_id", "chain_id"),
+}
+ID_TABLES = {"trades", "sl_events", "tp_reentry_events", "reversal_exit_events", "profit_booking_events"}
+N_KILLS = 20 if os.environ.get("CI") == "true" else 8
+
+
+# --- helpers shared with test_merge.py and test_verify.py ------------------------------------------------
+
+
+def run_cli(command: str, project: Project, *args: str, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m zepix_store.<command> --config <project configs> ARGS` from the repository root."""
+    full_env = {**os.environ, **(env or {})}
+    if env is None:
+        full_env.pop("ZEPIX_FAULT", None)
+    return subprocess.run([sys.executable, "-m", f"zepix_store.{command}", "--config", str(project.configs), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
+
+
+def typed(value: object) -> tuple[str, str]:
+    """A value with its Python type: 1, 1.0, '1' and b'1' all differ."""
+    return type(value).__name__, repr(value)
+
+
+def connect_ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def legacy_rows(conn: sqlite3.Connection, table: str) -> dict[int, dict[str, object]]:
+    """rowid -> row (column -> value) of a table."""
+    cols = table_columns(conn, table)
+    return {r[0]: dict(zip(cols, r[1:])) for r in conn.execute(f"SELECT rowid, * FROM {table}")}
+
+
+def expected_owners(path: Path, mapping: Mapping[str, str], default: str = DEFAULT) -> dict[str, dict[int, set[str]]]:
+    """table -> source rowid -> owners, from SPEC 5 alone (independent of zepix_store.attribution)."""
+    conn = connect_ro(path)
+    try:
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        owners: dict[str, dict[int, set[str]]] = {}
+        for table in ORDER:
+            if table in present:
+                owners[table] = _owners_of(table, legacy_rows(conn, table), owners, conn, mapping, default)
+        return owners
+    finally:
+        conn.close()
+
+
+def _owners_of(table: str, rows: dict[int, dict[str, object]], owners: dict[str, dict[int, set[str]]],
+               conn: sqlite3.Connection, mapping: Mapping[str, str], default: str) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    keys: dict[object, set[str]] | None = None
+    if table in LINEAGE:
+        parent, pcol, ccol = LINEAGE[table]
+        if parent in owners and pcol in table_columns(conn, parent) and ccol in table_columns(conn, table):
+            keys = {}
+            for rowid, prow in legacy_rows(conn, parent).items():
+                if prow[pcol] is not None:
+                    keys.setdefault(prow[pcol], set()).update(owners[parent][rowid])
+    for rowid, row in rows.items():
+        own = row.get("plugin_id")
+        if own is not None and own != default:
+            out[rowid] = {str(own)}
+        elif table == "trades":
+            lt = row.get("logic_type")
+            out[rowid] = {mapping[lt]} if isinstance(lt, str) and lt in mapping else {default}
+        elif table in LINEAGE and keys is not None:
+            out[rowid] = set(keys.get(row[LINEAGE[table][2]], ())) or {default}
+        else:
+            out[rowid] = {default}
+    return out
+
+
+def content(row: Mapping[str, object], table: str, columns: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """The typed values of a row's legacy columns, the rowid alias `id` left out."""
+    return tuple(typed(row[c]) for c in columns if not (c == "id" and table in ID_TABLES))
+
+
+def plugin_rows(path: Path, table: str, plugin: str, columns: list[str]) -> list[tuple[tuple[str, str], ...]]:
+    conn = connect_ro(path)
+    try:
+        rows = legacy_rows(conn, table)
+    finally:
+        conn.close()
+    return sorted(content(r, table, columns) for r in rows.values() if r["plugin_id"] == plugin)
+
+
+def logical_checksums(paths: Iterable[Path]) -> dict[str, str]:
+    """(file, plugin, table) -> sha256 of that plugin's rows (SELECT *, type-tagged, sorted), per file."""
+    sums: dict[str, str] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        conn = connect_ro(path)
+        try:
+            for table in ORDER:
+                cols = table_columns(conn, table)
+                groups: dict[str, list[tuple[tuple[str, str], ...]]] = {}
+                for row in conn.execute(f"SELECT * FROM {table}"):
+                    d = dict(zip(cols, row))
+                    groups.setdefault(str(d.get("plugin_id", "-")), []).append(tuple(typed(v) for v in row))
+                for plugin, rows in groups.items():
+                    sums[f"{path.name}|{plugin}|{table}"] = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()
+        finally:
+            conn.close()
+    return sums
+
+
+def byte_digest(path: Path) -> str:
+    """sha256 of the db file and of its -wal (a missing -wal counts as empty), computed in a subprocess.
+
+    A subprocess, because closing a plain file handle on a database drops this process's SQLite locks.
+    """
+    code = ("import hashlib, sys, pathlib\n"
+            "p = pathlib.Path(sys.argv[1]); w = pathlib.Path(sys.argv[1] + '-wal')\n"
+            "print(hashlib.sha256(p.read_bytes()).hexdigest(), "
+            "hashlib.sha256(w.read_bytes() if w.exists() else b'').hexdigest())")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def listing(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def set_mapping(project: Project, mapping: Mapping[str, str]) -> None:
+    path = project.configs / "store.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["mapping"] = dict(mapping)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def shipped_mapping(project: Project) -> dict[str, str]:
+    return dict(yaml.safe_load((project.configs / "store.yaml").read_text())["mapping"])
+
+
+def isolated_files(project: Project) -> list[Path]:
+    return sorted({project.isolated_db(p.name) for p in (project.configs / "plugins").iterdir()})
+
+
+def build_template(factory: pytest.TempPathFactory) -> Path:
+    """One legacy database per test module (400 trades and every edge case), copied into each test's project."""
+    path = factory.mktemp("legacy") / "trading_bot.db"
+    build_legacy_db(path, trades=400, seed=11)
+    return path
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_template(tmp_path_factory)
+
+
+def install(template: Path, project: Project) -> Path:
+    """Copy the template into the project as its shared database (through SQLite's backup API)."""
+    src, dst = sqlite3.connect(template), sqlite3.connect(project.shared_db)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return project.shared_db
+
+
+@pytest.fixture
+def legacy(template: Path, project: Project) -> Project:
+    install(template, project)
+    return project
+
+
+# --- attribution and exact copies ------------------------------------------------------------------------
+
+
+def test_every_isolated_file_holds_exactly_the_rows_spec5_gives_its_plugins(legacy: Project) -> None:
+    mapping = {**shipped_mapping(legacy), "LOGIC3": "v6-logic-01-1min"}  # a plugin in a file of its own too
+    set_mapping(legacy, mapping)
+    owners = expected_owners(legacy.shared_db, mapping)
+    done = run_cli("split", legacy, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    conn = connect_ro(legacy.shared_db)
+    try:
+        for table in ORDER:
+            cols, src = table_columns(conn, table), legacy_rows(conn, table)
+            for plugin in (*V3, "v6-logic-01-1min", "v6-logic-02-5min"):
+                expected = sorted(content(src[r], table, cols) for r, o in owners[table].items() if plugin in o)
+                assert plugin_rows(legacy.isolated_db(plugin), table, plugin, cols) == expected, (table, plugin)
+                assert report["plugins"][plugin]["tables"][table]["copied"] == len(expected)
+            buckets = report["buckets"][table]
+            assert buckets["bucket_total"] == buckets["source_rows"] == len(src)
+            assert buckets["shared_rows"] == sum(len(o) > 1 for o in owners[table].values())
+    finally:
+        conn.close()
+    shared_chain = [r for r in plugin_rows(legacy.isolated_db(V3[0]), "reentry_chains", V3[1],
+                                           ["chain_id"])]
+    assert (("str", "'RC-SHARED'"),) in shared_chain  # shared lineage: once per plugin, each under its own id
+    assert ("'RC-SHARED'" in repr(plugin_rows(legacy.isolated_db(V3[0]), "reentry_chains", V3[0], ["chain_id"])))
+
+
+def test_copies_keep_ids_storage_classes_and_exact_values(legacy: Project) -> None:
+    assert run_cli("split", legacy).returncode == 0
+    src, dst = connect_ro(legacy.shared_db), connect_ro(legacy.isolated_db(V3[0]))
+    try:
+        cols = table_columns(src, "trades")
+        source = {r[0]: r for r in src.execute("SELECT * FROM trades")}
+        copies = dst.execute(f"SELECT {', '.join(cols)} FROM trades WHERE plugin_id IN (?, ?, ?)", V3[:3]).fetchall()
+        # single-owner trades keep their id, so each copy is compared with its source row value by value
+        assert copies and all(tuple(map(typed, row)) == tuple(map(typed, source[row[0]])) for row in copies)
+        specials = dict(dst.execute("SELECT trade_id, typeof(pnl) || ':' || quote(pnl) FROM trades "
+                                    "WHERE trade_id IN ('E-PNL-NA', 'E-17-DIGITS', 'E-NEG-ZERO')"))
+        assert specials == {"E-PNL-NA": "text:'n/a'", "E-17-DIGITS": "real:3.00000000000000044408e-01",
+                            "E-NEG-ZERO": "real:0.0"}
+        blob = dst.execute("SELECT typeof(comment), comment FROM trades WHERE trade_id = 'E-BLOB-COMMENT'").fetchone()
+        assert blob == ("blob", b"\x00\xffMT5\x01")
+        big = dst.execute("SELECT typeof(tp_price), tp_price FROM trades WHERE trade_id = 'E-BIG-REAL'").fetchone()
+        assert big == ("real", 1e308)
+        assert dst.execute("SELECT typeof(trade_id), trade_id FROM trades WHERE trade_id = '4242'").fetchone() == \
+            ("text", "4242")
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_older_legacy_files_copy_what_exists_and_report_the_rest(project: Project) -> None:
+    build_legacy_db(project.shared_db, trades=200, omit_tables=("trading_sessions", "profit_booking_events"),
+                    omit_columns={"trades": ("profit_level", "base_sl_pips")})
+    done = run_cli("split", project, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert sorted(report["absent_tables"]) == ["profit_booking_events", "trading_sessions"]
+    assert report["absent_columns"] == {"trades": ["profit_level", "base_sl_pips"]}
+    copies = connect_ro(project.isolated_db(V3[0]))
+    try:  # absent columns take the store's default, absent tables exist empty
+        assert copies.execute("SELECT DISTINCT profit_level, base_sl_pips FROM trades").fetchall() == [(0, 0.0)]
+        assert copies.execute("SELECT count(*) FROM trading_sessions").fetchone() == (0,)
+    finally:
+        copies.close()
+
+
+def test_seed_plan_migrated_source_keeps_each_rows_own_plugin_id(project: Project) -> None:
+    build_legacy_db(project.shared_db, trades=200, seed_plan_migrated=True)
+    mapping = shipped_mapping(project)
+    owners = expected_owners(project.shared_db, mapping)
+    assert run_cli("split", project).returncode == 0
+    conn = connect_ro(project.shared_db)
+    try:
+        cols = [c for c in table_columns(conn, "trades") if c != "plugin_id"]
+        src = legacy_rows(conn, "trades")
+    finally:
+        conn.close()
+    expected = sorted(content(src[r], "trades", cols) for r, o in owners["trades"].items() if V3[2] in o)
+    assert plugin_rows(project.isolated_db(V3[2]), "trades", V3[2], cols) == expected
+
+
+# --- the shared file is only read ------------------------------------------------------------------------
+
+
+def test_shared_file_is_unchanged_byte_for_byte_and_never_upgraded(legacy: Project) -> None:
+    before = byte_digest(legacy.shared_db)
+    watcher = sqlite3.connect(legacy.shared_db)
+    try:
+        version = watcher.execute("PRAGMA data_version").fetchone()[0]
+        schema = watcher.execute("SELECT * FROM sqlite_master ORDER BY name").fetchall()
+        done = run_cli("split", legacy)
+        assert done.returncode == 0, done.stderr
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == version  # nobody committed
+        assert watcher.execute("SELECT * FROM sqlite_master ORDER BY name").fetchall() == schema
+        assert watcher.execute("PRAGMA user_version").fetchone() == (0,)
+        assert "plugin_id" not in table_columns(watcher, "trades")
+    finally:
+        watcher.close()
+    assert byte_digest(legacy.shared_db) == before
+
+
+def test_rows_committed_only_to_the_wal_are_split(legacy: Project) -> None:
+    write_wal_only_trades(legacy.shared_db, 40)
+    before = byte_digest(legacy.shared_db)
+    assert Path(f"{legacy.shared_db}-wal").stat().st_size > 0
+    done = run_cli("split", legacy)
+    assert done.returncode == 0, done.stderr
+    conn = connect_ro(legacy.isolated_db(V3[0]))
+    try:
+        assert conn.execute("SELECT count(*) FROM trades WHERE trade_id LIKE 'WAL-%' AND plugin_id = ?",
+                            (V3[0],)).fetchone() == (40,)
+    finally:
+        conn.close()
+    assert byte_digest(legacy.shared_db) == before
+
+
+# --- reruns, bot rows, collisions, mapping changes ---------------------------------------------------------
+
+
+async def _bot_writes(project: Project, plugin: str, trade_ids: Iterable[str], chain: str | None = None) -> None:
+    from zepix_store import Store
+
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(plugin)
+        for tid in trade_ids:
+            await db.save_trade({"trade_id": tid, "symbol": "EURUSD", "pnl": 1.5, "status": "closed"})
+        if chain is not None:
+            await db.save_reentry_chain({"chain_id": chain, "symbol": "EURUSD", "status": "active"})
+
+
+def test_rerun_copies_nothing_twice_and_bot_rows_survive(legacy: Project) -> None:
+    asyncio.run(_bot_writes(legacy, V3[0], ["BOT-BEFORE-1", "BOT-BEFORE-2"]))  # the bot used the file first
+    first = run_cli("split", legacy, "--json")
+    assert first.returncode == 0, first.stderr
+    asyncio.run(_bot_writes(legacy, V3[0], ["BOT-AFTER-1"], chain="BOT-CHAIN"))
+    files = isolated_files(legacy)
+    after_bot = logical_checksums(files)
+    again = run_cli("split", legacy, "--json")
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["rows_copied"] == 0 and set(doc["files"].values()) == {"up to date"}
+    assert logical_checksums(files) == after_bot
+    conn = connect_ro(legacy.isolated_db(V3[0]))
+    try:
+        bot = conn.execute("SELECT trade_id FROM trades WHERE trade_id LIKE 'BOT-%' ORDER BY 1").fetchall()
+        assert bot == [("BOT-AFTER-1",), ("BOT-BEFORE-1",), ("BOT-BEFORE-2",)]
+        # the legacy trades that wanted ids 1 and 2 got fresh ones; all of them are there exactly once
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM trades WHERE plugin_id = ?",
+                            (V3[0],)).fetchone()[0] == json.loads(first.stdout)["plugins"][V3[0]]["tables"][
+            "trades"]["copied"] + 3
+        assert conn.execute("SELECT count(*) FROM zx_copy_ledger l JOIN zx_copy_segments g USING (seg) "
+                            "JOIN trades t ON t.id = l.dst_rowid AND g.table_name = 'trades' "
+                            "AND g.plugin_id = t.plugin_id WHERE t.trade_id LIKE 'BOT-%'").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_natural_key_collision_refuses_that_plugin_only(legacy: Project) -> None:
+    asyncio.run(_bot_writes(legacy, V3[0], [], chain="RC-SHARED"))  # the legacy data gives RC-SHARED to V3[0]
+    done = run_cli("split", legacy, "--json")
+    assert done.returncode == 1
+    assert "reentry_chains" in done.stderr and "RC-SHARED" in done.stderr and V3[0] in done.stderr
+    report = json.loads(done.stdout)
+    assert report["plugins"][V3[0]]["status"] == "refused"
+    assert report["plugins"][V3[1]]["status"] == "copied"
+    conn = connect_ro(legacy.isolated_db(V3[0]))
+    try:
+        assert conn.execute("SELECT count(*) FROM trades WHERE plugin_id = ?", (V3[0],)).fetchone() == (0,)
+        assert conn.execute("SELECT symbol, status FROM reentry_chains WHERE plugin_id = ?",
+                            (V3[0],)).fetchall() == [("EURUSD", "active")]  # the bot's row, untouched
+        assert conn.execute("SELECT count(*) FROM trades WHERE plugin_id = ?", (V3[1],)).fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def test_changed_mapping_is_refused_until_remap(legacy: Project) -> None:
+    assert run_cli("split", legacy).returncode == 0
+    files = isolated_files(legacy)
+    before = logical_checksums(files)
+    set_mapping(legacy, {**shipped_mapping(legacy), "logic1": V3[0], "LOGIC3": V3[1]})
+    refused = run_cli("split", legacy)
+    assert refused.returncode == 2
+    assert "--remap" in refused.stderr and refused.stderr.count("\n") == 1
+    assert logical_checksums(files) == before
+    done = run_cli("split", legacy, "--remap", "--json")
+    assert done.returncode == 0, done.stderr
+    owners = expected_owners(legacy.shared_db, {**shipped_mapping(legacy)})
+    conn = connect_ro(legacy.shared_db)
+    try:
+        cols, src = table_columns(conn, "trades"), legacy_rows(conn, "trades")
+    finally:
+        conn.close()
+    for plugin in V3[:3]:
+        expected = sorted(content(src[r], "trades", cols) for r, o in owners["trades"].items() if plugin in o)
+        assert plugin_rows(legacy.isolated_db(plugin), "trades", plugin, cols) == expected
+    assert run_cli("split", legacy).returncode == 0
+
+
+# --- crash safety ------------------------------------------------------------------------------------------
+
+
+FAULT_POINTS = (
+    "after_owners", f"after_copy:{V3[0]}:trades", f"after_copy:{V3[1]}:profit_booking_events",
+    f"before_commit:{GROUP_FILE}", f"after_commit:{GROUP_FILE}", f"before_link:{GROUP_FILE}",
+    f"after_link:{GROUP_FILE}", "before_link:zepix_v6_logic_04_1h.db", "after_backup_copy", "after_prune_backup",
+    "before_prune_commit", "after_prune_commit", f"before_mark_pruned:{GROUP_FILE}",
+)
+
+
+def _state(project: Project) -> dict[str, str]:
+    return logical_checksums([*isolated_files(project), project.shared_db])
+
+
+def _assert_final_names_verified(project: Project, reference: dict[str, str]) -> None:
+    """Each isolated file under its final name is complete (all-or-nothing per file)."""
+    for path in isolated_files(project):
+        if path.exists():
+            mine = {k: v for k, v in logical_checksums([path]).items()}
+            assert mine == {k: v for k, v in reference.items() if k.startswith(path.name + "|")}, path
+
+
+def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration: float,
+                     reference: dict[str, str]) -> None:
+    project = Project(root)
+    install(template, project)
+    cmd = [sys.executable, "-m", "zepix_store.split", "--config", str(project.configs), "--prune", "-q"]
+    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_FAULT"}
+    if kind == "fault":
+        env["ZEPIX_FAULT"] = f"{what}:kill"
+        rc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120, check=False).returncode
+        assert rc == -9, f"fault point {what} was never reached"
+    else:
+        proc = subprocess.Popen(cmd[:-1], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        proc.stderr.readline()  # "split: attributing ...": the work has begun; kill somewhere inside it
+        time.sleep(random.Random(what).uniform(0.0, duration))
+        proc.kill()
+        proc.communicate()
+    _assert_final_names_verified(project, reference)
+    rerun = run_cli("split", project, "--prune")
+    assert rerun.returncode == 0, (kind, what, rerun.stderr)
+    assert _state(project) == reference, (kind, what)
+    assert not list(project.data.glob("*.tmp*")), (kind, what)
+
+
+@pytest.mark.slow
+def test_killed_anywhere_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    template = tmp_path / "legacy.db"
+    build_legacy_db(template, trades=120, seed=5)
+    clean = Project(tmp_path / "clean")
+    install(template, clean)
+    proc = subprocess.Popen([sys.executable, "-m", "zepix_store.split", "--config", str(clean.configs), "--prune"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    proc.stderr.readline()
+    started = time.monotonic()
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    duration = time.monotonic() - started  # from the first progress line to the end
+    reference = _state(clean)
+    trials = [("fault", p) for p in FAULT_POINTS] + [("random", f"kill-{k}") for k in range(N_KILLS)]
+    # Each trial is its own project and mostly waits on subprocesses and fsync: run a few at once.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(_kill_then_rerun, template, tmp_path / f"t{n}", kind, what, duration, reference)
+                   for n, (kind, what) in enumerate(trials)]
+        for future in futures:
+            future.result()
+
+
+# --- dry run, reports, command line ------------------------------------------------------------------------
+
+
+def test_dry_run_creates_nothing_not_even_a_folder(legacy: Project) -> None:
+    doc = json.loads((legacy.plugin_config_path("v6-logic-04-1h")).read_text())
+    doc["database"]["isolated_db"] = "data/plugins/v6_04.db"
+    legacy.plugin_config_path("v6-logic-04-1h").write_text(json.dumps(doc))
+    before = listing(legacy.root)
+    done = run_cli("split", legacy, "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    assert listing(legacy.root) == before
+    assert not (legacy.data / "plugins").exists()
+    report = json.loads(done.stdout)
+    assert report["dry_run"] is True and report["files"] == {}
+    assert report["plugins"][V3[0]]["status"] == "would copy"
+    assert report["preflight"]["foreign_key_problems"] == {"profit_booking_orders": 1}
+    assert all(d["ok"] for d in report["preflight"]["disk"]) and report["preflight"]["writable"]
+    assert {v for v, _ in report["unmapped_logic_types"]} >= {None, "", "logic1", " LOGIC1", "combinedlogic-9"}
+    assert ["E-DUP-1", 2] in report["duplicate_trade_ids"]
+    assert run_cli("split", legacy).returncode == 0
+    assert oct((legacy.data / "plugins").stat().st_mode & 0o777) == "0o700"
+    assert oct((legacy.data / "plugins" / "v6_04.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_report_lists_copies_anomalies_and_progress(legacy: Project) -> None:
+    done = run_cli("split", legacy)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for needle in ("v3-logic-01-5min", "reentry_chains", "unmapped logic_type", "duplicate trade_ids", "orphans",
+                   "shared rows", GROUP_FILE):
+        assert needle in out
+    assert "split: v3-logic-01-5min trades:" in done.stderr  # progress on stderr
+    doc = json.loads(run_cli("split", legacy, "--json", "-q").stdout)
+    assert doc["ok"] is True and doc["rows_copied"] == 0
+
+
+def test_exit_codes_and_help(legacy: Project) -> None:
+    assert run_cli("split", legacy, "--help").returncode == 0
+    unknown = run_cli("split", legacy, "--plugin", "no-such-plugin")
+    assert unknown.returncode == 2 and "no-such-plugin" in unknown.stderr
+    legacy.shared_db.unlink()
+    missing = run_cli("split", legacy)
+    assert missing.returncode == 2 and "trading_bot.db" in missing.stderr
+    assert not any(p.exists() for p in isolated_files(legacy))

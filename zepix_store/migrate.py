@@ -1,0 +1,313 @@
+"""Give the shared database `plugin_id` in place: the seed plan's Option A, done safely.
+
+Steps: a quick_check (a corrupt file exits 5 before anything is written), a WAL-safe backup labelled
+`pre-migrate` in backup_dir, then ONE transaction: `plugin_id` on all ten tables with the attribution of
+SPEC 5 (mapping of trades.logic_type, children follow their parents), the per-plugin indexes, fresh
+statistics (ANALYZE) and the schema version. Killed at any instant, the file is either fully old or fully
+new; run it again to finish. A second run reports "already migrated" and changes nothing.
+
+The report lists rows per plugin per table, orphans (kept by the default id), shared lineage (a parent
+used by several plugins stays with the default id and is listed), unmapped logic_type values with their
+counts and duplicate trade_ids (kept, never merged).
+
+Examples:
+  zepix-store migrate --dry-run        # what would change; writes nothing, creates no file
+  zepix-store migrate                  # backup, then migrate in one transaction
+  zepix-store migrate --json
+
+Exit codes: 0 done (or already migrated), 2 bad config, 3 disk full or I/O error,
+4 locked by another process past --busy-timeout, 5 corrupt file, not a database, no tables, newer schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import attribution, fault, upgrade
+from .backup import backup_connection, clean_stale_tmp, open_reader
+from .db import BUSY_TIMEOUT_MS, connect_sync, quick_check, translated_errors
+from .errors import ConfigError, SchemaError, StoreBusyError
+from .schema import SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
+
+log = logging.getLogger("zepix_store.migrate")
+
+MIGRATED = "migrated"
+ALREADY = "already migrated"
+DRY_RUN = "dry run"
+ANALYSIS_LIMIT = 1000  # rows ANALYZE samples per index: plans need estimates, not exact counts
+CACHE_KIB = 131072  # page cache per schema (main, temp): big table rebuilds and joins halve; memory stays bounded
+
+
+@dataclass
+class MigrateReport:
+    """What migrate did (or, with dry_run, would do) to one file."""
+
+    path: Path
+    status: str = ""
+    from_version: int = 0
+    to_version: int = SCHEMA_VERSION
+    backup: Path | None = None
+    actions: dict[str, str] = field(default_factory=dict)  # table -> create | rebuild | alter
+    added_columns: dict[str, list[str]] = field(default_factory=dict)
+    buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
+    rows_by_plugin: dict[str, dict[str, int]] = field(default_factory=dict)  # already migrated: from plugin_id
+    unmapped_logic_types: list[tuple[object, int]] = field(default_factory=list)
+    duplicate_trade_ids: list[tuple[object, int]] = field(default_factory=list)
+    db_bytes: int = 0
+    seconds: float = 0.0
+
+
+def planned_action(table: Table, columns: set[str] | None) -> str:
+    """What upgrade.upgrade does to `table` given its present columns (a test keeps the two in step)."""
+    if columns is None:
+        return "create"
+    if table.key or "plugin_id" in columns or not set(table.column_names) <= columns:
+        return "rebuild"
+    return "alter"
+
+
+def migrate_file(
+    path: Path, mapping: Mapping[str, str], default: str, backup_dir: Path, *,
+    dry_run: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+) -> MigrateReport:
+    """Migrate `path` in place (after a backup into `backup_dir`), or with `dry_run` only report."""
+    started = time.monotonic()
+    report = MigrateReport(path=path)
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(f"{path}: no such database file (shared_db in store.yaml)")
+    with _busy_message(path, busy_timeout_ms), translated_errors(path):
+        reader = open_reader(path, busy_timeout_ms)
+        try:
+            _preflight(reader, report)
+            if report.status == ALREADY:
+                report.rows_by_plugin = rows_by_plugin(reader)
+            elif dry_run:
+                report.status = DRY_RUN
+                _plan(reader, report, mapping, default)
+        finally:
+            reader.close()
+        if not report.status:
+            _migrate(report, mapping, default, backup_dir, busy_timeout_ms)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@contextmanager
+def _busy_message(path: Path, busy_timeout_ms: int) -> Iterator[None]:
+    try:
+        yield
+    except StoreBusyError as exc:
+        raise StoreBusyError(
+            f"locked by another process: {path} (waited {busy_timeout_ms / 1000:g} s for the write lock; "
+            "stop the bot, or retry with a longer --busy-timeout); nothing was changed") from exc
+
+
+def _preflight(conn: sqlite3.Connection, report: MigrateReport) -> None:
+    """Refuse corrupt, empty and newer files before anything is written; spot an already migrated one."""
+    quick_check(conn, report.path)
+    report.from_version = upgrade.file_version(conn, report.path)
+    names = {r[0] for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
+    if not names & set(TABLE_BY_NAME):
+        raise SchemaError(f"{report.path}: source has no tables of the trading bot (an empty or foreign file); "
+                          "nothing to migrate")
+    page_count, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
+    report.db_bytes = int(page_count) * int(page_size)
+    if report.from_version == SCHEMA_VERSION:
+        report.status = ALREADY
+
+
+def rows_by_plugin(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Rows per plugin_id per table of a migrated file."""
+    return {t.name: {str(p): n for p, n in conn.execute(
+        f"SELECT plugin_id, count(*) FROM main.{t.name} GROUP BY plugin_id ORDER BY plugin_id")} for t in TABLES}
+
+
+def _plan(conn: sqlite3.Connection, report: MigrateReport, mapping: Mapping[str, str], default: str) -> None:
+    """Attribute on the read-only connection (temp tables only) and say what upgrade would do."""
+    present = attribution.build_owners(conn, "main", mapping, default)
+    _attribution_report(conn, report, present, default)
+    for table in TABLES:
+        cols = present.get(table.name)
+        report.actions[table.name] = planned_action(table, cols)
+        missing = [c for c in table.column_names if cols is not None and c not in cols]
+        if missing:
+            report.added_columns[table.name] = missing
+
+
+def _attribution_report(conn: sqlite3.Connection, report: MigrateReport, present: Mapping[str, set[str]],
+                        default: str) -> None:
+    report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "main", default)
+    report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "main")
+    report.buckets = {t.name: attribution.count_buckets(conn, "main", t.name) for t in TABLES if t.name in present}
+
+
+def _migrate(report: MigrateReport, mapping: Mapping[str, str], default: str, backup_dir: Path,
+             busy_timeout_ms: int) -> None:
+    path = report.path
+    conn = connect_sync(path, synchronous="FULL", busy_timeout_ms=busy_timeout_ms)
+    try:
+        if not upgrade.needs_upgrade(conn, path):  # another run finished since the preflight
+            report.status, report.rows_by_plugin = ALREADY, rows_by_plugin(conn)
+            return
+        _probe_write_lock(conn)
+        log.info("backing up %s ...", path)
+        report.backup = backup_connection(conn, path, backup_dir, "pre-migrate")
+        fault.point("after_backup")
+        log.info("backup %s; migrating in one transaction ...", report.backup)
+        for pragma in (f"analysis_limit = {ANALYSIS_LIMIT}", f"main.cache_size = -{CACHE_KIB}",
+                       f"temp.cache_size = -{CACHE_KIB}"):
+            conn.execute(f"PRAGMA {pragma}")
+        done = upgrade.upgrade(conn, path, mapping, default)
+        fault.point("after_commit")
+    finally:
+        conn.close()
+    report.status = MIGRATED
+    report.actions = {t: "create" for t in done.created_tables}
+    report.actions.update({t: "rebuild" for t in done.rebuilt_tables})
+    report.actions.update({t: "alter" for t in done.altered_tables})
+    report.added_columns, report.buckets = done.added_columns, done.buckets
+    report.unmapped_logic_types, report.duplicate_trade_ids = done.unmapped_logic_types, done.duplicate_trade_ids
+
+
+def _probe_write_lock(conn: sqlite3.Connection) -> None:
+    """Wait (busy timeout) for the write lock once before the backup, so a busy bot is refused early."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ROLLBACK")
+
+
+def clean_backup_dir(backup_dir: Path, source: Path) -> None:
+    """Remove the `.tmp` of a killed backup even when no new backup is taken."""
+    with translated_errors(backup_dir):
+        for tmp in clean_stale_tmp(backup_dir, source):
+            log.info("removed the unfinished backup %s of a killed run", tmp)
+
+
+# --- output -----------------------------------------------------------------------------------------------------
+
+
+def report_json(report: MigrateReport, default: str) -> dict[str, Any]:
+    """The report as one JSON document."""
+    tables: dict[str, Any] = {}
+    for t in TABLES:
+        b = report.buckets.get(t.name)
+        entry: dict[str, Any] = {"action": report.actions.get(t.name)}
+        if b is not None:
+            entry.update(source_rows=b.source_rows, by_plugin=dict(sorted(b.by_plugin.items())),
+                         orphans=b.orphans, shared_rows=b.shared_rows,
+                         shared_copies=dict(sorted(b.shared_copies.items())))
+        if t.name in report.added_columns:
+            entry["added_columns"] = report.added_columns[t.name]
+        if t.name in report.rows_by_plugin:
+            entry["rows_by_plugin"] = report.rows_by_plugin[t.name]
+        tables[t.name] = entry
+    return {
+        "path": str(report.path), "status": report.status, "from_version": report.from_version,
+        "to_version": report.to_version, "backup": str(report.backup) if report.backup else None,
+        "default_plugin_id": default, "seconds": round(report.seconds, 3), "db_bytes": report.db_bytes,
+        "tables": tables,
+        "orphans": {n: b.orphans for n, b in report.buckets.items() if b.orphans},
+        "shared_lineage": {n: {"rows": b.shared_rows, "plugins": sorted(b.shared_copies)}
+                           for n, b in report.buckets.items() if b.shared_rows},
+        "unmapped_logic_types": [{"logic_type": v, "count": n} for v, n in report.unmapped_logic_types],
+        "duplicate_trade_ids": [{"trade_id": v, "count": n} for v, n in report.duplicate_trade_ids],
+    }
+
+
+def _owner_rows(report: MigrateReport, default: str) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for t in TABLES:
+        action = report.actions.get(t.name, "")
+        b = report.buckets.get(t.name)
+        if b is None:
+            rows.append([t.name, action, "-", 0, "table absent: created empty" if action == "create" else ""])
+            continue
+        for plugin, n in sorted(b.by_plugin.items()):
+            rows.append([t.name, action, plugin, n, ""])
+        if b.orphans:
+            rows.append([t.name, action, default, b.orphans, "orphans: no parent row"])
+        if b.shared_rows:
+            rows.append([t.name, action, default, b.shared_rows,
+                         "shared lineage: " + ", ".join(sorted(b.shared_copies))])
+        if not b.source_rows:
+            rows.append([t.name, action, "-", 0, "empty"])
+    return rows
+
+
+def _show_value(value: object) -> str:
+    return "NULL" if value is None else repr(value)
+
+
+def print_report(report: MigrateReport, default: str) -> None:
+    """The human report on stdout."""
+    from ._output import print_table
+
+    if report.status == ALREADY:
+        print(f"already migrated: {report.path} is at schema version {report.to_version}; nothing changed")
+        print_table(["table", "plugin_id", "rows"],
+                    [[t, p, n] for t, counts in report.rows_by_plugin.items() for p, n in counts.items()])
+        return
+    if report.status == DRY_RUN:
+        print(f"dry run: {report.path} would be migrated from schema version {report.from_version} to "
+              f"{report.to_version} after a backup of {report.db_bytes:,} bytes; nothing was written")
+    else:
+        print(f"migrated {report.path} from schema version {report.from_version} to {report.to_version} "
+              f"in {report.seconds:.1f} s\nbackup: {report.backup}")
+    print()
+    print_table(["table", "action", "owner", "rows", "note"], _owner_rows(report, default))
+    for table, cols in report.added_columns.items():
+        print(f"\n{table}: missing legacy columns added: {', '.join(cols)}")
+    if report.unmapped_logic_types:
+        values = ", ".join(f"{_show_value(v)} x{n}" for v, n in report.unmapped_logic_types)
+        print(f"\nunmapped logic_type values (trades kept by {default}): {values}")
+    if report.duplicate_trade_ids:
+        dups = report.duplicate_trade_ids
+        shown = ", ".join(f"{_show_value(v)} x{n}" for v, n in dups[:10])
+        print(f"\nduplicate trade_ids (kept, never merged): {len(dups)} values on {sum(n for _, n in dups)} rows: "
+              f"{shown}{', ...' if len(dups) > 10 else ''}")
+
+
+# --- the command ------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="report what would change; write nothing, create no file, take no backup")
+    parser.add_argument("--busy-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long to wait for the bot's write lock before giving up (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ._output import print_json
+    from .config import load_config
+
+    if args.busy_timeout < 0:
+        raise ConfigError(f"--busy-timeout: must be 0 or more, got {args.busy_timeout}")
+    config = load_config(args.config)
+    if not args.dry_run:
+        clean_backup_dir(config.backup_dir, config.shared_db)
+    report = migrate_file(config.shared_db, config.mapping, config.default_plugin_id, config.backup_dir,
+                          dry_run=args.dry_run, busy_timeout_ms=int(args.busy_timeout * 1000))
+    if args.json:
+        print_json(report_json(report, config.default_plugin_id))
+    else:
+        print_report(report, config.default_plugin_id)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import command_main
+
+    return command_main("migrate", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

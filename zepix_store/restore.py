@@ -1,0 +1,249 @@
+"""Put a backup back in place of the shared database, a plugin's file or a file in data_dir.
+
+Order: the backup is integrity-checked first (a bad one exits 5 and the target is untouched); the target is
+locked exclusively, which fails at once if any other process has it open (exit 4: stop the bot first);
+the file being replaced is kept as a backup of its own in backup_dir (label `pre-restore`), so a restore can
+be undone by restoring that file; then the backup is written INTO the target through SQLite's backup API in
+one transaction (killed half-way, the rollback journal returns the old content). Switching the target out
+of WAL mode under the lock checkpoints and removes its `-wal`/`-shm`, so no stale `-wal` can replay over
+the restored copy.
+
+Examples:
+  zepix-store restore data/backups/trading_bot-20250101T120000000000Z.db
+  zepix-store restore BACKUP --plugin v6-logic-01-1min
+  zepix-store restore BACKUP --target data/scratch.db
+
+Exit codes: 0 restored, 2 bad input (missing backup, target outside data_dir), 3 disk full or I/O error,
+4 the target is open in another process, 5 the backup is corrupt, empty or from a newer zepix_store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sqlite3
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import fault, upgrade
+from .backup import backup_connection, fsync_path, make_private_dir, open_reader, table_count
+from .config import StoreConfig
+from .db import quick_check, translated_errors
+from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreBusyError
+
+log = logging.getLogger("zepix_store.restore")
+_OPEN_ELSEWHERE = ("database is locked", "database table is locked")
+
+
+@dataclass
+class RestoreReport:
+    backup: Path
+    target: Path
+    kept: Path | None = None   # the replaced file, kept in backup_dir (None: there was no file)
+    kept_corrupt: bool = False
+    removed: list[Path] = field(default_factory=list)  # stale -wal/-shm removed under the lock
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backup": str(self.backup), "target": str(self.target),
+                "kept": str(self.kept) if self.kept else None, "kept_corrupt": self.kept_corrupt,
+                "removed": [str(p) for p in self.removed], "seconds": round(self.seconds, 3)}
+
+
+def restore_file(backup: Path, target: Path, backup_dir: Path) -> RestoreReport:
+    """Check `backup`, keep `target` in `backup_dir`, then write `backup` into `target` under an exclusive lock."""
+    started = time.monotonic()
+    report = RestoreReport(backup, target)
+    _check_paths(backup, target)
+    src = _open_backup(backup, target)
+    try:
+        with _exclusive(target) as (conn, created):
+            report.removed = _remove_side_files(target)
+            if not created:
+                report.kept, report.kept_corrupt = _keep(conn, target, backup_dir)
+            fault.point("before_restore_copy")
+            with translated_errors(target):
+                src.backup(conn)  # one transaction in rollback-journal mode: all of it or none
+                fault.point("after_restore_copy")
+                quick_check(conn, target)
+                conn.execute("PRAGMA journal_mode = WAL")  # as the bot and the store run it
+    finally:
+        src.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _check_paths(backup: Path, target: Path) -> None:
+    if not backup.is_file():
+        raise ConfigError(f"{backup}: no such backup file")
+    if target.exists() and os.path.samefile(backup, target):
+        raise ConfigError(f"{backup}: the backup and the target are the same file")
+
+
+def _open_backup(backup: Path, target: Path) -> sqlite3.Connection:
+    """Open and fully check the backup; a bad one leaves the target untouched."""
+    untouched = f"; nothing was restored, {target} is unchanged"
+    try:
+        with translated_errors(backup):
+            conn = open_reader(backup)
+            try:
+                _check_backup(conn, backup)
+            except BaseException:
+                conn.close()
+                raise
+    except (CorruptDatabaseError, SchemaError) as exc:
+        raise type(exc)(f"{exc}{untouched}") from exc
+    return conn
+
+
+def _check_backup(conn: sqlite3.Connection, backup: Path) -> None:
+    rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    if rows != ["ok"]:
+        raise CorruptDatabaseError(f"{backup}: backup fails its integrity check: {'; '.join(map(str, rows[:3]))}")
+    if table_count(conn) == 0:
+        raise CorruptDatabaseError(f"{backup}: backup has no tables (an empty file)")
+    upgrade.file_version(conn, backup)  # refuses a file from a newer zepix_store
+
+
+@contextmanager
+def _exclusive(target: Path) -> Iterator[tuple[sqlite3.Connection, bool]]:
+    """A connection holding the target's EXCLUSIVE lock in rollback-journal mode; (connection, created)."""
+    created = _create_if_missing(target)
+    uri = f"file:{urllib.parse.quote(str(target.absolute()))}?mode=rw"
+    with translated_errors(target):
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=0)
+    try:
+        _lock(conn, target)
+        yield conn, created
+    except BaseException:
+        conn.close()
+        if created:  # the file this run made holds nothing to keep
+            for leftover in (target, Path(f"{target}-journal")):
+                leftover.unlink(missing_ok=True)
+        raise
+    finally:
+        conn.close()
+
+
+def _create_if_missing(target: Path) -> bool:
+    if target.exists() or target.is_symlink():
+        return False
+    with translated_errors(target):
+        make_private_dir(target.parent)
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        fsync_path(target.parent, directory=True)
+    return True
+
+
+def _lock(conn: sqlite3.Connection, target: Path) -> None:
+    """Take and keep the exclusive lock (busy timeout 0): any other connection to a WAL file prevents it.
+
+    In WAL mode every open connection holds a shared lock on the file, so leaving WAL mode fails while
+    another process has it open, idle or writing. Leaving WAL mode also checkpoints and deletes the -wal.
+    """
+    try:
+        with translated_errors(target):
+            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+            conn.execute("BEGIN EXCLUSIVE")
+            conn.execute("COMMIT")  # in EXCLUSIVE locking mode the lock stays after COMMIT
+    except StoreBusyError:
+        raise _busy(target) from None
+    except CorruptDatabaseError as exc:
+        raise CorruptDatabaseError(f"{exc}: the file to replace is not a readable database; move it aside "
+                                   "and run restore again; nothing was restored") from exc
+    if str(mode).lower() != "delete":
+        raise _busy(target)
+
+
+def _busy(target: Path) -> StoreBusyError:
+    return StoreBusyError(f"in use by another process: {target} is open elsewhere (stop the bot first); "
+                          "nothing was restored")
+
+
+def _remove_side_files(target: Path) -> list[Path]:
+    """Remove -wal/-shm left beside the target: under our exclusive lock nobody can be using them."""
+    removed = []
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{target}{suffix}")
+        if side.exists() or side.is_symlink():
+            side.unlink()
+            removed.append(side)
+    return removed
+
+
+def _keep(conn: sqlite3.Connection, target: Path, backup_dir: Path) -> tuple[Path, bool]:
+    """Back up the file about to be replaced; a corrupt one is kept too (unchecked), so nothing is lost."""
+    try:
+        with translated_errors(target):
+            quick_check(conn, target)
+    except CorruptDatabaseError:
+        log.warning("%s fails its integrity check; keeping it anyway as pre-restore-corrupt", target)
+        return backup_connection(conn, target, backup_dir, "pre-restore-corrupt", check=False), True
+    return backup_connection(conn, target, backup_dir, "pre-restore"), False
+
+
+# --- the command ------------------------------------------------------------------------------------------------
+
+
+def resolve_target(config: StoreConfig, plugin: str | None, target: str | None) -> Path:
+    """The file to restore into: `--target` (inside data_dir), the plugin's file, or the shared file."""
+    if plugin is not None:
+        return config.plugin(plugin).db_path
+    if target is None:
+        return config.shared_db
+    raw = Path(target)
+    if raw.is_symlink():
+        raise ConfigError(f"--target: {target} is a symlink; name the real file")
+    real = Path(os.path.realpath(raw.parent)) / raw.name
+    data = os.path.realpath(config.data_dir)
+    if os.path.commonpath([str(real), data]) != data or str(real) == data:
+        raise ConfigError(f"--target: {target} escapes data dir {data} (it resolves to {real})")
+    backups = os.path.realpath(config.backup_dir)
+    if os.path.commonpath([str(real), backups]) == backups:
+        raise ConfigError(f"--target: {target} is inside backup_dir {backups}; restore into a database file")
+    if real.is_dir():
+        raise ConfigError(f"--target: {target} is a folder, not a database file")
+    return real
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("backup", metavar="BACKUP", help="the backup file to restore")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--plugin", metavar="ID", help="restore into this plugin's database file")
+    where.add_argument("--target", metavar="PATH", help="restore into this file (inside data_dir)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ._output import print_json
+    from .config import load_config
+
+    config = load_config(args.config)
+    target = resolve_target(config, args.plugin, args.target)
+    report = restore_file(Path(args.backup), target, config.backup_dir)
+    if args.json:
+        print_json(report.to_json())
+        return 0
+    print(f"restored {report.backup} into {report.target}")
+    if report.kept:
+        note = " (it failed its integrity check)" if report.kept_corrupt else ""
+        print(f"kept the replaced file as {report.kept}{note}\n"
+              f"undo: zepix-store restore {report.kept} --target {report.target}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import command_main
+
+    return command_main("restore", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Run the migration checklist (the seed plan's Part 8) as named checks, each listed with its result.
+
+Every file is opened read-only and nothing is upgraded or written: the shared database and each isolated file
+that exists. Checks, per file: integrity (PRAGMA integrity_check), foreign keys (foreign_key_check), schema
+version, columns (plugin_id NOT NULL DEFAULT 'legacy' on all ten tables), the store's indexes, attribution (no
+NULL plugin_id; in an isolated file only plugins routed to it). Then: attribution buckets of the shared file add
+up, each isolated plugin's copies equal their source rows (through the copy ledger, every value compared, money
+totals too), the mapping recorded by split is the current one, and configs agree with the files on disk.
+
+A legacy shared file (version 0, never migrated) is reported as a warning: split leaves it as it is.
+Dangling references in the shared file are warnings too (legacy data is kept as the bot left it).
+
+examples:
+  python -m zepix_store.verify
+  python -m zepix_store.verify --json
+
+exit status: 0 every check passed (warnings allowed), 1 a check failed (named on stderr), 2 bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import attribution
+from . import copy_ledger as cl
+from ._output import print_json, print_table
+from .cli import command_main
+from .config import StoreConfig, load_config
+from .db import BUSY_TIMEOUT_MS, translated_errors
+from .errors import StoreError
+from .schema import (
+    ATTRIBUTION_ORDER,
+    DEFAULT_PLUGIN_ID,
+    SCHEMA_VERSION,
+    TABLE_BY_NAME,
+    TABLES,
+)
+
+OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, name: str, status: str, detail: str) -> None:
+        self.checks.append(Check(name, status, detail))
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == FAIL]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "failed": self.failed, "checks": [asdict(c) for c in self.checks]}
+
+
+def verify(config: StoreConfig) -> VerifyReport:
+    """Run every check read-only; the report lists each one (never raises for a failed check)."""
+    report = VerifyReport()
+    conn = cl.open_scratch(BUSY_TIMEOUT_MS)
+    try:
+        present = _check_shared(conn, config, report)
+        for path, pids in _isolated_files(config, report).items():
+            _check_isolated(conn, config, path, pids, present, report)
+    finally:
+        conn.close()
+    return report
+
+
+def _run(report: VerifyReport, name: str, check: Callable[[], tuple[str, str]]) -> str:
+    """Record `check()`'s (status, detail) under `name`; an error while checking is a failure."""
+    try:
+        status, detail = check()
+    except (sqlite3.Error, StoreError) as exc:
+        status, detail = FAIL, f"could not check: {exc}"
+    report.add(name, status, detail)
+    return status
+
+
+def _isolated_files(config: StoreConfig, report: VerifyReport) -> dict[Path, list[str]]:
+    """Each existing isolated file with the plugins routed to it; an isolated plugin without its file fails."""
+    files: dict[Path, list[str]] = {}
+    for pid, plugin in sorted(config.plugins.items()):
+        path = plugin.isolated_db
+        if path is None:
+            report.add(f"config:{pid}", OK, "uses the shared file (no isolated_db)")
+            continue
+        exists = cl.check_regular_file(path)
+        if exists:
+            files.setdefault(path, []).append(pid)
+        if plugin.use_shared:
+            report.add(f"config:{pid}", OK, f"uses the shared file {config.shared_db}")
+        elif exists:
+            report.add(f"config:{pid}", OK, f"isolated in {path}")
+        else:
+            report.add(f"config:{pid}", FAIL, f"isolated, but {path} does not exist: run split")
+    return files
+
+
+# --- one file ---------------------------------------------------------------------------------------------
+
+
+def _attach(conn: sqlite3.Connection, path: Path, schema: str, report: VerifyReport) -> bool:
+    try:
+        with translated_errors(path):
+            cl.attach(conn, path, schema, cl.read_mode(path, True))
+            conn.execute(f"SELECT count(*) FROM {schema}.sqlite_master").fetchone()
+    except StoreError as exc:
+        report.add(f"integrity:{path.name}", FAIL, str(exc))
+        if schema in [row[1] for row in conn.execute("PRAGMA database_list")]:
+            conn.execute(f"DETACH DATABASE {schema}")
+        return False
+    return True
+
+
+def _file_checks(conn: sqlite3.Connection, schema: str, path: Path, shared: bool, report: VerifyReport) -> bool:
+    """integrity, foreign keys, version, columns, indexes; return whether the file is at the current version."""
+    name = path.name
+    _run(report, f"integrity:{name}", lambda: _integrity(conn, schema))
+    _run(report, f"foreign_keys:{name}", lambda: _foreign_keys(conn, schema, shared))
+    version = int(conn.execute(f"PRAGMA {schema}.user_version").fetchone()[0])
+    if version == 0 and shared:
+        report.add(f"schema_version:{name}", WARN, "legacy file (version 0), not migrated: split leaves it "
+                   "unchanged; migrate, or the bot's first shared use, upgrades it")
+        for check in ("columns", "indexes", "attribution"):
+            report.add(f"{check}:{name}", SKIP, "legacy file")
+        return False
+    good = version == SCHEMA_VERSION
+    report.add(f"schema_version:{name}", OK if good else FAIL,
+               f"user_version {version}" + ("" if good else f", this zepix_store writes {SCHEMA_VERSION}"))
+    _run(report, f"columns:{name}", lambda: _columns(conn, schema))
+    _run(report, f"indexes:{name}", lambda: _indexes(conn, schema))
+    return good
+
+
+def _integrity(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
+    rows = [str(r[0]) for r in conn.execute(f"PRAGMA {schema}.integrity_check")]
+    return (OK, "ok") if rows == ["ok"] else (FAIL, "; ".join(rows[:5]))
+
+
+def _foreign_keys(conn: sqlite3.Connection, schema: str, shared: bool) -> tuple[str, str]:
+    bad = conn.execute("SELECT [table], count(*) FROM pragma_foreign_key_check(NULL, ?) GROUP BY 1",
+                       (schema,)).fetchall()
+    if not bad:
+        return OK, "no dangling references"
+    detail = ", ".join(f"{t}: {n} rows reference a missing parent" for t, n in bad)
+    return (WARN, detail + " (legacy data, kept as it is)") if shared else (FAIL, detail)
+
+
+def _columns(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
+    problems = []
+    for table in TABLES:
+        info = {r[1]: r for r in conn.execute(f"PRAGMA {schema}.table_info({table.name})")}
+        if not info:
+            problems.append(f"{table.name}: table missing")
+            continue
+        if missing := [c for c in table.all_column_names if c not in info]:
+            problems.append(f"{table.name}: missing {', '.join(missing)}")
+        elif not (info["plugin_id"][3] == 1 and info["plugin_id"][4] == f"'{DEFAULT_PLUGIN_ID}'"):
+            problems.append(f"{table.name}: plugin_id is not NOT NULL DEFAULT '{DEFAULT_PLUGIN_ID}'")
+    return (FAIL, "; ".join(problems)) if problems else (OK, "plugin_id NOT NULL DEFAULT 'legacy' on all tables")
+
+
+def _indexes(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
+    have = {r[0] for r in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'index'")}
+    missing = [name for table in TABLES for name, _ in table.indexes if name not in have]
+    return (FAIL, "missing " + ", ".join(missing)) if missing else (OK, f"{len(have)} indexes present")
+
+
+def _attribution(conn: sqlite3.Connection, schema: str, routed: Sequence[str] | None) -> tuple[str, str]:
+    """No NULL plugin_id; in an isolated file, no row of a plugin that is not routed to it."""
+    problems = []
+    for table in TABLES:
+        if routed is None:
+            q = f"SELECT NULL, count(*) FROM {schema}.{table.name} WHERE plugin_id IS NULL HAVING count(*) > 0"
+            args: Sequence[str] = ()
+        else:
+            q = (f"SELECT plugin_id, count(*) FROM {schema}.{table.name} WHERE plugin_id IS NULL OR plugin_id NOT IN "
+                 f"({', '.join('?' * len(routed))}) GROUP BY plugin_id")
+            args = routed
+        problems += [f"{table.name}: {n} rows under {pid!r}" for pid, n in conn.execute(q, args)]
+    if problems:
+        return FAIL, "; ".join(problems) + ("" if routed is None else f" (routed here: {', '.join(routed)})")
+    return OK, "every row attributed" + ("" if routed is None else " to a plugin routed to this file")
+
+
+# --- the shared file --------------------------------------------------------------------------------------
+
+
+def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyReport) -> dict[str, set[str]] | None:
+    """File checks and attribution buckets of the shared file, attached as `src`; return its tables' columns."""
+    path = config.shared_db
+    if not cl.check_regular_file(path):
+        report.add("config:shared_db", FAIL, f"{path} does not exist")
+        return None
+    report.add("config:shared_db", OK, str(path))
+    if not _attach(conn, path, "src", report):
+        return None
+    current = _file_checks(conn, "src", path, True, report)
+    if current:
+        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "src", None))
+    present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
+    _run(report, "buckets", lambda: _buckets(conn, present))
+    return present
+
+
+def _buckets(conn: sqlite3.Connection, present: dict[str, set[str]]) -> tuple[str, str]:
+    wrong = []
+    for name in present:
+        b = attribution.count_buckets(conn, "src", name)
+        if b.bucket_total != b.source_rows:
+            wrong.append(f"{name}: buckets hold {b.bucket_total} rows, the table {b.source_rows}")
+    return (FAIL, "; ".join(wrong)) if wrong else (OK, f"every row of {len(present)} tables in exactly one bucket")
+
+
+# --- isolated files ---------------------------------------------------------------------------------------
+
+
+def _check_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, pids: list[str],
+                    present: dict[str, set[str]] | None, report: VerifyReport) -> None:
+    if not _attach(conn, path, "dst", report):
+        return
+    try:
+        if not _file_checks(conn, "dst", path, False, report):
+            return
+        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "dst", pids))
+        _run(report, f"mapping:{path.name}", lambda: _mapping(conn, config))
+        for pid in pids:
+            if config.plugins[pid].use_shared:
+                report.add(f"copies:{pid}", SKIP, "uses the shared file now (its isolated rows are history)")
+            elif present is not None:
+                _run(report, f"copies:{pid}", functools.partial(_copies, conn, pid, present))
+    finally:
+        conn.execute("DETACH DATABASE dst")
+
+
+def _mapping(conn: sqlite3.Connection, config: StoreConfig) -> tuple[str, str]:
+    recorded = cl.recorded_mapping(conn, "dst")
+    current = cl.mapping_record(config.mapping, config.default_plugin_id)
+    if recorded is None:
+        return SKIP, "no split has written this file"
+    if recorded != current:
+        return FAIL, f"split used another mapping ({cl.mapping_changes(recorded, current)}): run split --remap"
+    return OK, "split used the current mapping"
+
+
+def _copies(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]]) -> tuple[str, str]:
+    """Every source row of `pid` copied, every copy equal to its source, money totals equal."""
+    problems, compared, pruned = [], 0, 0
+    for name in ATTRIBUTION_ORDER:
+        if name not in present or not cl.has_table(conn, "dst", name):
+            continue
+        table = TABLE_BY_NAME[name]
+        seg = cl.segment(conn, "dst", table, pid)
+        if seg is not None:
+            problems += _compare_table(conn, table, cl.columns_for(conn, table, present[name]), pid, seg)
+            row = conn.execute(f"SELECT count(*), coalesce(sum(pruned), 0) FROM dst.{cl.LEDGER} WHERE seg = ?",
+                               (seg,)).fetchone()
+            compared, pruned = compared + row[0], pruned + row[1]
+        if unledgered := cl.unledgered_count(conn, table, pid, seg):
+            problems.append(f"{name}: {unledgered} rows of the plugin in the shared file not copied: run split")
+    if problems:
+        return FAIL, f"plugin {pid}: " + "; ".join(problems)
+    return OK, f"{compared:,} copies traced to their source rows ({pruned:,} pruned from the shared file)"
+
+
+def _compare_table(conn: sqlite3.Connection, table: Any, cols: cl.Columns, pid: str, seg: int) -> list[str]:
+    money = [c for c in cl.MONEY.get(table.name, ()) if c in cols.values]
+    args = {"seg": seg, "p": pid}
+    count, _with_src, with_dst, differ, lost, *sums = conn.execute(
+        cl.compare_sql(table, cols, money, "1"), args).fetchone()
+    problems = []
+    if differ or lost or with_dst != count:
+        keys = cl.differing_keys(conn, table, cols, "1", args)
+        problems.append(f"{table.name}: {differ} copies differ from their source, {count - with_dst} copies "
+                        f"missing, {lost} source rows gone: {', '.join(keys)}")
+    for i, col in enumerate(money):
+        if sums[2 * i] != sums[2 * i + 1]:
+            problems.append(f"{table.name}: total {col} {sums[2 * i + 1]!r} != source {sums[2 * i]!r}")
+    return problems
+
+
+# --- command line ------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """verify takes only the common options."""
+
+
+def run(args: argparse.Namespace) -> int:
+    report = verify(load_config(args.config))
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print_table(["check", "status", "detail"], [(c.name, c.status, c.detail) for c in report.checks])
+    if report.failed:
+        print(f"zepix-store verify: error: {len(report.failed)} checks failed: {', '.join(report.failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return command_main("verify", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
