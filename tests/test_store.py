@@ -130,9 +130,14 @@ async def test_cancelled_write_is_rolled_back(project: Project) -> None:
         await db.save_trade(Trade(trade_id="warm"))
         cancelled_count = 0
         for i in range(50):
+            # a read in flight keeps the connection busy, so the write is queued on the worker, where it can
+            # be cancelled mid-way (on an idle connection it would finish before the cancel could land)
+            reader = asyncio.create_task(db.get_open_trades())
+            await asyncio.sleep(0)
             task = asyncio.create_task(db.save_trade(Trade(trade_id=f"c{i}")))
             await asyncio.sleep(0)
             task.cancel()
+            await reader
             await db.save_trade(Trade(trade_id=f"ok{i}"))
             cancelled = task.cancelled()
             cancelled_count += cancelled

@@ -14,8 +14,8 @@ The legacy database is generated (legacy_data.build_legacy_db); --config names t
 scratch project (default: configs). Scratch files go to a temp folder (--dir), removed unless --keep.
 
 examples:
-  python -m zepix_store.bench --quick              # ~1 minute smoke run with 5,000 trades
-  python -m zepix_store.bench                      # 1,000,000 trades (~600 MB), several minutes
+  python -m zepix_store.bench --quick              # smoke run with 5,000 trades (~25 s)
+  python -m zepix_store.bench                      # 1,000,000 trades (~600 MB, ~3 GB scratch), ~15 min on 2 cores
   python -m zepix_store.bench --json > bench.json  # one document: figures, plans, machine
   python -m zepix_store.bench --only writes --only reads --repeat 7
 
@@ -151,7 +151,7 @@ def _loadavg() -> list[float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trades", type=_positive, metavar="N",
                         help=f"legacy trades to generate (default {FULL.trades:,}; --quick: {QUICK.trades:,})")
-    parser.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run (~1 minute)")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run (~25 s)")
     parser.add_argument("--repeat", type=_positive, metavar="K",
                         help=f"timed runs of each side; the median is reported (default {FULL.repeat})")
     parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",

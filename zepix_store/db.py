@@ -145,11 +145,18 @@ def quick_check(conn: sqlite3.Connection, path: object, schema: str = "main") ->
 
 
 class Database:
-    """One aiosqlite connection to one file; every call is a whole statement group on its worker thread."""
+    """One aiosqlite connection to one file; every call is a whole statement group on its worker thread.
 
-    def __init__(self, path: Path, conn: aiosqlite.Connection) -> None:
+    A small write (`inline=True`) on an idle connection runs directly on the event-loop thread instead: the
+    thread hop costs more than the write itself. It never waits there: the busy timeout is 0 for that call, and
+    on SQLITE_BUSY nothing has changed, so the write is retried on the worker thread, which waits as usual.
+    """
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self._conn = conn
+        self._busy_timeout_ms = busy_timeout_ms
+        self._in_flight = 0  # calls queued on or running in the worker thread
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database:
@@ -166,25 +173,39 @@ class Database:
             await _worker_stopped(conn)
             raise
         _OPEN_CONNECTIONS.add(conn)
-        return cls(path, conn)
+        return cls(path, conn, busy_timeout_ms)
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue `fn(sqlite3_connection, *args)` on the worker; the future settles when the worker is done."""
+        self._in_flight += 1
+        inner: asyncio.Future[T] = asyncio.ensure_future(
+            self._conn._execute(fn, self._conn._conn, *args))  # type: ignore[no-untyped-call]
+        inner.add_done_callback(self._settled)
+        return inner
+
+    def _settled(self, fut: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        _consume_exception(fut)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(sqlite3_connection, *args)` on the worker thread and return its result."""
         with translated_errors(self.path):
-            result: T = await self._conn._execute(fn, self._conn._conn, *args)  # type: ignore[no-untyped-call]
-            return result
+            # shielded: a cancelled caller must not make the connection look idle while the worker still runs
+            return await asyncio.shield(self._submit(fn, *args))
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(sqlite3_connection, *args)` inside BEGIN IMMEDIATE ... COMMIT on the worker thread.
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """Run `fn(sqlite3_connection, *args)` inside BEGIN IMMEDIATE ... COMMIT, as one unit.
 
         Cancelled before its COMMIT starts, the transaction is rolled back and CancelledError propagates;
         cancelled once COMMIT has started, the call finishes and returns normally (the write is durable).
         """
+        if inline and self._in_flight == 0:
+            done, result = self._write_inline(fn, args)
+            if done:
+                return result
         gate = _CommitGate()
         with translated_errors(self.path):
-            inner: asyncio.Future[T] = asyncio.ensure_future(
-                self._conn._execute(_run_transaction, self._conn._conn, gate, fn, args))  # type: ignore[no-untyped-call]
-            inner.add_done_callback(_consume_exception)
+            inner = self._submit(_run_transaction, gate, fn, args)
             try:
                 return await asyncio.shield(inner)
             except asyncio.CancelledError:
@@ -194,6 +215,21 @@ class Database:
                 if current is not None:
                     current.uncancel()
                 return await inner
+
+    def _write_inline(self, fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """Try the transaction on this thread without waiting for locks; (False, None) means retry on the worker."""
+        conn = self._conn._conn
+        with translated_errors(self.path):
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                with transaction(conn):
+                    return True, fn(conn, *args)
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                    return False, None  # rolled back: nothing was written
+                raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
 
     async def close(self) -> None:
         """Close the connection and stop its worker thread (safe to call twice)."""
@@ -262,7 +298,8 @@ def _consume_exception(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-def _run_transaction(conn: sqlite3.Connection, gate: _CommitGate, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+def _run_transaction(conn: sqlite3.Connection, gate: _CommitGate, fn: Callable[..., T],
+                     args: tuple[Any, ...]) -> T:
     if gate.cancelled:
         raise _Cancelled()
     with transaction(conn):

@@ -13,20 +13,20 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from .db import Database
+from .errors import RowError
 from .rows import Row, Trade, check_row, utc_now
 from .schema import CLOSE_TIME_SQL, TABLE_BY_NAME
 
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
-NUMERIC_PNL = "typeof(pnl) IN ('integer', 'real')"
+# `pnl <= 9e999` (infinity) holds for numbers only (text, blobs and NULL fail it), so the money figures skip legacy
+# text in the REAL column and the condition stays a range on the (plugin_id, status, pnl) covering index.
+NUMERIC_PNL = "pnl <= 9e999"
 STATISTICS_SQL = f"""
-SELECT count(*) AS total_trades,
-       count(CASE WHEN {NUMERIC_PNL} AND pnl > 0 THEN 1 END) AS winning_trades,
-       count(CASE WHEN {NUMERIC_PNL} AND pnl < 0 THEN 1 END) AS losing_trades,
-       total(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS total_pnl,
-       avg(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS avg_pnl,
-       max(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS best_trade,
-       min(CASE WHEN {NUMERIC_PNL} THEN pnl END) AS worst_trade
-FROM trades WHERE plugin_id = ? AND status = 'closed'"""
+SELECT (SELECT count(*) FROM trades WHERE plugin_id = ?1 AND status = 'closed') AS total_trades,
+       count(CASE WHEN pnl > 0 THEN 1 END) AS winning_trades,
+       count(CASE WHEN pnl < 0 THEN 1 END) AS losing_trades,
+       total(pnl) AS total_pnl, avg(pnl) AS avg_pnl, max(pnl) AS best_trade, min(pnl) AS worst_trade
+FROM trades WHERE plugin_id = ?1 AND status = 'closed' AND {NUMERIC_PNL}"""
 
 
 def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
@@ -41,7 +41,6 @@ def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mappin
 
 
 def _insert(conn: sqlite3.Connection, table: str, row: Row, plugin_id: str) -> int:
-    row = {k: v for k, v in row.items() if k != "id"}  # ids are the store's to assign
     cols = [*row, "plugin_id"]
     sql = f"INSERT INTO {TABLE_BY_NAME[table].name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     return int(conn.execute(sql, [*row.values(), plugin_id]).lastrowid or 0)
@@ -51,8 +50,6 @@ def _upsert(conn: sqlite3.Connection, table: str, row: Row, plugin_id: str) -> N
     spec = TABLE_BY_NAME[table]
     missing = [k for k in spec.key if row.get(k) is None]
     if missing:
-        from .errors import RowError
-
         raise RowError(f"{table}: {', '.join(missing)} is required")
     cols = [*row, "plugin_id"]
     updates = [c for c in row if c not in spec.key]
@@ -70,11 +67,8 @@ def _save_trade(conn: sqlite3.Connection, row: Row, plugin_id: str) -> int:
             "SELECT max(id) FROM trades WHERE plugin_id = ? AND trade_id = ?", (plugin_id, row["trade_id"])
         ).fetchone()[0]
         if found is not None:
-            values = {k: v for k, v in row.items() if k != "id"}
-            if values:
-                sets = ", ".join(f"{c} = ?" for c in values)
-                conn.execute(f"UPDATE trades SET {sets} WHERE id = ? AND plugin_id = ?",
-                             [*values.values(), found, plugin_id])
+            sets = ", ".join(f"{c} = ?" for c in row)
+            conn.execute(f"UPDATE trades SET {sets} WHERE id = ? AND plugin_id = ?", [*row.values(), found, plugin_id])
             return int(found)
     return _insert(conn, "trades", row, plugin_id)
 
@@ -84,14 +78,14 @@ def _save_trades(conn: sqlite3.Connection, rows: list[Row], plugin_id: str) -> l
     existing = {tid for (tid,) in conn.execute(
         "SELECT DISTINCT trade_id FROM trades WHERE plugin_id = ? AND trade_id IN (SELECT value FROM json_each(?))",
         (plugin_id, json.dumps([i for i in ids if isinstance(i, str)])))}
-    uniform = len({tuple(r) for r in rows}) == 1
+    uniform = len({tuple(r) for r in rows}) == 1  # same keys in the same order
     repeated = len({i for i in ids if i is not None}) != len([i for i in ids if i is not None])
     if existing or repeated or not uniform or any(not isinstance(i, (str, type(None))) for i in ids):
         return [_save_trade(conn, r, plugin_id) for r in rows]
-    # All new, same columns: one prepared statement for the whole batch.
-    cols = [c for c in rows[0] if c != "id"]
+    # All new, same columns in the same order: one prepared statement for the whole batch.
+    cols = list(rows[0])
     sql = f"INSERT INTO trades ({', '.join(cols)}, plugin_id) VALUES ({', '.join('?' * (len(cols) + 1))})"
-    conn.executemany(sql, ([*(r[c] for c in cols), plugin_id] for r in rows))
+    conn.executemany(sql, ((*r.values(), plugin_id) for r in rows))
     # One writer, no AUTOINCREMENT: the batch got consecutive rowids ending at the last one. (Asking for
     # max(rowid) first would read every plugin's rows; a handle reads only its own.)
     last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
@@ -124,17 +118,17 @@ class PluginStore:
 
     async def _save(self, table: str, row: Mapping[str, Any] | Any) -> None:
         checked = check_row(table, row, self.plugin_id)
-        await (await self._database()).write(_upsert, table, checked, self.plugin_id)
+        await (await self._database()).write(_upsert, table, checked, self.plugin_id, inline=True)
 
     async def _add(self, table: str, row: Mapping[str, Any] | Any) -> int:
         checked = check_row(table, row, self.plugin_id)
-        return await (await self._database()).write(_insert, table, checked, self.plugin_id)
+        return await (await self._database()).write(_insert, table, checked, self.plugin_id, inline=True)
 
     # -- trades ---------------------------------------------------------------------------------------
     async def save_trade(self, trade: Trade | Mapping[str, Any]) -> int:
         """Insert the trade, or update this plugin's trade with the same trade_id; return its row id."""
         row = check_row("trades", trade, self.plugin_id)
-        return await (await self._database()).write(_save_trade, row, self.plugin_id)
+        return await (await self._database()).write(_save_trade, row, self.plugin_id, inline=True)
 
     async def save_trades(self, trades: Iterable[Trade | Mapping[str, Any]]) -> list[int]:
         """Save many trades in one transaction (same rules as save_trade); return their row ids."""
@@ -292,7 +286,7 @@ class PluginStore:
         """Start a session (status ACTIVE, start_time now unless given); session_id must be new for the plugin."""
         row = check_row("trading_sessions", {"start_time": utc_now(), "status": "ACTIVE", **session},
                         self.plugin_id)
-        await (await self._database()).write(_insert, "trading_sessions", row, self.plugin_id)
+        await (await self._database()).write(_insert, "trading_sessions", row, self.plugin_id, inline=True)
 
     async def close_session(self, session_id: str, exit_reason: str | None = None,
                             end_time: str | None = None) -> bool:
@@ -310,7 +304,7 @@ class PluginStore:
     async def _update(self, sql: str, *params: Any) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             return conn.execute(sql, params).rowcount > 0
-        return await (await self._database()).write(run)
+        return await (await self._database()).write(run, inline=True)
 
     async def get_active_session(self, symbol: str | None = None) -> Row | None:
         if symbol is None:

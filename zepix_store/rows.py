@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from .errors import IsolationError, RowError
-from .schema import TABLE_BY_NAME
+from .schema import TABLES
+
+_COLUMNS: dict[str, frozenset[str]] = {t.name: frozenset(t.all_column_names) for t in TABLES}
 
 Row = dict[str, Any]
 
@@ -75,14 +78,21 @@ def format_timestamp(value: Any) -> Any:
 def check_row(table: str, row: Mapping[str, Any] | Any, plugin_id: str) -> Row:
     """Return `row` as a dict of `table` columns without plugin_id; refuse unknown keys and foreign plugins."""
     if dataclasses.is_dataclass(row) and not isinstance(row, type):
-        row = dataclasses.asdict(row)
+        row = {name: getattr(row, name) for name in _field_names(type(row))}  # asdict deep-copies: slow
     if not isinstance(row, Mapping):
         raise RowError(f"{table}: a row must be a dict or dataclass, not {type(row).__name__}")
-    spec = TABLE_BY_NAME[table]
-    unknown = sorted(str(k) for k in row if k not in spec.all_column_names)
+    columns = _COLUMNS[table]
+    unknown = sorted(str(k) for k in row if k not in columns)
     if unknown:
         raise RowError(f"{table}: unknown column(s) {', '.join(unknown)}")
     owner = row.get("plugin_id")
     if owner is not None and owner != plugin_id:
         raise IsolationError(f"{table}: row belongs to plugin {owner!r}, refused by the handle of {plugin_id!r}")
-    return {k: format_timestamp(v) for k, v in row.items() if k != "plugin_id"}
+    # `id` is the store's to assign, plugin_id the handle's
+    return {k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in row.items()
+            if k != "plugin_id" and k != "id"}
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
