@@ -201,3 +201,21 @@ def test_a_store_never_closed_does_not_hang_the_process(project: Project) -> Non
                             text=True, timeout=30, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
     assert query(project.isolated_db(A), "SELECT trade_id FROM trades") == [("leak",)]
+
+
+async def test_a_legacy_shared_file_is_backed_up_then_upgraded_on_first_use(project: Project) -> None:
+    from zepix_store.legacy_data import build_legacy_db
+
+    build_legacy_db(project.shared_db, trades=300)
+    closed_l1 = query(project.shared_db, "SELECT count(*) FROM trades WHERE status = 'closed' "
+                      "AND logic_type IN ('LOGIC1', 'combinedlogic-1')")[0][0]
+    project.set_use_shared(A, True)
+    async with Store.open(project.configs) as store:
+        stats = await store.for_plugin(A).get_statistics()
+        [(path, backup, report)] = store.upgrades
+    assert stats["total_trades"] == closed_l1 > 0
+    assert (path, report.from_version, report.to_version) == (project.shared_db, 0, SCHEMA_VERSION)
+    assert backup.parent == project.data / "backups" and backup.stat().st_mode & 0o777 == 0o600
+    assert query(backup, "PRAGMA user_version") == [(0,)]
+    assert query(backup, "SELECT count(*) FROM trades") == query(project.shared_db, "SELECT count(*) FROM trades")
+    assert query(project.shared_db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

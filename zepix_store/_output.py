@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -13,6 +13,17 @@ def print_json(document: Any) -> None:
     """Print exactly one JSON document on stdout."""
     json.dump(document, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")
+
+
+def emit_report(command: str, report: Any, as_json: bool, print_human: Callable[[Any], None]) -> int:
+    """Print a report (JSON or human), its problems on stderr, and return the exit code: 0 ok, 1 a check failed."""
+    if as_json:
+        print_json(report.to_json())
+    else:
+        print_human(report)
+    for problem in report.problems:
+        print(f"zepix-store {command}: error: {problem}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import attribution, fault, upgrade
 from . import copy_ledger as cl
-from ._output import Progress, print_json, print_table
+from ._output import Progress, emit_report, print_table
 from .backup import backup_connection
 from .cli import command_main
 from .config import StoreConfig, load_config
@@ -263,13 +263,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     report = merge(config, args.plugin, progress=Progress(enabled=not args.quiet))
-    if args.json:
-        print_json(report.to_json())
-    else:
-        print_report(report)
-    for problem in report.problems:
-        print(f"zepix-store merge: error: {problem}", file=sys.stderr)
-    return 0 if report.ok else 1
+    return emit_report("merge", report, args.json, print_report)
 
 
 def print_report(report: MergeReport) -> None:

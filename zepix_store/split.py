@@ -31,7 +31,7 @@ from typing import Any
 
 from . import attribution, fault
 from . import copy_ledger as cl
-from ._output import Progress, print_json, print_table
+from ._output import Progress, emit_report, print_table
 from .backup import backup_file
 from .cli import command_main
 from .config import StoreConfig, load_config
@@ -423,13 +423,7 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     report = split(config, args.plugin, dry_run=args.dry_run, prune=args.prune, remap=args.remap,
                    progress=progress)
-    if args.json:
-        print_json(report.to_json())
-    else:
-        print_report(report)
-    for problem in report.problems:
-        print(f"zepix-store split: error: {problem}", file=sys.stderr)
-    return 0 if report.ok else 1
+    return emit_report("split", report, args.json, print_report)
 
 
 def print_report(report: SplitReport) -> None:
