@@ -219,3 +219,14 @@ async def test_a_legacy_shared_file_is_backed_up_then_upgraded_on_first_use(proj
     assert query(backup, "PRAGMA user_version") == [(0,)]
     assert query(backup, "SELECT count(*) FROM trades") == query(project.shared_db, "SELECT count(*) FROM trades")
     assert query(project.shared_db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+async def test_datetimes_are_stored_as_utc_text(project: Project) -> None:
+    from datetime import timedelta as td
+
+    eastern = timezone(td(hours=-5))
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        await db.save_trade(Trade(trade_id="dt", status="closed",
+                                  close_time=datetime(2026, 3, 1, 7, 30, tzinfo=eastern)))  # type: ignore[arg-type]
+        assert (await db.get_trade("dt"))["close_time"] == "2026-03-01 12:30:00"

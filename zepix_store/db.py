@@ -202,10 +202,10 @@ class Database:
         if inline and self._in_flight == 0:
             done, result = self._write_inline(fn, args)
             if done:
-                return result
+                return result  # type: ignore[no-any-return]
         gate = _CommitGate()
         with translated_errors(self.path):
-            inner = self._submit(_run_transaction, gate, fn, args)
+            inner: asyncio.Future[T] = self._submit(_run_transaction, gate, fn, args)
             try:
                 return await asyncio.shield(inner)
             except asyncio.CancelledError:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -77,22 +78,30 @@ def format_timestamp(value: Any) -> Any:
 
 def check_row(table: str, row: Mapping[str, Any] | Any, plugin_id: str) -> Row:
     """Return `row` as a dict of `table` columns without plugin_id; refuse unknown keys and foreign plugins."""
-    if dataclasses.is_dataclass(row) and not isinstance(row, type):
-        row = {name: getattr(row, name) for name in _field_names(type(row))}  # asdict deep-copies: slow
-    if not isinstance(row, Mapping):
+    if isinstance(row, Mapping):
+        items = dict(row)
+    elif dataclasses.is_dataclass(row) and not isinstance(row, type):
+        names, getter = _fields_of(type(row))
+        items = dict(zip(names, getter(row), strict=True))  # asdict deep-copies: slow on the batch path
+    else:
         raise RowError(f"{table}: a row must be a dict or dataclass, not {type(row).__name__}")
-    columns = _COLUMNS[table]
-    unknown = sorted(str(k) for k in row if k not in columns)
+    unknown = items.keys() - _COLUMNS[table]
     if unknown:
-        raise RowError(f"{table}: unknown column(s) {', '.join(unknown)}")
-    owner = row.get("plugin_id")
+        raise RowError(f"{table}: unknown column(s) {', '.join(sorted(map(str, unknown)))}")
+    owner = items.pop("plugin_id", None)
     if owner is not None and owner != plugin_id:
         raise IsolationError(f"{table}: row belongs to plugin {owner!r}, refused by the handle of {plugin_id!r}")
-    # `id` is the store's to assign, plugin_id the handle's
-    return {k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in row.items()
-            if k != "plugin_id" and k != "id"}
+    items.pop("id", None)  # ids are the store's to assign
+    if not _PLAIN_TYPES.issuperset(map(type, items.values())):
+        items = {k: format_timestamp(v) for k, v in items.items()}
+    return items
+
+
+_PLAIN_TYPES = frozenset({str, int, float, bytes, bool, type(None)})
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    single = operator.attrgetter(*names)
+    return names, (single if len(names) > 1 else lambda obj: (single(obj),))
