@@ -431,3 +431,36 @@ def test_planned_action_matches_upgrade() -> None:
     assert migrate.planned_action(trades, set(trades.column_names[:-1])) == "rebuild"
     keyed = next(t for t in TABLES if t.key)
     assert migrate.planned_action(keyed, set(keyed.column_names)) == "rebuild"
+
+
+def test_upgrade_rechecks_the_version_under_the_write_lock(tmp_path: Path) -> None:
+    """Two upgraders racing: the second one, past its first look, finds the work done and changes nothing."""
+    from zepix_store import upgrade as upgrade_module
+    from zepix_store.db import connect_sync
+    from zepix_store.legacy_data import MAPPING, build_legacy_db
+
+    path = tmp_path / "race.db"
+    build_legacy_db(path, trades=50)
+    first, second = connect_sync(path), connect_sync(path)
+    try:
+        assert upgrade_module.file_version(second, path) == 0  # second has looked: the file is old
+        assert upgrade_module.upgrade(first, path, MAPPING, "legacy").changed
+        before = second.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+        original = upgrade_module.file_version
+        looks: list[int] = []
+
+        def stale_first_look(conn: sqlite3.Connection, where: object) -> int:
+            looks.append(0 if not looks else original(conn, where))  # the first look predates `first`'s commit
+            return looks[-1]
+
+        upgrade_module.file_version = stale_first_look  # type: ignore[assignment]
+        try:
+            report = upgrade_module.upgrade(second, path, MAPPING, "legacy")
+        finally:
+            upgrade_module.file_version = original  # type: ignore[assignment]
+        assert looks == [0, 1]
+        assert not report.changed and report.rebuilt_tables == [] and report.altered_tables == []
+        assert second.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
+    finally:
+        first.close()
+        second.close()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from . import fault
 from .config import StoreConfig, load_config
-from .db import BUSY_TIMEOUT_MS, quick_check, translated_errors
+from .db import BUSY_TIMEOUT_MS, check_wal_pairing, quick_check, translated_errors
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreIOError
 
 log = logging.getLogger("zepix_store.backup")
@@ -118,6 +118,7 @@ def open_reader(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.C
         st = os.stat(path)  # FileNotFoundError -> "No such file or directory"
         if not stat.S_ISREG(st.st_mode):
             raise StoreIOError(f"{path}: not a regular file")
+        check_wal_pairing(path)
         shared = any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
         uri = f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={'ro' if shared else 'rw'}"
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -222,7 +223,8 @@ def _copy_into(src: sqlite3.Connection, source: Path, tmp: Path, check: bool) ->
         dst.execute("PRAGMA journal_mode = DELETE")
         if check:
             try:
-                quick_check(dst, tmp)
+                with translated_errors(tmp):  # "malformed" raised while checking is corruption of the source too
+                    quick_check(dst, tmp)
             except CorruptDatabaseError as exc:
                 raise CorruptDatabaseError(f"{source}: its backup fails the integrity check, the source is "
                                            f"probably corrupt (run verify): {exc}") from exc

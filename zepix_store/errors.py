@@ -18,6 +18,7 @@ Each message names the file (and plugin, table or field) and says what to do.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 
 EXIT_OK = 0
@@ -88,6 +89,14 @@ class StoreBusyError(StoreError):
     exit_code = EXIT_BUSY
 
 
+def _on_read_only_fs(path: object) -> bool:
+    """Whether the folder of `path` is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(os.path.dirname(str(path)) or ".").f_flag & os.ST_RDONLY)
+    except (OSError, ValueError):
+        return False
+
+
 def translate_sqlite_error(exc: BaseException, path: object) -> StoreError | None:
     """Return the typed error for a sqlite3/OS error on `path`, or None if it has none."""
     if isinstance(exc, StoreError):
@@ -106,6 +115,12 @@ def translate_sqlite_error(exc: BaseException, path: object) -> StoreError | Non
         return StoreBusyError(f"{path}: locked by another process ({text})")
     if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
         return CorruptDatabaseError(f"{path}: not a database or corrupt ({text})")
+    if code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")) and _on_read_only_fs(path):
+        return StoreIOError(f"{path}: read-only file system: SQLite cannot write the file or create its -wal and "
+                            f"-shm files, even to read a WAL database; remount it read-write ({text})")
+    if code == "SQLITE_READONLY_DIRECTORY":
+        return StoreIOError(f"{path}: read-only folder: SQLite must create its -wal and -shm files beside a WAL "
+                            f"database, even to read it; make the folder writable for this user ({text})")
     if code.startswith("SQLITE_READONLY") or "readonly" in text:
         return StoreIOError(f"{path}: read-only ({text})")
     if code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or "disk I/O error" in text:

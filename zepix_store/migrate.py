@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -34,8 +35,14 @@ from typing import Any
 
 from . import attribution, fault, upgrade
 from .backup import backup_connection, clean_stale_tmp, open_reader
-from .db import BUSY_TIMEOUT_MS, connect_sync, quick_check, translated_errors
-from .errors import ConfigError, SchemaError, StoreBusyError
+from .db import (
+    BUSY_TIMEOUT_MS,
+    connect_sync,
+    quick_check,
+    read_snapshot,
+    translated_errors,
+)
+from .errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
 from .schema import SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
 
 log = logging.getLogger("zepix_store.migrate")
@@ -92,10 +99,12 @@ def migrate_file(
                 report.rows_by_plugin = rows_by_plugin(reader)
             elif dry_run:
                 report.status = DRY_RUN
-                _plan(reader, report, mapping, default)
+                with read_snapshot(reader):  # the attribution and its counts from one committed state
+                    _plan(reader, report, mapping, default)
         finally:
             reader.close()
         if not report.status:
+            _check_writable(path)
             _migrate(report, mapping, default, backup_dir, busy_timeout_ms)
     report.seconds = time.monotonic() - started
     return report
@@ -176,6 +185,15 @@ def _migrate(report: MigrateReport, mapping: Mapping[str, str], default: str, ba
     report.actions.update({t: "alter" for t in done.altered_tables})
     report.added_columns, report.buckets = done.added_columns, done.buckets
     report.unmapped_logic_types, report.duplicate_trade_ids = done.unmapped_logic_types, done.duplicate_trade_ids
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a file or folder this user cannot write before the backup (SQLite would open it read-only)."""
+    if not os.access(path, os.W_OK):
+        raise StoreIOError(f"read-only: {path} is not writable by this user; nothing was changed, no backup taken")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreIOError(f"read-only: {path.parent} (the folder of {path.name}) is not writable by this user, "
+                           f"and SQLite must create {path.name}-wal there; nothing was changed, no backup taken")
 
 
 def _probe_write_lock(conn: sqlite3.Connection) -> None:

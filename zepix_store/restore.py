@@ -35,7 +35,7 @@ from typing import Any
 from . import fault, upgrade
 from .backup import backup_connection, fsync_path, make_private_dir, open_reader, table_count
 from .config import StoreConfig
-from .db import quick_check, translated_errors
+from .db import check_wal_pairing, quick_check, translated_errors
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreBusyError
 
 log = logging.getLogger("zepix_store.restore")
@@ -115,6 +115,7 @@ def _check_backup(conn: sqlite3.Connection, backup: Path) -> None:
 @contextmanager
 def _exclusive(target: Path) -> Iterator[tuple[sqlite3.Connection, bool]]:
     """A connection holding the target's EXCLUSIVE lock in rollback-journal mode; (connection, created)."""
+    check_wal_pairing(target)  # journal_mode = DELETE below would replay a foreign log into the file it keeps
     created = _create_if_missing(target)
     uri = f"file:{urllib.parse.quote(str(target.absolute()))}?mode=rw"
     with translated_errors(target):

@@ -70,7 +70,10 @@ def upgrade(conn: sqlite3.Connection, path: object, mapping: Mapping[str, str], 
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _upgrade_in_transaction(conn, report, mapping, default)
+            # Another process may have upgraded the file between our first look and the write lock.
+            report.from_version = file_version(conn, path)
+            if report.changed:
+                _upgrade_in_transaction(conn, report, mapping, default)
             fault.point("before_commit")
             conn.execute("COMMIT")
         except BaseException:

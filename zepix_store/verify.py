@@ -33,7 +33,7 @@ from . import copy_ledger as cl
 from ._output import print_json, print_table
 from .cli import command_main
 from .config import StoreConfig, load_config
-from .db import BUSY_TIMEOUT_MS, translated_errors
+from .db import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from .errors import StoreError
 from .schema import (
     ATTRIBUTION_ORDER,
@@ -217,8 +217,14 @@ def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyR
     current = _file_checks(conn, "src", path, True, report)
     if current:
         _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "src", None))
-    present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
-    _run(report, "buckets", lambda: _buckets(conn, present))
+    try:
+        # One snapshot: the bot may commit between the attribution and the counts of the same table.
+        with translated_errors(path), read_snapshot(conn):
+            present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
+            _run(report, "buckets", lambda: _buckets(conn, present))
+    except StoreError as exc:  # a damaged page: already named by the integrity check; report, do not crash
+        report.add("buckets", FAIL, f"could not attribute the rows: {exc}")
+        return None
     return present
 
 

@@ -9,24 +9,25 @@ the mount dies with the holder, whatever happens to the test.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from ..conftest import Project
-from .conftest import Result, byte_checksum, logical_checksum, run, schema_checksum, tmpfs
+from .conftest import Result, _order_by, byte_checksum, child_env, run, tmpfs
 
 GROUP_FILE = "zepix_v3_logic_combined.db"
 V3 = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h", "v3-logic-combined")
 V6 = ("v6-logic-01-1min", "v6-logic-02-5min", "v6-logic-03-15min", "v6-logic-04-1h")
-SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 def install(template: Path, target: Path) -> Path:
@@ -50,16 +51,14 @@ def legacy_project(root: Path, template: Path) -> Project:
 
 
 def cli(project: Project | Path, command: str, *args: object, prefix: Sequence[str] = (), fault: str | None = None,
-        timeout: float = 120, env_extra: dict[str, str] | None = None) -> Result:
-    """`python -m zepix_store <command> --config <configs> ARGS` (optionally behind a wrapper such as nsenter)."""
-    from .conftest import child_env
+        timeout: float = 120) -> Result:
+    """`python -m zepix_store <command> --config <configs> ARGS`, optionally behind a wrapper (nsenter, setpriv).
 
+    `project` is a Project or its configs folder as the command sees it (inside a tmpfs namespace).
+    """
     configs = project.configs if isinstance(project, Project) else project
-    extra = dict(env_extra or {})
-    if fault:
-        extra["ZEPIX_FAULT"] = fault
     argv = [*prefix, sys.executable, "-m", "zepix_store", command, "--config", str(configs), *map(str, args)]
-    return run(argv, timeout, env=child_env(**extra))
+    return run(argv, timeout, env=child_env(**({"ZEPIX_FAULT": fault} if fault else {})))
 
 
 def one_line(result: Result, code: int, *needles: str) -> str:
@@ -73,15 +72,60 @@ def one_line(result: Result, code: int, *needles: str) -> str:
     return lines[0]
 
 
-def json_out(result: Result) -> dict[str, object]:
+def json_out(result: Result) -> dict[str, Any]:
     assert result.rc == 0, (result.rc, result.stderr[-2000:])
-    doc: dict[str, object] = json.loads(result.stdout)
+    doc: dict[str, Any] = json.loads(result.stdout)
     return doc
 
 
+def _reader(path: Path) -> sqlite3.Connection:
+    """A connection that reads `path` and leaves no file behind.
+
+    conftest's checksums read with mode=ro, and a read-only connection to a WAL database creates a `-wal` and a
+    `-shm` it cannot remove: a later refusal test would then find a `-shm` that pairs a foreign log, or a read
+    in a read-only folder that works because the `-shm` is already there. With no side file present this opens
+    read-write (the last connection to close removes them; reading changes no byte of the file); with side
+    files present (a live or crashed writer's), read-only, so nothing is checkpointed.
+    """
+    side = any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
+    return sqlite3.connect(f"file:{quote(str(Path(path).absolute()))}?mode={'ro' if side else 'rw'}", uri=True)
+
+
+def read_sql(path: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    conn = _reader(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def checksums(path: Path) -> tuple[str, dict[str, str]]:
+    """(schema checksum, logical checksum) as conftest computes them, through `_reader`."""
+    conn = _reader(path)
+    try:
+        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+        schema = hashlib.sha256(repr((rows, conn.execute("PRAGMA user_version").fetchone()[0])).encode()).hexdigest()
+        logical = {}
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                     "AND name NOT LIKE 'sqlite%' ORDER BY name").fetchall():
+            digest = hashlib.sha256()
+            for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY {_order_by(conn, table)}'):
+                digest.update(repr(tuple((type(v).__name__, repr(v)) for v in row)).encode())
+                digest.update(b"\n")
+            logical[table] = digest.hexdigest()
+        return schema, logical
+    finally:
+        conn.close()
+
+
+def logical(path: Path) -> dict[str, str]:
+    return checksums(path)[1]
+
+
 def state(path: Path) -> tuple[str, dict[str, str], str]:
-    """(schema checksum, logical checksum, byte checksum) of a closed database."""
-    return schema_checksum(path), logical_checksum(path), byte_checksum(path)
+    """(schema checksum, logical checksum, byte checksum) of a closed database; leaves no file behind."""
+    schema, sums = checksums(path)
+    return schema, sums, byte_checksum(path)
 
 
 def files_under(root: Path) -> dict[str, int]:
@@ -111,10 +155,6 @@ def stray(before: dict[str, int], after: dict[str, int], *, allow_side_of: Seque
             continue
         out.append(path)
     return out
-
-
-def set_all_shared(project: Project, value: bool) -> None:
-    project.set_all_shared(value)
 
 
 # --- a tmpfs kept mounted for a whole test ------------------------------------------------------------------------
@@ -207,12 +247,3 @@ def mounted_tmpfs(size: str, mountpoint: Path) -> Iterator[MountedTmpfs]:
             holder.stdout.close()
         if holder.stderr:
             holder.stderr.close()
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
