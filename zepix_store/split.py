@@ -35,7 +35,7 @@ from ._output import Progress, emit_report, print_table
 from .backup import backup_file
 from .cli import command_main
 from .config import StoreConfig, load_config
-from .db import transaction, translated_errors
+from .db import read_snapshot, transaction, translated_errors
 from .errors import ConfigError, VerifyError
 from .schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, TABLES
 
@@ -106,7 +106,9 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
     try:
         cl.check_existing_mappings(conn, list(groups), cl.mapping_record(config.mapping, config.default_plugin_id),
                                    remap, dry_run)
-        present = _attribute(conn, config, report, say)
+        # One snapshot: the bot may commit between the attribution and the counts of the same table.
+        with translated_errors(config.shared_db), read_snapshot(conn):  # a damaged page is named here
+            present = _attribute(conn, config, report, say)
         if dry_run:
             preflight(conn, config, groups, present, report)
             if prune:
@@ -184,7 +186,7 @@ def _split_in_transaction(conn: sqlite3.Connection, config: StoreConfig, target:
         _remap_file(conn, present, report, say)
     cl.record_mapping(conn, "dst", record)
     for pid in members:
-        _copy_plugin(conn, pid, present, run_id, results[pid], say)
+        _copy_plugin(conn, pid, present, run_id, results[pid], say, report.buckets, config.default_plugin_id)
     problems = [f"{r.plugin_id}: {p}" for r in results.values() if r.status != "refused" for p in r.problems]
     if problems:
         raise VerifyError(f"{target.path}: verification failed, nothing committed: " + "; ".join(problems))
@@ -197,10 +199,12 @@ def _split_in_transaction(conn: sqlite3.Connection, config: StoreConfig, target:
 
 
 def _copy_plugin(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]], run_id: int, result: cl.PluginResult,
-                 say: Say) -> None:
+                 say: Say, buckets: dict[str, attribution.TableBuckets], default: str) -> None:
     tables = [TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in present]
     segs = {t.name: cl.segment(conn, "dst", t, pid) for t in tables}
-    collisions = [f"{t.name}: {c}" for t in tables for c in cl.key_collisions(conn, t, pid, segs[t.name])]
+    owned = {t.name: attribution.owned_rows(buckets[t.name], pid, default) for t in tables}  # counted once
+    collisions = [f"{t.name}: {c}" for t in tables if owned[t.name]
+                  for c in cl.key_collisions(conn, t, pid, segs[t.name])]
     if collisions:
         result.status = "refused"
         result.problems.append("natural key collision, nothing copied for this plugin: " + "; ".join(collisions))
@@ -208,15 +212,16 @@ def _copy_plugin(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]
     for table in tables:
         name, tr = table.name, result.tables.setdefault(table.name, cl.TableResult())
         cols = cl.columns_for(conn, table, present[name])
-        tr.source_rows = int(conn.execute(f"SELECT count(*) FROM {attribution.owner_table(name)} "
-                                          "WHERE plugin_id = ?", (pid,)).fetchone()[0])
+        tr.source_rows = owned[name]
         fresh = not cl.ledgered(conn, segs[name])
         seg = segs[name] or cl.segment(conn, "dst", table, pid, create=True)
         assert seg is not None
-        tr.linked = cl.link_back(conn, table, cols, pid, seg, run_id, same_plugin=True)
-        planned, tr.renumbered = cl.plan_copies(conn, table, pid, seg, run_id,
-                                                tr.source_rows - tr.linked if fresh else None)
-        tr.copied = cl.copy_planned(conn, table, cols, pid, seg, run_id)
+        # Owning no row and never copied, every statement below would scan the owner table to touch no row.
+        idle = fresh and not tr.source_rows
+        tr.linked = 0 if idle else cl.link_back(conn, table, cols, pid, seg, run_id, same_plugin=True)
+        planned, tr.renumbered = (0, 0) if idle else cl.plan_copies(
+            conn, table, pid, seg, run_id, tr.source_rows - tr.linked if fresh else None)
+        tr.copied = 0 if idle else cl.copy_planned(conn, table, cols, pid, seg, run_id)
         if tr.copied != planned:
             result.problems.append(f"{name}: planned {planned} copies, wrote {tr.copied} (source changed?)")
         fault.point(f"after_copy:{pid}:{name}")
