@@ -18,7 +18,7 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -188,9 +188,8 @@ def _apply_pragmas(conn: sqlite3.Connection, readonly: bool, synchronous: str, b
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included)."""
-    conn.execute("BEGIN IMMEDIATE")
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Connection]:
+    conn.execute(begin)
     try:
         yield conn
         conn.execute("COMMIT")
@@ -200,21 +199,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
-@contextmanager
-def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included)."""
+    return _transaction(conn, "BEGIN IMMEDIATE")
+
+
+def read_snapshot(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
     """One read transaction (BEGIN DEFERRED): every statement inside sees the same committed state.
 
     In autocommit mode each statement reads its own snapshot, so a row the bot commits between two statements
     makes, for instance, an attribution and a count of the same table disagree. Temp tables may be written inside.
     """
-    conn.execute("BEGIN")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    return _transaction(conn, "BEGIN")
 
 
 def quick_check(conn: sqlite3.Connection, path: object, schema: str = "main") -> None:
