@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -48,6 +49,19 @@ class Project:
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path / "proj")
+
+
+def copy_database(src: Path, dst: Path) -> Path:
+    """Copy a closed database with SQLite's backup API (never a file copy), owner-only, as the store would."""
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    source, target = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    os.chmod(dst, 0o600)
+    return dst
 
 
 def query(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -26,7 +26,7 @@ from zepix_store import upgrade
 from zepix_store.db import connect_sync, transaction
 from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
 
-from .conftest import REPO, Project
+from .conftest import REPO, Project, copy_database
 
 CI = os.environ.get("CI") == "true"
 BACKUP_NAME = re.compile(r"trading_bot-\d{8}T\d{12}Z(-[a-z-]+)?\.db")
@@ -146,18 +146,6 @@ def byte_digest(path: Path) -> str:
                           check=True, timeout=60).stdout.strip()
 
 
-def copy_db(src: Path, dst: Path) -> None:
-    """Copy a closed database with the backup API (never a file copy)."""
-    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    s, d = sqlite3.connect(src), sqlite3.connect(dst)
-    try:
-        s.backup(d)
-    finally:
-        s.close()
-        d.close()
-    os.chmod(dst, 0o600)
-
-
 def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
@@ -192,7 +180,7 @@ def legacy_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_backup_prints_path_of_verified_owner_only_copy(project: Project, legacy_small: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     os.chmod(project.data, 0o755)  # the backup folder must be private even inside a readable data dir
     before = logical_checksum(project.shared_db)
 
@@ -213,7 +201,7 @@ def test_backup_prints_path_of_verified_owner_only_copy(project: Project, legacy
 
 
 def test_backup_holds_writes_that_live_only_in_the_wal(project: Project, legacy_small: Path, tmp_path: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     write_wal_only_trades(project.shared_db, 500)  # the writer process has exited, its -wal stays
     assert Path(f"{project.shared_db}-wal").stat().st_size > 0
 
@@ -232,7 +220,7 @@ def test_backup_holds_writes_that_live_only_in_the_wal(project: Project, legacy_
 
 
 def test_backup_of_one_plugin_and_of_all_files(project: Project, legacy_small: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     project.set_use_shared("v6-logic-01-1min", False)
     project.set_use_shared("v6-logic-02-5min", False)
     project.set_use_shared("v6-logic-03-15min", False)
@@ -255,16 +243,16 @@ def test_backup_of_one_plugin_and_of_all_files(project: Project, legacy_small: P
 
 
 def test_keep_deletes_only_older_plain_backups_of_that_source(project: Project, legacy_small: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     project.set_use_shared("v6-logic-01-1min", False)
     other = project.isolated_db("v6-logic-01-1min")
     make_store_file(other)
     backup_dir = project.data / "backups"
     assert run_cli("backup", "--plugin", "v6-logic-01-1min", config=project.configs).returncode == 0
     labelled = backup_dir / "trading_bot-20200101T000000000000Z-pre-migrate.db"
-    copy_db(legacy_small, labelled)
+    copy_database(legacy_small, labelled)
     foreign = backup_dir / "trading_bot-notes.db"
-    copy_db(legacy_small, foreign)
+    copy_database(legacy_small, foreign)
     made = []
     for _ in range(4):
         done = run_cli("backup", "--keep", "2", config=project.configs)
@@ -279,7 +267,7 @@ def test_keep_deletes_only_older_plain_backups_of_that_source(project: Project, 
 
 
 def test_killed_backup_leaves_no_final_name_and_next_run_cleans_tmp(project: Project, legacy_small: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     backup_dir = project.data / "backups"
 
     killed = run_cli("backup", config=project.configs, fault="after_backup_copy:kill")
@@ -330,7 +318,7 @@ time.sleep(60)
 
 
 def test_a_running_backup_keeps_its_tmp(project: Project, legacy_small: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     backup_dir = project.data / "backups"
     backup_dir.mkdir(mode=0o700)
     live = backup_dir / "trading_bot-20990101T000000000000Z.db.tmp"
@@ -373,7 +361,7 @@ def test_backup_failures_name_the_path_and_cause(project: Project, kind: str) ->
 
 
 def test_modes_stay_owner_only_under_umask_022(project: Project, legacy_small: Path) -> None:
-    copy_db(legacy_small, project.shared_db)
+    copy_database(legacy_small, project.shared_db)
     backup_dir = project.data / "backups"
 
     migrated = run_cli("migrate", "-q", config=project.configs, umask=0o022)

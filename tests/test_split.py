@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, Project
+from tests.conftest import REPO, Project, copy_database
 from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
 
 DEFAULT = "legacy"
@@ -196,13 +196,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def install(template: Path, project: Project) -> Path:
     """Copy the template into the project as its shared database (through SQLite's backup API)."""
-    src, dst = sqlite3.connect(template), sqlite3.connect(project.shared_db)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    return project.shared_db
+    return copy_database(template, project.shared_db)
 
 
 @pytest.fixture

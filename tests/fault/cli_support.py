@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..conftest import Project
+from ..conftest import Project, copy_database
 from .conftest import Result, _order_by, byte_checksum, child_env, run, tmpfs
 
 GROUP_FILE = "zepix_v3_logic_combined.db"
@@ -32,15 +32,7 @@ V6 = ("v6-logic-01-1min", "v6-logic-02-5min", "v6-logic-03-15min", "v6-logic-04-
 
 def install(template: Path, target: Path) -> Path:
     """Copy a closed legacy database to `target` through the backup API (never a file copy), owner-only."""
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    src, dst = sqlite3.connect(template), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    os.chmod(target, 0o600)
-    return target
+    return copy_database(template, target)
 
 
 def legacy_project(root: Path, template: Path) -> Project:
