@@ -21,12 +21,11 @@ from zepix_store import migrate
 from zepix_store.legacy_data import build_legacy_db
 from zepix_store.schema import TABLES
 
-from .conftest import REPO, Project
+from .conftest import REPO, Project, copy_database
 from .test_backup import (
     CI,
     assert_one_line_error,
     byte_digest,
-    copy_db,
     fetch_all,
     final_backups,
     listing,
@@ -58,7 +57,7 @@ def _reference(root: Path, trades: int, seed: int) -> Reference:
     legacy = root / "legacy.db"
     build_legacy_db(legacy, trades=trades, seed=seed)
     project = Project(root / "clean")
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     started = time.monotonic()
     done = run_cli("migrate", "-q", config=project.configs)
     seconds = time.monotonic() - started
@@ -104,7 +103,7 @@ def migrate_json(project: Project, *args: str) -> dict[str, Any]:
 
 
 def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(project: Project, small: Reference) -> None:
-    copy_db(small.legacy, project.shared_db)
+    copy_database(small.legacy, project.shared_db)
     legacy_columns = table_columns(small.legacy)
 
     doc = migrate_json(project)
@@ -143,7 +142,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
 
 def test_report_lists_unmapped_values_duplicates_orphans_and_shared_lineage(project: Project,
                                                                            small: Reference) -> None:
-    copy_db(small.legacy, project.shared_db)
+    copy_database(small.legacy, project.shared_db)
     doc = migrate_json(project)
 
     unmapped = {d["logic_type"]: d["count"] for d in doc["unmapped_logic_types"]}
@@ -162,7 +161,7 @@ def test_report_lists_unmapped_values_duplicates_orphans_and_shared_lineage(proj
 
 
 def test_dry_run_reports_the_same_and_writes_nothing(project: Project, small: Reference) -> None:
-    copy_db(small.legacy, project.shared_db)
+    copy_database(small.legacy, project.shared_db)
     files, digest = listing(project.data), byte_digest(project.shared_db)
 
     dry = migrate_json(project, "--dry-run")
@@ -236,7 +235,7 @@ def test_older_file_lacking_columns_and_tables(project: Project) -> None:
     build_legacy_db(project.shared_db, trades=500, seed=4, omit_tables=("profit_booking_events",),
                     omit_columns=omit_columns)
     legacy = project.root / "legacy-copy.db"
-    copy_db(project.shared_db, legacy)
+    copy_database(project.shared_db, legacy)
     old_columns = table_columns(legacy)
 
     doc = migrate_json(project)
@@ -265,12 +264,12 @@ def _make_bad_file(kind: str, path: Path, legacy: Path) -> None:
         conn.execute("CREATE TABLE notes (x)")
         conn.close()
     elif kind == "newer":
-        copy_db(legacy, path)
+        copy_database(legacy, path)
         conn = sqlite3.connect(path)
         conn.execute("PRAGMA user_version = 99")
         conn.close()
     else:  # truncated to half, or one page of trades zeroed: found by quick_check, not by opening
-        copy_db(legacy, path)
+        copy_database(legacy, path)
         data = bytearray(path.read_bytes())  # a closed file that no connection has open
         if kind == "truncated":
             data = data[: len(data) // 2]
@@ -324,7 +323,7 @@ def _hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
 
 
 def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
-    copy_db(small.legacy, project.shared_db)
+    copy_database(small.legacy, project.shared_db)
     holder = _hold_write_lock(project.shared_db, 60)
     try:
         started = time.monotonic()
@@ -348,7 +347,7 @@ def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
 
 
 def test_dry_run_beside_a_running_bot_reads_the_committed_state(project: Project, small: Reference) -> None:
-    copy_db(small.legacy, project.shared_db)
+    copy_database(small.legacy, project.shared_db)
     holder = _hold_write_lock(project.shared_db, 60)  # has the file open with an uncommitted row
     try:
         files = listing(project.data)
@@ -367,7 +366,7 @@ def test_dry_run_beside_a_running_bot_reads_the_committed_state(project: Project
 
 def _fault_case(root: Path, ref: Reference, point: str, action: str) -> str:
     project = Project(root)
-    copy_db(ref.legacy, project.shared_db)
+    copy_database(ref.legacy, project.shared_db)
     done = run_cli("migrate", "-q", config=project.configs, fault=f"{point}:{action}")
     if action == "kill":
         assert done.returncode == -signal.SIGKILL, (point, done.stderr)
@@ -395,7 +394,7 @@ def test_every_fault_point_leaves_the_file_old_or_new_and_a_rerun_finishes(tmp_p
 
 def _kill_case(root: Path, ref: Reference, delay: float) -> str:
     project = Project(root)
-    copy_db(ref.legacy, project.shared_db)
+    copy_database(ref.legacy, project.shared_db)
     argv = [sys.executable, "-m", "zepix_store.migrate", "-q", "--config", str(project.configs)]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)

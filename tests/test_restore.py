@@ -14,11 +14,10 @@ import pytest
 
 from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
 
-from .conftest import Project
+from .conftest import Project, copy_database
 from .test_backup import (
     assert_one_line_error,
     byte_digest,
-    copy_db,
     final_backups,
     listing,
     logical_checksum,
@@ -49,7 +48,7 @@ def restore_json(project: Project, *args: str) -> dict[str, Any]:
 
 
 def test_restore_then_restore_the_kept_file_returns_the_original(project: Project, legacy: Path) -> None:
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     migrated = run_cli("migrate", "--json", config=project.configs)
     assert migrated.returncode == 0, migrated.stderr
     pre_migrate = Path(json.loads(migrated.stdout)["backup"])
@@ -91,7 +90,7 @@ sys.stdin.readline()
 @pytest.mark.parametrize("holding", ["idle", "write"])
 def test_restore_refuses_while_another_process_has_the_file_open(project: Project, legacy: Path,
                                                                  holding: str) -> None:
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     backup = backup_of(project)
     conn = sqlite3.connect(project.shared_db, isolation_level=None)
     conn.execute("INSERT INTO system_state (key, value) VALUES ('after-backup', 'y')")
@@ -114,19 +113,19 @@ def test_restore_refuses_while_another_process_has_the_file_open(project: Projec
 
 @pytest.mark.parametrize("kind", ["text", "truncated", "zeroed-page", "zero-byte", "newer"])
 def test_a_bad_backup_is_refused_and_the_target_left_alone(project: Project, legacy: Path, kind: str) -> None:
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     bad = project.root / f"bad-{kind}.db"
     if kind == "text":
         bad.write_text("garbage\n" * 1000)
     elif kind == "zero-byte":
         bad.touch()
     elif kind == "newer":
-        copy_db(legacy, bad)
+        copy_database(legacy, bad)
         conn = sqlite3.connect(bad)
         conn.execute("PRAGMA user_version = 7")
         conn.close()
     else:
-        copy_db(legacy, bad)
+        copy_database(legacy, bad)
         data = bytearray(bad.read_bytes())  # our own closed copy
         if kind == "truncated":
             data = data[: len(data) // 2]
@@ -146,7 +145,7 @@ def test_a_bad_backup_is_refused_and_the_target_left_alone(project: Project, leg
 
 
 def test_a_stale_wal_never_replays_over_the_restored_copy(project: Project, legacy: Path) -> None:
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     backup = backup_of(project)
     write_wal_only_trades(project.shared_db, 300)  # committed rows left only in the -wal by an exited writer
     assert Path(f"{project.shared_db}-wal").stat().st_size > 0
@@ -161,7 +160,7 @@ def test_a_stale_wal_never_replays_over_the_restored_copy(project: Project, lega
 
 
 def test_restore_into_a_new_file_and_into_a_plugin_file(project: Project, legacy: Path) -> None:
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     backup = backup_of(project)
 
     target = project.data / "scratch" / "copy.db"
@@ -184,7 +183,7 @@ def test_restore_into_a_new_file_and_into_a_plugin_file(project: Project, legacy
     (["--missing-backup"], "no such backup file"),
 ])
 def test_bad_input_exits_2_and_touches_nothing(project: Project, legacy: Path, args: list[str], cause: str) -> None:
-    copy_db(legacy, project.shared_db)
+    copy_database(legacy, project.shared_db)
     backup = backup_of(project)
     if args == ["--missing-backup"]:
         backup, args = project.root / "nope.db", []
