@@ -230,3 +230,58 @@ async def test_datetimes_are_stored_as_utc_text(project: Project) -> None:
         await db.save_trade(Trade(trade_id="dt", status="closed",
                                   close_time=datetime(2026, 3, 1, 7, 30, tzinfo=eastern)))  # type: ignore[arg-type]
         assert (await db.get_trade("dt"))["close_time"] == "2026-03-01 12:30:00"
+
+
+async def test_batch_checks_every_row_as_save_trade_does(project: Project) -> None:
+    """save_trades checks later rows at batch speed; none may carry what save_trade would refuse."""
+    path = project.isolated_db(A)
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        # a later row swaps a store-owned key for an unknown one: same key count, still refused
+        with pytest.raises(RowError, match="bogus"):
+            await db.save_trades([{"trade_id": "b1", "id": 5}, {"trade_id": "b2", "bogus": 5}])
+        with pytest.raises(IsolationError, match=B):
+            await db.save_trades([Trade(trade_id="b1"), Trade(trade_id="b2", plugin_id=B)])
+        with pytest.raises(IsolationError, match=B):
+            await db.save_trades([{"trade_id": "b1", "plugin_id": A}, {"trade_id": "b2", "plugin_id": B}])
+        assert query(path, "SELECT count(*) FROM trades") == [(0,)]
+        mixed = [Trade(trade_id="m1", pnl=1.0), {"trade_id": "m2", "pnl": 2.0}, {"pnl": 3.0, "trade_id": "m3"},
+                 {"trade_id": "m4"}, {"trade_id": "m1", "pnl": 4.0, "id": 99, "plugin_id": A},
+                 {"trade_id": "m5", "close_time": datetime(2026, 3, 1, 7, 30, tzinfo=timezone.utc)}]
+        ids = await db.save_trades(mixed)
+        assert ids[0] == ids[4] != 99  # m1 saved then updated by trade_id; the given id is ignored
+        eastern = timezone(timedelta(hours=-5))
+        same_keys = [{"trade_id": "u1", "close_time": datetime(2026, 3, 1, 7, 30, tzinfo=eastern)},
+                     {"trade_id": "u2", "close_time": "2026-03-02T00:00:00"}]
+        assert await db.save_trades(same_keys) == [ids[-1] + 1, ids[-1] + 2]
+    assert query(path, "SELECT trade_id, pnl, close_time, plugin_id FROM trades ORDER BY id") == [
+        ("m1", 4.0, None, A), ("m2", 2.0, None, A), ("m3", 3.0, None, A), ("m4", None, None, A),
+        ("m5", None, "2026-03-01 07:30:00", A), ("u1", None, "2026-03-01 12:30:00", A),
+        ("u2", None, "2026-03-02T00:00:00", A)]
+
+
+async def test_a_bad_row_deep_in_a_large_batch_leaves_nothing_written(project: Project) -> None:
+    """Large batches are checked on a helper thread in chunks; a bad row in a late chunk still refuses them all."""
+    path = project.isolated_db(A)
+
+    def batch(n: int = 5000) -> list[dict[str, object]]:
+        return [{"trade_id": f"L{k}", "pnl": float(k), "status": "closed"} for k in range(n)]
+
+    async with Store.open(project.configs) as store:
+        db = store.for_plugin(A)
+        foreign = [{**row, "plugin_id": A} for row in batch()]
+        foreign[4500]["plugin_id"] = B  # same keys as the rest: found by the helper thread, not row by row
+        with pytest.raises(IsolationError, match=B):
+            await db.save_trades(foreign)
+        unknown = batch()
+        unknown[4999] = {"trade_id": "L4999", "pnl": 1.0, "bogus": 1}
+        with pytest.raises(RowError, match="bogus"):
+            await db.save_trades(unknown)
+        assert query(path, "SELECT count(*) FROM trades") == [(0,)]
+        fewer_keys = batch()
+        fewer_keys[3000] = {"trade_id": "L3000"}  # valid, but not the shape of the others: saved row by row
+        ids = await db.save_trades(fewer_keys)
+    assert len(set(ids)) == 5000
+    assert query(path, "SELECT count(*), count(DISTINCT trade_id), total(pnl) FROM trades") == [
+        (5000, 5000, sum(range(5000)) - 3000)]
+    assert query(path, "SELECT pnl, status FROM trades WHERE trade_id = 'L3000'") == [(None, None)]

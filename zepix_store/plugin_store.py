@@ -14,7 +14,7 @@ from typing import Any
 
 from .db import Database
 from .errors import RowError
-from .rows import Row, Trade, check_row, utc_now
+from .rows import BatchShape, NotUniform, Row, Trade, check_row, utc_now
 from .schema import CLOSE_TIME_SQL, TABLE_BY_NAME
 
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
@@ -73,23 +73,40 @@ def _save_trade(conn: sqlite3.Connection, row: Row, plugin_id: str) -> int:
     return _insert(conn, "trades", row, plugin_id)
 
 
-def _save_trades(conn: sqlite3.Connection, rows: list[Row], plugin_id: str) -> list[int]:
-    ids = [r.get("trade_id") for r in rows]
-    existing = {tid for (tid,) in conn.execute(
-        "SELECT DISTINCT trade_id FROM trades WHERE plugin_id = ? AND trade_id IN (SELECT value FROM json_each(?))",
-        (plugin_id, json.dumps([i for i in ids if isinstance(i, str)])))}
-    uniform = len({tuple(r) for r in rows}) == 1  # same keys in the same order
-    repeated = len({i for i in ids if i is not None}) != len([i for i in ids if i is not None])
-    if existing or repeated or not uniform or any(not isinstance(i, (str, type(None))) for i in ids):
-        return [_save_trade(conn, r, plugin_id) for r in rows]
-    # All new, same columns in the same order: one prepared statement for the whole batch.
-    cols = list(rows[0])
-    sql = f"INSERT INTO trades ({', '.join(cols)}, plugin_id) VALUES ({', '.join('?' * (len(cols) + 1))})"
-    conn.executemany(sql, ((*r.values(), plugin_id) for r in rows))
+_BATCH_CHUNK = 2048
+
+
+def _save_each_trade(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id: str) -> list[int]:
+    rows = [check_row("trades", t, plugin_id) for t in trades]  # every row checked before the first write
+    return [_save_trade(conn, row, plugin_id) for row in rows]
+
+
+def _save_trade_batch(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id: str) -> list[int]:
+    shape = BatchShape.of("trades", trades[0], plugin_id)
+    ids = [t.get("trade_id") if isinstance(t, Mapping) else getattr(t, "trade_id", None) for t in trades]
+    named = [i for i in ids if i is not None]
+    existing = conn.execute(
+        "SELECT 1 FROM trades WHERE plugin_id = ? AND trade_id IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (plugin_id, json.dumps([i for i in named if isinstance(i, str)]))).fetchone()
+    if shape is None or not all(isinstance(i, str) for i in named) or len(set(named)) != len(named) or existing:
+        return _save_each_trade(conn, trades, plugin_id)  # updates, or a trade_id twice: in order
+    # All new: one prepared statement for the whole batch, fed chunk by chunk as the rows are checked.
+    cols = (*shape.columns, "plugin_id")
+    sql = f"INSERT INTO trades ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    checked = (row for start in range(0, len(trades), _BATCH_CHUNK)
+               for row in shape.check(trades[start:start + _BATCH_CHUNK]))
+    conn.execute("SAVEPOINT zx_batch")
+    try:
+        conn.executemany(sql, checked)
+    except NotUniform:  # mixed row types or keys, seen part way: undo and take them one by one
+        conn.execute("ROLLBACK TO zx_batch")
+        conn.execute("RELEASE zx_batch")
+        return _save_each_trade(conn, trades, plugin_id)
+    conn.execute("RELEASE zx_batch")
     # One writer, no AUTOINCREMENT: the batch got consecutive rowids ending at the last one. (Asking for
     # max(rowid) first would read every plugin's rows; a handle reads only its own.)
     last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-    return list(range(last - len(rows) + 1, last + 1))
+    return list(range(last - len(trades) + 1, last + 1))
 
 
 def _day_range(day: date | datetime | str) -> tuple[str, str]:
@@ -131,11 +148,15 @@ class PluginStore:
         return await (await self._database()).write(_save_trade, row, self.plugin_id, inline=True)
 
     async def save_trades(self, trades: Iterable[Trade | Mapping[str, Any]]) -> list[int]:
-        """Save many trades in one transaction (same rules as save_trade); return their row ids."""
-        rows = [check_row("trades", t, self.plugin_id) for t in trades]
-        if not rows:
+        """Save many trades in one transaction (same rules as save_trade); return their row ids.
+
+        The rows are checked and read on the connection's worker thread, so the event loop stays free during a
+        large batch: do not change them until this returns.
+        """
+        given = list(trades)
+        if not given:
             return []
-        return await (await self._database()).write(_save_trades, rows, self.plugin_id)
+        return await (await self._database()).write(_save_trade_batch, given, self.plugin_id)
 
     async def get_trade(self, trade_id: str) -> Row | None:
         """The plugin's trade with this trade_id (the newest row if legacy data holds duplicates)."""

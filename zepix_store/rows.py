@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -98,6 +98,62 @@ def check_row(table: str, row: Mapping[str, Any] | Any, plugin_id: str) -> Row:
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bytes, bool, type(None)})
+_STORE_OWNED = ("id", "plugin_id")
+
+
+class NotUniform(Exception):
+    """A later row of a batch differs in type or keys from the first: check the rows one by one instead."""
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """The first row of a batch, fully checked: later rows of the same type and keys are checked at C speed."""
+
+    table: str
+    plugin_id: str
+    columns: tuple[str, ...]  # the row's columns in insert order, without the store-owned id and plugin_id
+    kind: type[Any]
+    key_count: int  # a mapping's number of keys; -1 for a dataclass, whose type fixes its fields
+    getter: Callable[[Any], tuple[Any, ...]]
+    owner_at: int  # where the getter puts the row's own plugin_id, -1 if it has none
+
+    @classmethod
+    def of(cls, table: str, first: Any, plugin_id: str) -> BatchShape | None:
+        """Check `first` as check_row does (raising as it does); None if it cannot serve as a shape."""
+        columns = tuple(check_row(table, first, plugin_id))
+        if isinstance(first, Mapping):
+            names, key_count = tuple(first), len(first)
+        else:
+            names, key_count = tuple(f.name for f in dataclasses.fields(first)), -1
+        extra = tuple(k for k in _STORE_OWNED if k in names)
+        if len(columns) + len(extra) < 2:  # a one-name getter returns a bare value, not a tuple
+            return None
+        getter = (operator.itemgetter if key_count >= 0 else operator.attrgetter)(*columns, *extra)
+        owner_at = len(columns) + extra.index("plugin_id") if "plugin_id" in extra else -1
+        return cls(table, plugin_id, columns, type(first), key_count, getter, owner_at)
+
+    def check(self, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Each row's values in `columns` order, then the handle's plugin id; raises NotUniform or IsolationError.
+
+        A row must have exactly the first row's keys (same count, every one present), so none can carry a
+        column check_row did not see.
+        """
+        width, owner_at, plugin_id = len(self.columns), self.owner_at, self.plugin_id
+        checked = []
+        for row in rows:
+            if type(row) is not self.kind or (self.key_count >= 0 and len(row) != self.key_count):
+                raise NotUniform
+            try:
+                got = self.getter(row)
+            except (KeyError, AttributeError):
+                raise NotUniform from None
+            if owner_at >= 0 and got[owner_at] is not None and got[owner_at] != plugin_id:
+                raise IsolationError(f"{self.table}: row belongs to plugin {got[owner_at]!r}, "
+                                     f"refused by the handle of {plugin_id!r}")
+            if not _PLAIN_TYPES.issuperset(map(type, got)):
+                got = tuple(map(format_timestamp, got))
+            checked.append((*got[:width], plugin_id))
+        return checked
 
 
 @functools.cache

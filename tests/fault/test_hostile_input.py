@@ -184,7 +184,7 @@ ALLOW = {
     ("plugin_store", "_insert", "row"): "keys checked against the table's schema columns by rows.check_row",
     ("plugin_store", "_upsert", "row"): "keys checked against the table's schema columns by rows.check_row",
     ("plugin_store", "_save_trade", "row"): "keys checked against the trades columns by rows.check_row",
-    ("plugin_store", "_save_trades", "rows"): "keys checked against the trades columns by rows.check_row",
+    ("plugin_store", "_save_trade_batch", "shape"): "columns checked against the trades columns by rows.check_row",
     ("upgrade", "_rebuild", "extra"): "the file's own extra columns, quoted as identifiers by _extra_columns",
     ("upgrade", "_rebuild", "kept_indexes"): "the file's own CREATE INDEX statements, re-run after the rebuild",
     ("stats", "_closed_filter", "trades"): "TradeSource.trades: 'trades' or _legacy_trades(), built from constants",
