@@ -327,7 +327,7 @@ async def test_equity_curve_is_downsampled_keeping_extremes(project: Project) ->
 
 # -- legacy shared file: read read-only, never upgraded ---------------------------------------------------
 def legacy_checksum(path: Path) -> tuple[object, ...]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # closed file: creates no -wal/-shm
     try:
         dump = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -377,11 +377,10 @@ def test_legacy_shared_file_is_read_read_only(project: Project, seed_plan: bool)
         project.set_use_shared(plugin_id, True)
     before = legacy_checksum(project.shared_db)
     got = stats_json(project)
+    # no backup, no new database, and no -wal/-shm left beside a WAL file that nobody had open
+    assert {p.name for p in project.data.iterdir()} == {"trading_bot.db"}
     assert legacy_checksum(project.shared_db) == before
     assert query(project.shared_db, "PRAGMA user_version") == [(0,)]
-    # no backup, no new database: at most SQLite's own -wal/-shm beside the shared file
-    assert {p.name for p in project.data.iterdir()} - {"trading_bot.db-wal", "trading_bot.db-shm"} == {
-        "trading_bot.db"}
     for plugin_id in (G1, G2, W):
         trades = [{"pnl": pnl, "close_time": when, "status": status} for _, logic, pnl, when, status, own
                   in LEGACY_TRADES if legacy_owner(logic, own, seed_plan) == plugin_id]

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from . import attribution, db, upgrade
+from .backup import open_reader
 from .config import StoreConfig
 from .errors import ConfigError
 from .plugin_store import NUMERIC_PNL, fetch_all
@@ -313,7 +314,7 @@ class _Sources:
         """Classify `path` without writing it; keep a read-only connection open for an older file."""
         if not path.exists():
             return "missing", None
-        conn = db.connect_sync(path, readonly=True)
+        conn = open_reader(path)  # leaves no -wal/-shm behind when nobody else had the file open
         try:
             with db.translated_errors(path):
                 if upgrade.is_empty(conn):
