@@ -17,7 +17,8 @@ from zepix_store.bench_reads import Plan, explain, scan_sql
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = {
     "writes.save_trade", "writes.save_trades_batch", "writes.concurrent_8_isolated_vs_shared", "migrate.upgrade",
-    "backup.backup_file", "reads.plugin_statistics", "reads.trades_30_days", "split.time", "split.peak_memory",
+    "backup.backup_file", "reads.plugin_statistics", "reads.trades_30_days", "split.time", "split.copy_time",
+    "split.peak_memory",
 }
 
 

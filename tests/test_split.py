@@ -309,6 +309,37 @@ def test_shared_file_is_unchanged_byte_for_byte_and_never_upgraded(legacy: Proje
     assert byte_digest(legacy.shared_db) == before
 
 
+def test_readers_leave_no_wal_or_shm_beside_a_file_nobody_had_open(legacy: Project) -> None:
+    """A -wal/-shm left by a read would belong to whoever ran the command: a root-run split could lock the bot out."""
+    conn = sqlite3.connect(legacy.shared_db)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    conn.close()
+    for command, *args in (("split", "--dry-run"), ("split",), ("verify",), ("split",), ("stats",)):
+        done = run_cli(command, legacy, *args)
+        assert done.returncode == 0, f"{command} {args}: {done.stderr}"
+        left = sorted(p.name for p in legacy.data.rglob("*") if p.name.endswith(("-wal", "-shm")))
+        assert left == [], f"after {command} {' '.join(args)}"
+
+
+def test_a_file_attached_to_read_refuses_every_write(legacy: Project) -> None:
+    from zepix_store import copy_ledger
+
+    before = byte_digest(legacy.shared_db)
+    conn = copy_ledger.open_source(legacy.shared_db)
+    try:
+        for sql in ("DELETE FROM src.trades", "UPDATE src.trades SET pnl = 0", "INSERT INTO src.trades DEFAULT VALUES",
+                    "CREATE TABLE src.x (a)", "CREATE INDEX src.i ON trades (pnl)", "DROP TABLE src.trades",
+                    "ALTER TABLE src.trades ADD COLUMN y", "PRAGMA src.journal_mode = DELETE",
+                    "PRAGMA src.user_version = 9", "ANALYZE src", "PRAGMA wal_checkpoint", "PRAGMA optimize"):
+            with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+                conn.execute(sql)
+        conn.execute("CREATE TEMP TABLE counted AS SELECT count(*) AS n FROM src.trades")  # temp tables stay free
+        assert conn.execute("SELECT n FROM counted").fetchone()[0] > 0
+    finally:
+        conn.close()
+    assert byte_digest(legacy.shared_db) == before
+
+
 def test_rows_committed_only_to_the_wal_are_split(legacy: Project) -> None:
     write_wal_only_trades(legacy.shared_db, 40)
     before = byte_digest(legacy.shared_db)

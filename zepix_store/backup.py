@@ -28,7 +28,6 @@ import stat
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,8 +36,9 @@ from pathlib import Path
 
 from . import fault
 from .config import StoreConfig, load_config
-from .db import BUSY_TIMEOUT_MS, check_wal_pairing, quick_check, translated_errors
+from .db import quick_check, translated_errors
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreIOError
+from .readonly import open_reader
 
 log = logging.getLogger("zepix_store.backup")
 TMP_SUFFIX = ".tmp"
@@ -79,58 +79,6 @@ def make_private_dir(path: Path) -> None:
         raise StoreIOError(f"{path}: backup_dir is not a folder")
     if st.st_mode & 0o077 and st.st_uid == os.geteuid():
         os.chmod(path, 0o700)
-
-
-# --- reading a database without writing to it -------------------------------------------------------------------
-
-# CREATE/DROP of tables, indexes, views, triggers; INSERT, UPDATE, DELETE; REINDEX, ANALYZE (4th argument: schema)
-_WRITE_ACTIONS = frozenset({1, 2, 7, 8, 9, 10, 11, 16, 17, 18, 23, 27, 28})
-_ALWAYS_DENIED = frozenset({24, 26, 29, 30})  # ATTACH, ALTER TABLE, virtual tables
-_PRAGMAS_WITH_ARGUMENT = frozenset({
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
-    "foreign_key_check", "quick_check", "integrity_check", "busy_timeout", "foreign_keys", "cache_size",
-    "temp_store", "analysis_limit",
-})
-_PRAGMAS_DENIED = frozenset({"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory"})
-
-
-def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, dbname: str | None,
-                          _source: str | None) -> int:
-    """Allow reads and temp tables; deny anything that would write the database file."""
-    if action in _ALWAYS_DENIED:
-        return sqlite3.SQLITE_DENY
-    if action in _WRITE_ACTIONS and dbname != "temp":
-        return sqlite3.SQLITE_DENY
-    if action == 19:  # SQLITE_PRAGMA: arg1 is its name, arg2 its argument
-        name = (arg1 or "").lower()
-        if name in _PRAGMAS_DENIED or (arg2 is not None and name not in _PRAGMAS_WITH_ARGUMENT):
-            return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
-def open_reader(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    """Open `path` to read it: nothing is written to it and no file is left beside it.
-
-    A `mode=ro` connection to a WAL database creates `-wal` and `-shm` files and cannot remove them. So when
-    they are absent (no process has the file open) this opens it read-write under an authorizer that denies
-    every write to it; as the last connection it then removes the empty `-wal`/`-shm` it made on close.
-    """
-    with translated_errors(path):
-        st = os.stat(path)  # FileNotFoundError -> "No such file or directory"
-        if not stat.S_ISREG(st.st_mode):
-            raise StoreIOError(f"{path}: not a regular file")
-        check_wal_pairing(path)
-        shared = any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
-        uri = f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={'ro' if shared else 'rw'}"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        try:
-            conn.set_authorizer(_read_only_authorizer)
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # "not a database" fails here
-        except BaseException:
-            conn.close()
-            raise
-    return conn
 
 
 def table_count(conn: sqlite3.Connection, schema: str = "main") -> int:

@@ -124,6 +124,7 @@ def _measure_split(report: BenchReport, config_dir: Path, project: Path, scratch
     runs = reason if reason else bs.run_pair(bench, sizes.repeat, say)
     if isinstance(runs, str):
         report.figures += [not_measured("split.time", "s", bs.SPLIT_GOAL, runs),
+                           not_measured("split.copy_time", "s", bs.COPY_GOAL, runs),
                            not_measured("split.peak_memory", "MB", bs.MEMORY_GOAL, runs)]
         return
     copied, source = bench.copied_rows(), bench.source_rows()

@@ -39,6 +39,7 @@ from .db import (
     translated_errors,
 )
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreIOError
+from .readonly import WriteGuard, reader_uri
 from .schema import SCHEMA_VERSION, Table, create_schema_sql
 
 LEDGER = "zx_copy_ledger"
@@ -77,16 +78,36 @@ def file_uri(path: Path, mode: str) -> str:
     return f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
 
 
+READ = "read"  # attach mode: read only, leaving no -wal/-shm behind (see readonly.py)
+
+
+class ScratchConnection(sqlite3.Connection):
+    """The in-memory connection files are attached to; `guard` keeps the ones attached to read unwritten."""
+
+    guard: WriteGuard
+
+
 def attach(conn: sqlite3.Connection, path: Path, schema: str, mode: str) -> None:
-    """ATTACH `path` as `schema` (the connection must be opened with uri=True)."""
+    """ATTACH `path` as `schema`: mode `ro`, `rw`, `rwc` or READ (the connection must be opened with uri=True)."""
     assert schema in SCHEMAS and schema != "main"
     check_wal_pairing(path)
-    conn.execute(f"ATTACH DATABASE ? AS {schema}", (file_uri(path, mode),))
+    if mode == READ:
+        assert isinstance(conn, ScratchConnection)
+        conn.guard.read_only.add(schema)
+        uri = reader_uri(path)
+    else:
+        if isinstance(conn, ScratchConnection):
+            conn.guard.read_only.discard(schema)
+        uri = file_uri(path, mode)
+    conn.execute(f"ATTACH DATABASE ? AS {schema}", (uri,))
 
 
 def open_scratch(busy_timeout_ms: int) -> sqlite3.Connection:
     """An in-memory main database to attach files to; temp tables hold the attribution."""
-    conn = sqlite3.connect(":memory:", uri=True, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(":memory:", uri=True, isolation_level=None, check_same_thread=False,
+                           factory=ScratchConnection)
+    conn.guard = WriteGuard(allow_attach=True)
+    conn.set_authorizer(conn.guard)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     # Copies mirror their source, dangling references included (they are reported, not repaired).
     conn.execute("PRAGMA foreign_keys = OFF")
@@ -500,18 +521,6 @@ def check_table(conn: sqlite3.Connection, table: Table, cols: Columns, pid: str,
 # --- files: the source read-only, targets built aside and linked into place ------------------------------
 
 
-def read_mode(path: Path, no_side_files: bool) -> str:
-    """URI mode for reading `path`: plain read-only, or immutable when nothing may appear beside it.
-
-    A read-only connection to a WAL database creates empty -wal/-shm files when they are missing. With no -wal
-    present nobody has the file open in WAL mode, so a report-only reader (dry run, verify) reads it as
-    immutable and leaves the folder exactly as it was. The copy itself always reads with locks.
-    """
-    if no_side_files and not Path(f"{path}-wal").exists() and not Path(f"{path}-journal").exists():
-        return "ro&immutable=1"
-    return "ro"
-
-
 def check_regular_file(path: Path) -> bool:
     """Whether `path` exists; refuse what is not a regular file (directory, FIFO, dangling symlink)."""
     try:
@@ -525,14 +534,14 @@ def check_regular_file(path: Path) -> bool:
     return True
 
 
-def open_source(path: Path, mode: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def open_source(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """A scratch connection with `path` attached read-only as `src`, checked to be a readable store."""
     if not check_regular_file(path):
         raise ConfigError(f"{path}: shared database not found (shared_db in store.yaml)")
     conn = open_scratch(busy_timeout_ms)
     try:
         with translated_errors(path):
-            attach(conn, path, "src", mode)
+            attach(conn, path, "src", READ)
             tables = conn.execute("SELECT count(*) FROM src.sqlite_master WHERE type = 'table'").fetchone()[0]
             version = conn.execute("PRAGMA src.user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -643,14 +652,13 @@ def release_target(conn: sqlite3.Connection, target: Target) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def check_existing_mappings(conn: sqlite3.Connection, paths: Sequence[Path], record: str, remap: bool,
-                            no_side_files: bool) -> None:
+def check_existing_mappings(conn: sqlite3.Connection, paths: Sequence[Path], record: str, remap: bool) -> None:
     """Refuse (before writing anything) when a file was split with another mapping and `remap` is not set."""
     for path in paths:
         if remap or not check_regular_file(path):
             continue
         with translated_errors(path):
-            attach(conn, path, "dst", read_mode(path, no_side_files))
+            attach(conn, path, "dst", READ)
             try:
                 recorded = recorded_mapping(conn, "dst")
             finally:

@@ -121,7 +121,7 @@ def _merge_file(conn: sqlite3.Connection, config: StoreConfig, path: Path, membe
     results = {p: cl.PluginResult(p, str(path)) for p in members}
     report.plugins.update(results)
     with translated_errors(path):
-        cl.attach(conn, path, "src", "ro")
+        cl.attach(conn, path, "src", cl.READ)
     try:
         present = {t: attribution.source_columns(conn, "src", t) for t in ATTRIBUTION_ORDER}
         present = {t: cols for t, cols in present.items() if "plugin_id" in cols}

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import attribution, fault, upgrade
-from .backup import backup_connection, clean_stale_tmp, open_reader
+from .backup import backup_connection, clean_stale_tmp
 from .db import (
     BUSY_TIMEOUT_MS,
     connect_sync,
@@ -43,6 +43,7 @@ from .db import (
     translated_errors,
 )
 from .errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
+from .readonly import open_reader
 from .schema import SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
 
 log = logging.getLogger("zepix_store.migrate")

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from . import fault, upgrade
-from .backup import backup_connection, fsync_path, make_private_dir, open_reader, table_count
+from .backup import backup_connection, fsync_path, make_private_dir, table_count
 from .config import StoreConfig
 from .db import check_wal_pairing, quick_check, translated_errors
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreBusyError
+from .readonly import open_reader
 
 log = logging.getLogger("zepix_store.restore")
 _OPEN_ELSEWHERE = ("database is locked", "database table is locked")

@@ -24,7 +24,9 @@ import os
 import shutil
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +59,21 @@ class SplitReport:
     preflight: dict[str, Any] = field(default_factory=dict)
     prune: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # Wall time per phase: attribute, report (unmapped, duplicates), verify (buckets, counts, values, money)
+    # and copy (per file, its verification included).
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 6)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -102,10 +115,10 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
     plugins = select_plugins(config, plugin_ids)
     groups = group_by_file(config, plugins)
     report = SplitReport(shared_db=str(config.shared_db), dry_run=dry_run)
-    conn = cl.open_source(config.shared_db, cl.read_mode(config.shared_db, dry_run))
+    conn = cl.open_source(config.shared_db)
     try:
         cl.check_existing_mappings(conn, list(groups), cl.mapping_record(config.mapping, config.default_plugin_id),
-                                   remap, dry_run)
+                                   remap)
         # One snapshot: the bot may commit between the attribution and the counts of the same table.
         with translated_errors(config.shared_db), read_snapshot(conn):  # a damaged page is named here
             present = _attribute(conn, config, report, say)
@@ -115,7 +128,8 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
                 report.prune = {"would_delete": prune_preview(conn, config, plugins, present)}
             return report
         for path, members in groups.items():
-            _split_file(conn, config, path, members, present, remap, report, say)
+            with report.timed("copy"):  # verification included; its own share is also counted apart
+                _split_file(conn, config, path, members, present, remap, report, say)
         if prune and report.ok:
             report.prune = prune_shared(conn, config, plugins, present, say)
     finally:
@@ -126,10 +140,12 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
 def _attribute(conn: sqlite3.Connection, config: StoreConfig, report: SplitReport, say: Say) -> dict[str, set[str]]:
     """Attribute every source row once (temp owner tables) and fill the report's attribution part."""
     say(f"split: attributing the rows of {config.shared_db}")
-    present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
+    with report.timed("attribute"):
+        present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
     fault.point("after_owners")
-    report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "src", config.default_plugin_id)
-    report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "src")
+    with report.timed("report"):
+        report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "src", config.default_plugin_id)
+        report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "src")
     for table in TABLES:
         cols = present.get(table.name)
         if cols is None:
@@ -139,7 +155,8 @@ def _attribute(conn: sqlite3.Connection, config: StoreConfig, report: SplitRepor
             report.absent_columns[table.name] = missing
         if extra := sorted(cols - set(table.all_column_names)):
             report.extra_columns[table.name] = extra
-        buckets = attribution.count_buckets(conn, "src", table.name)
+        with report.timed("verify"):  # every row in exactly one bucket: part of the verification
+            buckets = attribution.count_buckets(conn, "src", table.name)
         report.buckets[table.name] = buckets
         if buckets.bucket_total != buckets.source_rows:
             report.problems.append(f"{table.name}: attribution buckets hold {buckets.bucket_total} rows, "
@@ -186,7 +203,7 @@ def _split_in_transaction(conn: sqlite3.Connection, config: StoreConfig, target:
         _remap_file(conn, present, report, say)
     cl.record_mapping(conn, "dst", record)
     for pid in members:
-        _copy_plugin(conn, pid, present, run_id, results[pid], say, report.buckets, config.default_plugin_id)
+        _copy_plugin(conn, pid, present, run_id, results[pid], say, report, config.default_plugin_id)
     problems = [f"{r.plugin_id}: {p}" for r in results.values() if r.status != "refused" for p in r.problems]
     if problems:
         raise VerifyError(f"{target.path}: verification failed, nothing committed: " + "; ".join(problems))
@@ -199,7 +216,8 @@ def _split_in_transaction(conn: sqlite3.Connection, config: StoreConfig, target:
 
 
 def _copy_plugin(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]], run_id: int, result: cl.PluginResult,
-                 say: Say, buckets: dict[str, attribution.TableBuckets], default: str) -> None:
+                 say: Say, report: SplitReport, default: str) -> None:
+    buckets = report.buckets
     tables = [TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in present]
     segs = {t.name: cl.segment(conn, "dst", t, pid) for t in tables}
     owned = {t.name: attribution.owned_rows(buckets[t.name], pid, default) for t in tables}  # counted once
@@ -227,7 +245,8 @@ def _copy_plugin(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]
         fault.point(f"after_copy:{pid}:{name}")
         if tr.source_rows or tr.copied:
             say(f"split: {pid} {name}: {tr.copied:,} copied, {tr.source_rows:,} in the source")
-        cl.check_table(conn, table, cols, pid, seg, run_id, result, tr, fresh)
+        with report.timed("verify"):
+            cl.check_table(conn, table, cols, pid, seg, run_id, result, tr, fresh)
     result.status = "copied" if any(t.copied for t in result.tables.values()) else "up to date"
 
 
@@ -254,7 +273,7 @@ def preflight(conn: sqlite3.Connection, config: StoreConfig, groups: dict[Path, 
     for path, members in groups.items():
         exists = cl.check_regular_file(path)
         if exists:
-            cl.attach(conn, path, "dst", cl.read_mode(path, True))
+            cl.attach(conn, path, "dst", cl.READ)
         try:
             for pid in members:
                 report.plugins[pid] = _preview_plugin(conn, pid, str(path), present, exists)
@@ -373,7 +392,7 @@ def _prune_pass(conn: sqlite3.Connection, files: dict[Path, list[str]], present:
                  "PRIMARY KEY (table_name, src_rowid, plugin_id)) WITHOUT ROWID")
     counts = dict.fromkeys(present, 0)
     for path, pids in files.items():
-        cl.attach(conn, path, "dst", cl.read_mode(path, not delete))
+        cl.attach(conn, path, "dst", cl.READ)
         try:
             if not cl.has_table(conn, "dst", cl.LEDGER):
                 continue

@@ -32,10 +32,10 @@ from types import TracebackType
 from typing import Any
 
 from . import attribution, db, upgrade
-from .backup import open_reader
 from .config import StoreConfig
 from .errors import ConfigError
 from .plugin_store import NUMERIC_PNL, fetch_all
+from .readonly import open_reader
 from .registry import Store
 from .rows import Row
 from .schema import CLOSE_TIME_SQL

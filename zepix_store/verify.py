@@ -121,7 +121,7 @@ def _isolated_files(config: StoreConfig, report: VerifyReport) -> dict[Path, lis
 def _attach(conn: sqlite3.Connection, path: Path, schema: str, report: VerifyReport) -> bool:
     try:
         with translated_errors(path):
-            cl.attach(conn, path, schema, cl.read_mode(path, True))
+            cl.attach(conn, path, schema, cl.READ)
             conn.execute(f"SELECT count(*) FROM {schema}.sqlite_master").fetchone()
     except StoreError as exc:
         report.add(f"integrity:{path.name}", FAIL, str(exc))
