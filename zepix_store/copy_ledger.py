@@ -94,7 +94,7 @@ def attach(conn: sqlite3.Connection, path: Path, schema: str, mode: str) -> None
     if mode == READ:
         assert isinstance(conn, ScratchConnection)
         conn.guard.read_only.add(schema)
-        uri = reader_uri(path)
+        uri = reader_uri(path, immutable_when_unwritable=True)
     else:
         if isinstance(conn, ScratchConnection):
             conn.guard.read_only.discard(schema)

@@ -53,10 +53,19 @@ class WriteGuard:
         return sqlite3.SQLITE_OK
 
 
-def reader_uri(path: Path) -> str:
-    """The URI a guarded reader opens `path` with: `rw` when nothing is beside it (see the module doc), else `ro`."""
-    in_use = any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
-    return f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={'ro' if in_use else 'rw'}"
+def reader_uri(path: Path, *, immutable_when_unwritable: bool = False) -> str:
+    """The URI a guarded reader opens `path` with: `rw` when nothing is beside it (see the module doc), else `ro`.
+
+    In a folder we cannot write, a WAL file with no `-shm` cannot be opened at all, but nobody can be writing
+    it either (a writer needs a `-wal`/`-shm` or `-journal` there): with `immutable_when_unwritable` it is then
+    read as immutable; without, the open fails and names the read-only folder.
+    """
+    mode = "rw"
+    if any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm", "-journal")):
+        mode = "ro"
+    elif immutable_when_unwritable and not os.access(Path(path).parent, os.W_OK):
+        mode = "ro&immutable=1"
+    return f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={mode}"
 
 
 def open_reader(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:

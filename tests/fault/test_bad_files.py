@@ -290,12 +290,15 @@ def test_read_only_folder_with_a_wal_database_and_no_shm(tmp_path: Path, templat
 
     assert runs["verify"].rc == 0, runs["verify"].stderr  # reads it immutable: no -wal, nobody can be writing
     for command, done in runs.items():
-        if command != "verify":
+        if command.startswith("split"):  # reads the source as verify does; the new file it must create is named
+            _refused_read_only(done, project.isolated_db(V3[0]).with_suffix(".db.tmp"), "Permission denied")
+        elif command != "verify":
             _refused_read_only(done, project.shared_db, "read-only folder")
     assert state(project.shared_db) == source
     assert files_under(project.root) == before
     figures("D5 read-only", "0555 folder, WAL db, no -shm: verify reads it; stats (SQLITE_READONLY_DIRECTORY), "
-            "migrate, backup, split exit 3 'read-only folder' naming the file; no file created")
+            "migrate, backup exit 3 'read-only folder' naming the file, split exit 3 naming the file it cannot "
+            "create; no file created")
 
 
 @privileged
@@ -313,10 +316,13 @@ def test_read_only_file_system(tmp_path: Path, template: Path, figures) -> None:
                 for c in ("stats", "verify", "migrate", "backup", f"split --plugin {V3[0]}")}
         assert runs["verify"].rc == 0, runs["verify"].stderr
         for command, done in runs.items():
-            if command != "verify":
+            if command.startswith("split"):  # the source is read; the new file it must create is named
+                _refused_read_only(done, db.with_name("zepix_v3_logic_combined.db.tmp"), "Read-only file system")
+            elif command != "verify":
                 _refused_read_only(done, db, "read-only file system")
         assert byte_checksum(fs.view(db)) == digest
         assert sorted(files_under(fs.view(mnt / "proj" / "data"))) == [DB]
-    figures("D5 read-only", "remount,ro tmpfs: verify reads it; stats, migrate, backup, split exit 3 "
-            "'read-only file system' naming the file (was 'I/O error (unable to open database file)')")
+    figures("D5 read-only", "remount,ro tmpfs: verify reads it; stats, migrate, backup exit 3 'read-only file "
+            "system' naming the file, split naming the file it cannot create (was 'I/O error (unable to open "
+            "database file)')")
     figures("D5 read-only", "ro scenarios 3, misleading errors 0")
