@@ -34,7 +34,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
+        aligned = zip(values, widths, numeric, strict=True)
+        return "  ".join(v.rjust(w) if right else v.ljust(w) for v, w, right in aligned)
 
     out = [line(list(headers)), "  ".join("-" * w for w in widths)]
     out.extend(line(r) for r in cells)

@@ -22,9 +22,10 @@ import stat
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import fault, upgrade
 from .attribution import owner_table
@@ -346,7 +347,8 @@ def copy_planned(conn: sqlite3.Connection, table: Table, cols: Columns, plugin: 
 def unledgered_count(conn: sqlite3.Connection, table: Table, plugin: str, seg: int | None) -> int:
     """Source rows of `plugin` with no ledger entry (0 after a complete copy)."""
     return int(conn.execute(
-        f"SELECT count(*) FROM {owner_table(table.name)} o WHERE o.plugin_id = ? AND {_not_ledgered('o.src_rowid', seg)}",
+        f"SELECT count(*) FROM {owner_table(table.name)} o "
+        f"WHERE o.plugin_id = ? AND {_not_ledgered('o.src_rowid', seg)}",
         (plugin,)).fetchone()[0])
 
 
@@ -484,6 +486,24 @@ class PluginResult:
     tables: dict[str, TableResult] = field(default_factory=dict)
     money: dict[str, list[float]] = field(default_factory=dict)  # column -> [source, copy], this run's rows
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class CopyReport:
+    """What split and merge report alike: each plugin's result and the problems found (ok when none)."""
+
+    plugins: dict[str, PluginResult] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def rows_copied(self) -> int:
+        return sum(t.copied for p in self.plugins.values() for t in p.tables.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
 
 
 def check_table(conn: sqlite3.Connection, table: Table, cols: Columns, pid: str, seg: int, run_id: int,

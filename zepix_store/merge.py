@@ -22,7 +22,7 @@ import argparse
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +39,15 @@ from .schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 Say = Callable[[str], None]
 
 
-@dataclass
-class MergeReport:
+@dataclass(kw_only=True)
+class MergeReport(cl.CopyReport):
     shared_db: str
     backup: str | None = None
     upgraded_from: int | None = None
-    plugins: dict[str, cl.PluginResult] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["ok"] = self.ok
-        doc["rows_merged"] = sum(t.copied for p in self.plugins.values() for t in p.tables.values())
+        doc = super().to_json()
+        doc["rows_merged"] = self.rows_copied()
         return doc
 
 

@@ -32,7 +32,7 @@ FROM trades WHERE plugin_id = ?1 AND status = 'closed' AND {NUMERIC_PNL}"""
 def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur]
+    return [dict(zip(names, r, strict=True)) for r in cur]
 
 
 def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Row | None:

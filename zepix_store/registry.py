@@ -104,4 +104,4 @@ class Store:
         """Statistics of every configured plugin, each read where its config routes it."""
         ids = list(self.config.plugins)
         results = await asyncio.gather(*(self.get_plugin_statistics(i) for i in ids))
-        return dict(zip(ids, results))
+        return dict(zip(ids, results, strict=True))

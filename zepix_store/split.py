@@ -44,11 +44,10 @@ from .schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, TABLES
 Say = Callable[[str], None]
 
 
-@dataclass
-class SplitReport:
+@dataclass(kw_only=True)
+class SplitReport(cl.CopyReport):
     shared_db: str
     dry_run: bool
-    plugins: dict[str, cl.PluginResult] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # file -> created | updated | up to date | failed
     buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
     unmapped_logic_types: list[tuple[object, int]] = field(default_factory=list)
@@ -58,14 +57,9 @@ class SplitReport:
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
     preflight: dict[str, Any] = field(default_factory=dict)
     prune: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
     # Wall time per phase: attribute, report (unmapped, duplicates), verify (buckets, counts, values, money)
     # and copy (per file, its verification included).
     seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -76,10 +70,9 @@ class SplitReport:
             self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - start, 6)
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["ok"] = self.ok
+        doc = super().to_json()
         doc["buckets"] = {t: {**asdict(b), "bucket_total": b.bucket_total} for t, b in self.buckets.items()}
-        doc["rows_copied"] = sum(t.copied for p in self.plugins.values() for t in p.tables.values())
+        doc["rows_copied"] = self.rows_copied()
         return doc
 
 
@@ -168,7 +161,10 @@ class _NothingToDo(Exception):
     """Raised inside a target's transaction to roll back a run that would change nothing but bookkeeping."""
 
 
-def _split_file(conn: sqlite3.Connection, config: StoreConfig, path: Path, members: list[str], present: dict[str, set[str]],
+Present = dict[str, set[str]]  # table -> the columns it has in the source
+
+
+def _split_file(conn: sqlite3.Connection, config: StoreConfig, path: Path, members: list[str], present: Present,
                 remap: bool, report: SplitReport, say: Say) -> None:
     """Copy and verify every member plugin's rows into `path` in one transaction; record the outcome."""
     results = {p: cl.PluginResult(p, str(path)) for p in members}
@@ -267,7 +263,7 @@ def _remap_file(conn: sqlite3.Connection, present: dict[str, set[str]], report: 
 # --- dry run ---------------------------------------------------------------------------------------------
 
 
-def preflight(conn: sqlite3.Connection, config: StoreConfig, groups: dict[Path, list[str]], present: dict[str, set[str]],
+def preflight(conn: sqlite3.Connection, config: StoreConfig, groups: dict[Path, list[str]], present: Present,
               report: SplitReport) -> None:
     """--dry-run: what would be copied and what would go wrong; reads only and creates no file."""
     for path, members in groups.items():
@@ -290,7 +286,7 @@ def preflight(conn: sqlite3.Connection, config: StoreConfig, groups: dict[Path, 
     }
 
 
-def _preview_plugin(conn: sqlite3.Connection, pid: str, path: str, present: dict[str, set[str]], exists: bool) -> cl.PluginResult:
+def _preview_plugin(conn: sqlite3.Connection, pid: str, path: str, present: Present, exists: bool) -> cl.PluginResult:
     result = cl.PluginResult(pid, path, status="would copy")
     for name in ATTRIBUTION_ORDER:
         if name not in present:
@@ -367,7 +363,8 @@ def prune_shared(conn: sqlite3.Connection, config: StoreConfig, selected: Sequen
     return result
 
 
-def prune_preview(conn: sqlite3.Connection, config: StoreConfig, selected: Sequence[str], present: dict[str, set[str]]) -> dict[str, int]:
+def prune_preview(conn: sqlite3.Connection, config: StoreConfig, selected: Sequence[str],
+                  present: Present) -> dict[str, int]:
     """Rows --prune would delete now, per table (read-only: existing copies only)."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS zx_selected (plugin_id TEXT PRIMARY KEY)")
     conn.executemany("INSERT OR IGNORE INTO temp.zx_selected VALUES (?)", [(p,) for p in selected])
