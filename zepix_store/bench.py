@@ -82,7 +82,8 @@ def run_bench(config_dir: Path, scratch: Path, sizes: Sizes, sections: Sequence[
     """Build the legacy data under `scratch`, measure the chosen sections, return every figure."""
     started = time.perf_counter()
     report = BenchReport(machine_info(), sizes)
-    project = _project(config_dir, scratch / "split", sizes.trades, say)
+    # writes use fresh files of their own; only the other sections need the (large) legacy database
+    project = _project(config_dir, scratch / "split", sizes.trades if set(sections) - {"writes"} else 0, say)
     config = load_config(project / "configs")
     if "writes" in sections:
         report.figures += measure_writes(scratch / "writes", sizes.single, sizes.batch, sizes.concurrent,
@@ -112,8 +113,9 @@ def _project(config_dir: Path, root: Path, trades: int, say: Say) -> Path:
     shutil.copytree(config_dir, root / "configs")  # text configs only; no database is copied here
     shared = load_config(root / "configs").shared_db
     shared.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    say(f"building a legacy database with {trades:,} trades in {shared}")
-    build_legacy_db(shared, trades=trades)
+    if trades:
+        say(f"building a legacy database with {trades:,} trades in {shared}")
+        build_legacy_db(shared, trades=trades)
     return root
 
 
