@@ -60,10 +60,11 @@ def reader_uri(path: Path, *, immutable_when_unwritable: bool = False) -> str:
     it either (a writer needs a `-wal`/`-shm` or `-journal` there): with `immutable_when_unwritable` it is then
     read as immutable; without, the open fails and names the read-only folder.
     """
-    mode = "rw"
-    if any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm", "-journal")):
+    mode = "rw"  # also lets SQLite roll back a hot -journal a crashed writer left, as any opener would
+    if any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm")):
         mode = "ro"
-    elif immutable_when_unwritable and not os.access(Path(path).parent, os.W_OK):
+    elif (immutable_when_unwritable and not os.access(Path(path).parent, os.W_OK)
+          and not Path(f"{path}-journal").exists()):
         mode = "ro&immutable=1"
     return f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={mode}"
 
