@@ -321,6 +321,41 @@ def test_readers_leave_no_wal_or_shm_beside_a_file_nobody_had_open(legacy: Proje
         assert left == [], f"after {command} {' '.join(args)}"
 
 
+def test_a_bot_starting_during_a_split_can_write_the_shared_file(legacy: Project,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source is attached read-only, so the split's write transaction on its target never locks it."""
+    from zepix_store import fault, split
+    from zepix_store.config import load_config
+
+    conn = sqlite3.connect(legacy.shared_db)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    conn.close()
+    assert not Path(f"{legacy.shared_db}-wal").exists()  # nobody has it open when the split starts
+    outcome: list[str] = []
+    real_point = fault.point
+
+    def bot_writes_once(name: str) -> None:
+        if name.startswith("after_copy:") and not outcome:
+            bot = sqlite3.connect(legacy.shared_db, timeout=1.0, isolation_level=None)
+            try:
+                bot.execute("INSERT INTO trades (trade_id, logic_type) VALUES ('BOT-1', 'LOGIC1')")
+                outcome.append("written")
+            except sqlite3.OperationalError as exc:
+                outcome.append(str(exc))
+            finally:
+                bot.close()
+        real_point(name)
+
+    monkeypatch.setattr(fault, "point", bot_writes_once)
+    report = split.split(load_config(legacy.configs))
+    assert outcome == ["written"] and report.ok, report.problems
+    conn = sqlite3.connect(f"file:{legacy.shared_db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM trades WHERE trade_id = 'BOT-1'").fetchone() == (1,)
+    finally:
+        conn.close()
+
+
 def test_a_file_attached_to_read_refuses_every_write(legacy: Project) -> None:
     from zepix_store import copy_ledger
 

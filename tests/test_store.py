@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -244,6 +245,13 @@ async def test_batch_checks_every_row_as_save_trade_does(project: Project) -> No
             await db.save_trades([Trade(trade_id="b1"), Trade(trade_id="b2", plugin_id=B)])
         with pytest.raises(IsolationError, match=B):
             await db.save_trades([{"trade_id": "b1", "plugin_id": A}, {"trade_id": "b2", "plugin_id": B}])
+        # a mapping that invents missing keys must not let a later row's unknown key or foreign owner through
+        invented = defaultdict(lambda: None, {"trade_id": "b1", "symbol": "EURUSD", "pnl": 1.0})
+        with pytest.raises(RowError, match="bogus"):
+            await db.save_trades([invented, defaultdict(lambda: None, {"trade_id": "b2", "symbol": "X", "bogus": 1})])
+        with pytest.raises(IsolationError, match=B):
+            await db.save_trades([invented, defaultdict(lambda: None, {"trade_id": "b2", "symbol": "X",
+                                                                      "plugin_id": B})])
         assert query(path, "SELECT count(*) FROM trades") == [(0,)]
         mixed = [Trade(trade_id="m1", pnl=1.0), {"trade_id": "m2", "pnl": 2.0}, {"pnl": 3.0, "trade_id": "m3"},
                  {"trade_id": "m4"}, {"trade_id": "m1", "pnl": 4.0, "id": 99, "plugin_id": A},

@@ -40,7 +40,7 @@ from .db import (
     translated_errors,
 )
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreIOError
-from .readonly import WriteGuard, reader_uri
+from .readonly import WriteGuard, attach_uri, remove_unused_side_files
 from .schema import SCHEMA_VERSION, Table, create_schema_sql
 
 LEDGER = "zx_copy_ledger"
@@ -83,9 +83,19 @@ READ = "read"  # attach mode: read only, leaving no -wal/-shm behind (see readon
 
 
 class ScratchConnection(sqlite3.Connection):
-    """The in-memory connection files are attached to; `guard` keeps the ones attached to read unwritten."""
+    """The in-memory connection files are attached to; `guard` keeps the ones attached to read unwritten.
+
+    Files whose `-wal`/`-shm` only our read created are tidied when it closes (see readonly.attach_uri).
+    """
 
     guard: WriteGuard
+    read_files: list[Path]
+
+    def close(self) -> None:
+        super().close()
+        read, self.read_files = self.read_files, []
+        for path in dict.fromkeys(read):
+            remove_unused_side_files(path)
 
 
 def attach(conn: sqlite3.Connection, path: Path, schema: str, mode: str) -> None:
@@ -95,7 +105,9 @@ def attach(conn: sqlite3.Connection, path: Path, schema: str, mode: str) -> None
     if mode == READ:
         assert isinstance(conn, ScratchConnection)
         conn.guard.read_only.add(schema)
-        uri = reader_uri(path, immutable_when_unwritable=True)
+        uri, creates_side_files = attach_uri(path)
+        if creates_side_files:
+            conn.read_files.append(path)
     else:
         if isinstance(conn, ScratchConnection):
             conn.guard.read_only.discard(schema)
@@ -107,7 +119,7 @@ def open_scratch(busy_timeout_ms: int) -> sqlite3.Connection:
     """An in-memory main database to attach files to; temp tables hold the attribution."""
     conn = sqlite3.connect(":memory:", uri=True, isolation_level=None, check_same_thread=False,
                            factory=ScratchConnection)
-    conn.guard = WriteGuard(allow_attach=True)
+    conn.guard, conn.read_files = WriteGuard(allow_attach=True), []
     conn.set_authorizer(conn.guard)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     # Copies mirror their source, dangling references included (they are reported, not repaired).

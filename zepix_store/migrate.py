@@ -191,7 +191,9 @@ def _migrate(report: MigrateReport, mapping: Mapping[str, str], default: str, ba
 def _check_writable(path: Path) -> None:
     """Refuse a file or folder this user cannot write before the backup (SQLite would open it read-only)."""
     if not os.access(path, os.W_OK):
-        raise StoreIOError(f"read-only: {path} is not writable by this user; nothing was changed, no backup taken")
+        read_only_fs = os.statvfs(path).f_flag & os.ST_RDONLY
+        why = "is on a read-only file system" if read_only_fs else "is not writable by this user"
+        raise StoreIOError(f"read-only: {path} {why}; nothing was changed, no backup taken")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise StoreIOError(f"read-only: {path.parent} (the folder of {path.name}) is not writable by this user, "
                            f"and SQLite must create {path.name}-wal there; nothing was changed, no backup taken")

@@ -1,14 +1,20 @@
 """Reading a database file without writing it and without leaving files beside it.
 
 A `mode=ro` connection to a WAL database creates `-wal` and `-shm` files when they are missing, and being
-read-only it cannot remove them: they stay behind, owned by whoever ran the command (a root-run command can
-leave a `-shm` the bot's user cannot open). So when no `-wal`/`-shm` exist (nobody has the file open in WAL
-mode) a reader opens it read-write under an authorizer that denies every write to it; as the last connection
-it then removes the empty `-wal`/`-shm` on close. When they exist, another process owns them: read with `ro`.
+read-only it cannot remove them: they stay behind, owned by whoever ran the command (a `-shm` another user
+cannot write can lock the bot out). Two ways round it, both under an authorizer (WriteGuard) that denies every
+write to the file read:
+- a connection of its own (open_reader) opens a file nobody has open (no `-wal`/`-shm`) read-write; as the
+  last connection it removes the `-wal`/`-shm` it made when it closes;
+- a file attached to a connection that writes other files (split, merge, verify) is attached `ro`, since a
+  write transaction would lock every file attached read-write; if that read created `-wal`/`-shm`, they are
+  taken away after the connection closes, unless another process has the file open by then.
+When `-wal`/`-shm` exist, another process owns them: the file is read with `ro` and they are left alone.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import stat
@@ -28,6 +34,7 @@ _PRAGMAS_WITH_ARGUMENT = frozenset({
     "temp_store", "analysis_limit",
 })
 _PRAGMAS_DENIED = frozenset({"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory"})
+log = logging.getLogger("zepix_store.readonly")
 
 
 class WriteGuard:
@@ -53,20 +60,59 @@ class WriteGuard:
         return sqlite3.SQLITE_OK
 
 
-def reader_uri(path: Path, *, immutable_when_unwritable: bool = False) -> str:
-    """The URI a guarded reader opens `path` with: `rw` when nothing is beside it (see the module doc), else `ro`.
-
-    In a folder we cannot write, a WAL file with no `-shm` cannot be opened at all, but nobody can be writing
-    it either (a writer needs a `-wal`/`-shm` or `-journal` there): with `immutable_when_unwritable` it is then
-    read as immutable; without, the open fails and names the read-only folder.
-    """
-    mode = "rw"  # also lets SQLite roll back a hot -journal a crashed writer left, as any opener would
-    if any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm")):
-        mode = "ro"
-    elif (immutable_when_unwritable and not os.access(Path(path).parent, os.W_OK)
-          and not Path(f"{path}-journal").exists()):
-        mode = "ro&immutable=1"
+def _uri(path: Path, mode: str) -> str:
     return f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={mode}"
+
+
+def _side_files_exist(path: Path) -> bool:
+    return any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
+
+
+def reader_uri(path: Path) -> str:
+    """The URI open_reader uses: `rw` under its guard when nothing is beside `path` (see the module doc), else `ro`.
+
+    Only for a connection that never opens a write transaction: BEGIN IMMEDIATE takes the write lock of every
+    database a connection opened read-write, guarded or not.
+    """
+    if _side_files_exist(path):
+        return _uri(path, "ro")
+    if not os.access(path, os.W_OK) and not Path(f"{path}-journal").exists():
+        # rw would fall back to ro and leave -wal/-shm owned by us (see attach_uri)
+        return _uri(path, "ro&immutable=1")
+    return _uri(path, "rw")  # also lets SQLite roll back a hot -journal a crashed writer left, as any opener would
+
+
+def attach_uri(path: Path) -> tuple[str, bool]:
+    """The URI to ATTACH `path` to read it on a connection that also writes other files, and whether the read
+    will create `-wal`/`-shm` that `remove_unused_side_files` should take away after closing.
+
+    Plain `ro`, so that a write transaction on the connection never locks `path`. When we cannot write `path`
+    or its folder and nothing is beside it, it is read as immutable: `ro` would create files we could not
+    remove, owned by us, and nobody writing there can have it open (a writer needs a -wal/-shm or -journal).
+    """
+    if _side_files_exist(path):
+        return _uri(path, "ro"), False
+    writable = os.access(path, os.W_OK) and os.access(Path(path).parent, os.W_OK)
+    if not writable and not Path(f"{path}-journal").exists():
+        return _uri(path, "ro&immutable=1"), False
+    return _uri(path, "ro"), True
+
+
+def remove_unused_side_files(path: Path) -> None:
+    """Open and close `path` read-write, guarded: if no other connection has it open, SQLite, closing the last
+    one, removes its `-wal`/`-shm` (a checkpoint first, which leaves the content as it is). Best effort: a
+    file that stays behind is only untidy, so an error here is logged, never raised."""
+    if not _side_files_exist(path):
+        return
+    try:
+        conn = sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None)
+        try:
+            conn.set_authorizer(WriteGuard("main"))
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.debug("%s: -wal/-shm left in place: %s", path, exc)
 
 
 def open_reader(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:

@@ -122,6 +122,8 @@ class BatchShape:
         """Check `first` as check_row does (raising as it does); None if it cannot serve as a shape."""
         columns = tuple(check_row(table, first, plugin_id))
         if isinstance(first, Mapping):
+            if type(first) is not dict:  # a subclass may invent missing keys (defaultdict): check row by row
+                return None
             names, key_count = tuple(first), len(first)
         else:
             names, key_count = tuple(f.name for f in dataclasses.fields(first)), -1

@@ -132,21 +132,9 @@ def files_under(root: Path) -> dict[str, int]:
     return found
 
 
-def stray(before: dict[str, int], after: dict[str, int], *, allow_side_of: Sequence[str] = ()) -> list[str]:
-    """Paths new in `after`, except empty dirs and the (empty -wal, -shm) that SQLite readers leave beside `allow_side_of`.
-
-    A read-only SQLite connection to a WAL database creates `-wal`/`-shm` and cannot remove them; they hold no
-    data (the -wal is empty) and are not outputs, so they are allowed beside the named databases only.
-    """
-    allowed = {f"{name}-shm" for name in allow_side_of} | {f"{name}-wal" for name in allow_side_of}
-    out = []
-    for path, size in sorted(after.items()):
-        if path in before:
-            continue
-        if path in allowed and (path.endswith("-shm") or size == 0):
-            continue
-        out.append(path)
-    return out
+def stray(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """Paths new in `after`: no command may leave a file behind, a reader's -wal/-shm included."""
+    return [path for path in sorted(after) if path not in before]
 
 
 # --- a tmpfs kept mounted for a whole test ------------------------------------------------------------------------
