@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,3 +83,25 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not leaked, f"leaked threads: {leaked}"
+
+
+_WRITE_LOCK_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[3] == "wal":
+    conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO system_state (key, value) VALUES ('held', 'x')")
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+def hold_write_lock(path: Path, seconds: float, *, wal: bool = False) -> subprocess.Popen[str]:
+    """Another process holding the write lock of `path` (an uncommitted row) for `seconds`, like a busy bot."""
+    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_FAULT"}
+    proc = subprocess.Popen([sys.executable, "-c", _WRITE_LOCK_HOLDER, str(path), str(seconds),
+                             "wal" if wal else "as-is"], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc

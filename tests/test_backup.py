@@ -49,6 +49,14 @@ def run_cli(command: str, *args: str, config: Path | None = None, fault: str | N
                           preexec_fn=preexec, check=False)
 
 
+def cli_json(command: str, project: Project, *args: str) -> dict[str, Any]:
+    """`<command> --json ARGS` on the project: it must exit 0; its one JSON document."""
+    done = run_cli(command, "--json", *args, config=project.configs)
+    assert done.returncode == 0, done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
 def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
     """The documented exit code and exactly one stderr line naming the path and cause, no traceback."""
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)

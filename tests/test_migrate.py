@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -13,7 +12,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,11 +19,12 @@ from zepix_store import migrate
 from zepix_store.legacy_data import build_legacy_db
 from zepix_store.schema import TABLES
 
-from .conftest import REPO, Project, copy_database
+from .conftest import REPO, Project, copy_database, hold_write_lock
 from .test_backup import (
     CI,
     assert_one_line_error,
     byte_digest,
+    cli_json,
     fetch_all,
     final_backups,
     listing,
@@ -92,13 +91,6 @@ def assert_backups_whole(backup_dir: Path, ref: Reference) -> None:
         assert logical_checksum(backup) == ref.old_logical, backup
 
 
-def migrate_json(project: Project, *args: str) -> dict[str, Any]:
-    done = run_cli("migrate", "--json", *args, config=project.configs)
-    assert done.returncode == 0, done.stderr
-    doc: dict[str, Any] = json.loads(done.stdout)
-    return doc
-
-
 # --- a normal run ---------------------------------------------------------------------------------------------------
 
 
@@ -106,7 +98,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
     copy_database(small.legacy, project.shared_db)
     legacy_columns = table_columns(small.legacy)
 
-    doc = migrate_json(project)
+    doc = cli_json("migrate", project)
 
     assert doc["status"] == "migrated" and (doc["from_version"], doc["to_version"]) == (0, 1)
     backup = Path(str(doc["backup"]))
@@ -143,7 +135,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
 def test_report_lists_unmapped_values_duplicates_orphans_and_shared_lineage(project: Project,
                                                                            small: Reference) -> None:
     copy_database(small.legacy, project.shared_db)
-    doc = migrate_json(project)
+    doc = cli_json("migrate", project)
 
     unmapped = {d["logic_type"]: d["count"] for d in doc["unmapped_logic_types"]}
     assert {None, "", " LOGIC1", "LOGIC1 ", "logic1", "COMBINEDLOGIC-1", "combinedlogic-9"} <= set(unmapped)
@@ -164,7 +156,7 @@ def test_dry_run_reports_the_same_and_writes_nothing(project: Project, small: Re
     copy_database(small.legacy, project.shared_db)
     files, digest = listing(project.data), byte_digest(project.shared_db)
 
-    dry = migrate_json(project, "--dry-run")
+    dry = cli_json("migrate", project, "--dry-run")
 
     assert dry["status"] == "dry run" and dry["backup"] is None
     assert listing(project.data) == files  # no backup folder, no -wal/-shm left
@@ -173,7 +165,7 @@ def test_dry_run_reports_the_same_and_writes_nothing(project: Project, small: Re
     assert human.returncode == 0 and "nothing was written" in human.stdout
     assert listing(project.data) == files and byte_digest(project.shared_db) == digest
 
-    real = migrate_json(project)
+    real = cli_json("migrate", project)
     ignore = {"status", "backup", "seconds"}
     assert {k: v for k, v in dry.items() if k not in ignore} == {k: v for k, v in real.items() if k not in ignore}
 
@@ -181,8 +173,8 @@ def test_dry_run_reports_the_same_and_writes_nothing(project: Project, small: Re
 def test_dry_run_of_an_older_file_says_what_would_be_created(project: Project) -> None:
     build_legacy_db(project.shared_db, trades=300, omit_tables=("trading_sessions",),
                     omit_columns={"trades": ("sl_multiplier",)})
-    dry = migrate_json(project, "--dry-run")
-    real = migrate_json(project)
+    dry = cli_json("migrate", project, "--dry-run")
+    real = cli_json("migrate", project)
     for doc in (dry, real):
         tables = doc["tables"]
         assert tables["trading_sessions"]["action"] == "create"
@@ -223,7 +215,7 @@ def test_a_trade_with_its_own_plugin_id_is_not_reported_unmapped(project: Projec
     conn.commit()
     conn.close()
 
-    doc = migrate_json(project)
+    doc = cli_json("migrate", project)
 
     unmapped = {d["logic_type"]: d["count"] for d in doc["unmapped_logic_types"]}
     assert unmapped[None] == nulls and "odd" not in unmapped
@@ -238,7 +230,7 @@ def test_older_file_lacking_columns_and_tables(project: Project) -> None:
     copy_database(project.shared_db, legacy)
     old_columns = table_columns(legacy)
 
-    doc = migrate_json(project)
+    doc = cli_json("migrate", project)
 
     assert doc["tables"]["profit_booking_events"]["action"] == "create"
     assert doc["tables"]["trades"]["added_columns"] == ["lot_multiplier", "sl_multiplier"]
@@ -303,28 +295,9 @@ def test_bad_files_are_refused_before_any_backup(project: Project, small: Refere
         assert byte_digest(project.shared_db) == digest
 
 
-HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("PRAGMA journal_mode=WAL")
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO system_state (key, value) VALUES ('held', 'x')")
-print("ready", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
-
-
-def _hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
-
-
 def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
     copy_database(small.legacy, project.shared_db)
-    holder = _hold_write_lock(project.shared_db, 60)
+    holder = hold_write_lock(project.shared_db, 60, wal=True)
     try:
         started = time.monotonic()
         done = run_cli("migrate", "--busy-timeout", "0.5", config=project.configs)
@@ -337,7 +310,7 @@ def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
         holder.communicate()
     assert classify(project.shared_db, small) == "old"
 
-    holder = _hold_write_lock(project.shared_db, 1.0)  # released before the busy timeout: migrate waits
+    holder = hold_write_lock(project.shared_db, 1.0, wal=True)  # released before the busy timeout: migrate waits
     try:
         done = run_cli("migrate", "-q", "--busy-timeout", "10", config=project.configs)
         assert done.returncode == 0, done.stderr
@@ -348,10 +321,10 @@ def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
 
 def test_dry_run_beside_a_running_bot_reads_the_committed_state(project: Project, small: Reference) -> None:
     copy_database(small.legacy, project.shared_db)
-    holder = _hold_write_lock(project.shared_db, 60)  # has the file open with an uncommitted row
+    holder = hold_write_lock(project.shared_db, 60, wal=True)  # has the file open with an uncommitted row
     try:
         files = listing(project.data)
-        dry = migrate_json(project, "--dry-run", "--busy-timeout", "0.2")
+        dry = cli_json("migrate", project, "--dry-run", "--busy-timeout", "0.2")
         assert listing(project.data) == files
     finally:
         holder.kill()

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from .conftest import Project, copy_database
 from .test_backup import (
     assert_one_line_error,
     byte_digest,
+    cli_json,
     final_backups,
     listing,
     logical_checksum,
@@ -40,13 +40,6 @@ def backup_of(project: Project) -> Path:
     return Path(done.stdout.strip())
 
 
-def restore_json(project: Project, *args: str) -> dict[str, Any]:
-    done = run_cli("restore", "--json", *args, config=project.configs)
-    assert done.returncode == 0, done.stderr
-    doc: dict[str, Any] = json.loads(done.stdout)
-    return doc
-
-
 def test_restore_then_restore_the_kept_file_returns_the_original(project: Project, legacy: Path) -> None:
     copy_database(legacy, project.shared_db)
     migrated = run_cli("migrate", "--json", config=project.configs)
@@ -54,7 +47,7 @@ def test_restore_then_restore_the_kept_file_returns_the_original(project: Projec
     pre_migrate = Path(json.loads(migrated.stdout)["backup"])
     original = logical_checksum(project.shared_db)  # the migrated file: the one restore will replace
 
-    doc = restore_json(project, str(pre_migrate))
+    doc = cli_json("restore", project, str(pre_migrate))
 
     assert doc["target"] == str(project.shared_db)
     assert logical_checksum(project.shared_db) == logical_checksum(legacy)  # back to before migrate
@@ -66,7 +59,7 @@ def test_restore_then_restore_the_kept_file_returns_the_original(project: Projec
     assert listing(project.data) == sorted(["backups", "trading_bot.db", *(f"backups/{p.name}"
                                                                           for p in final_backups(kept.parent))])
 
-    undo = restore_json(project, str(kept))  # the undo the first restore printed
+    undo = cli_json("restore", project, str(kept))  # the undo the first restore printed
 
     assert logical_checksum(project.shared_db) == original
     assert logical_checksum(Path(undo["kept"])) == logical_checksum(legacy)
@@ -107,7 +100,7 @@ def test_restore_refuses_while_another_process_has_the_file_open(project: Projec
         holder.communicate("\n", timeout=30)
     assert logical_checksum(project.shared_db) == before
 
-    restore_json(project, str(backup))  # once the other process is gone
+    cli_json("restore", project, str(backup))  # once the other process is gone
     assert logical_checksum(project.shared_db) == logical_checksum(backup)
 
 
@@ -150,7 +143,7 @@ def test_a_stale_wal_never_replays_over_the_restored_copy(project: Project, lega
     write_wal_only_trades(project.shared_db, 300)  # committed rows left only in the -wal by an exited writer
     assert Path(f"{project.shared_db}-wal").stat().st_size > 0
 
-    doc = restore_json(project, str(backup))
+    doc = cli_json("restore", project, str(backup))
 
     assert not Path(f"{project.shared_db}-wal").exists()
     assert scalar(project.shared_db, "SELECT count(*) FROM trades WHERE trade_id LIKE 'WAL-%'") == 0
@@ -164,13 +157,13 @@ def test_restore_into_a_new_file_and_into_a_plugin_file(project: Project, legacy
     backup = backup_of(project)
 
     target = project.data / "scratch" / "copy.db"
-    doc = restore_json(project, str(backup), "--target", str(target))
+    doc = cli_json("restore", project, str(backup), "--target", str(target))
     assert doc["kept"] is None and mode(target) == 0o600 and mode(target.parent) == 0o700
     assert logical_checksum(target) == logical_checksum(backup)
     assert sorted(os.listdir(target.parent)) == ["copy.db"]
 
     project.set_use_shared("v6-logic-02-5min", False)
-    doc = restore_json(project, str(backup), "--plugin", "v6-logic-02-5min")
+    doc = cli_json("restore", project, str(backup), "--plugin", "v6-logic-02-5min")
     assert doc["target"] == str(project.isolated_db("v6-logic-02-5min"))
     assert logical_checksum(project.isolated_db("v6-logic-02-5min")) == logical_checksum(backup)
 

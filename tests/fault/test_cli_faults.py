@@ -31,7 +31,7 @@ import pytest
 
 from zepix_store.legacy_data import build_legacy_db
 
-from ..conftest import Project
+from ..conftest import Project, hold_write_lock
 from .cli_support import (
     GROUP_FILE,
     V3,
@@ -265,24 +265,6 @@ def test_split_on_a_full_disk_keeps_finished_files_and_a_rerun_completes(tmp_pat
 
 
 # --- C2: a foreign write-lock holder, from the CLI ---------------------------------------------------------------
-
-HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO system_state (key, value) VALUES ('held', 'x')")
-print("ready", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
-
-
-def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE,
-                            text=True, env=child_env())
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    return proc
-
 
 def _release(holder: subprocess.Popen[str]) -> None:
     holder.kill()

@@ -134,23 +134,20 @@ class SharedFileIsolation(RuleBasedStateMachine):
 
     # -- checks ------------------------------------------------------------------------------------------------
     def check_trade(self, key: str) -> None:
-        self.steps += 1
-        for p in PLUGINS:
-            row = self.run(lambda p=p: self.db(p).get_trade(key))
-            expected = self.model[p].trades.get(key)
-            if expected is None:
-                assert row is None, f"{p} sees another plugin's trade {key}: {row}"
-            else:
-                assert row is not None and row["plugin_id"] == p
-                assert {k: row[k] for k in expected} == expected
+        self._check_views("trade", key, lambda db: db.get_trade(key), lambda model: model.trades)
 
     def check_session(self, key: str) -> None:
+        self._check_views("session", key, lambda db: db.get_session_details(key), lambda model: model.sessions)
+
+    def _check_views(self, kind: str, key: str, read: Callable[[Any], Coroutine[Any, Any, Any]],
+                     rows_of: Callable[[Any], dict[str, dict[str, Any]]]) -> None:
+        """Every plugin sees exactly its own row under `key`, as the model says, and never another plugin's."""
         self.steps += 1
         for p in PLUGINS:
-            row = self.run(lambda p=p: self.db(p).get_session_details(key))
-            expected = self.model[p].sessions.get(key)
+            row = self.run(lambda p=p: read(self.db(p)))
+            expected = rows_of(self.model[p]).get(key)
             if expected is None:
-                assert row is None, f"{p} sees another plugin's session {key}"
+                assert row is None, f"{p} sees another plugin's {kind} {key}: {row}"
             else:
                 assert row is not None and row["plugin_id"] == p
                 assert {k: row[k] for k in expected} == expected
