@@ -21,7 +21,7 @@ from tests.test_split import (
     table_columns,
     typed,
 )
-from zepix_store.schema import TABLE_BY_NAME
+from zepix_store.schema import SCHEMA_VERSION, TABLE_BY_NAME
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_split_prune_merge_gives_the_shared_file_back(legacy: Project) -> None:
     assert legacy_content(legacy.shared_db) == original  # ids, values and storage classes
     conn = connect_ro(legacy.shared_db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         owned = dict(conn.execute("SELECT trade_id, plugin_id FROM trades WHERE trade_id IN ('E-L1-001', 'E-L2-001')"))
         assert owned == {"E-L1-001": V3[0], "E-L2-001": V3[1]}
     finally:

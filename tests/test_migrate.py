@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from zepix_store import migrate
-from zepix_store.legacy_data import build_legacy_db
-from zepix_store.schema import TABLES
+from zepix_store.legacy_data import MAPPING, build_legacy_db
+from zepix_store.schema import SCHEMA_VERSION, TABLES
 
 from .conftest import REPO, Project, copy_database, hold_write_lock
 from .test_backup import (
@@ -100,7 +100,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
 
     doc = cli_json("migrate", project)
 
-    assert doc["status"] == "migrated" and (doc["from_version"], doc["to_version"]) == (0, 1)
+    assert doc["status"] == "migrated" and (doc["from_version"], doc["to_version"]) == (0, SCHEMA_VERSION)
     backup = Path(str(doc["backup"]))
     assert backup.parent == project.data / "backups" and backup.name.endswith("-pre-migrate.db")
     assert logical_checksum(backup) == small.old_logical
@@ -112,7 +112,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
         info = {r[1]: r for r in fetch_all(db, f"PRAGMA table_info({t.name})")}
         assert info["plugin_id"][3:5] == (1, "'legacy'"), t.name  # NOT NULL DEFAULT 'legacy'
         assert list(info) == [*legacy_columns[t.name], "plugin_id"]
-    assert scalar(db, "PRAGMA user_version") == 1
+    assert scalar(db, "PRAGMA user_version") == SCHEMA_VERSION
     assert scalar(db, "SELECT count(*) FROM sqlite_stat1 WHERE idx = 'idx_trades_plugin_status_pnl'") == 1
     assert scalar(db, "PRAGMA integrity_check") == "ok"
 
@@ -127,7 +127,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
     files = listing(project.data)
     again = run_cli("migrate", config=project.configs)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith(f"already migrated: {db} is at schema version 1; nothing changed")
+    assert again.stdout.startswith(f"already migrated: {db} is at schema version {SCHEMA_VERSION}; nothing changed")
     assert listing(project.data) == files  # no new backup
     assert (schema_checksum(db), logical_checksum(db)) == (small.new_schema, small.new_logical)
 
@@ -137,12 +137,17 @@ def test_report_lists_unmapped_values_duplicates_orphans_and_shared_lineage(proj
     copy_database(small.legacy, project.shared_db)
     doc = cli_json("migrate", project)
 
-    unmapped = {d["logic_type"]: d["count"] for d in doc["unmapped_logic_types"]}
+    # SPEC 5 as revised: unmapped values per mapping column; SPEC 4: superseded snapshots apart from conflicts
+    unmapped = {d["value"]: d["trades"] for d in doc["attribution"]["unmapped"]["logic_type"]}
     assert {None, "", " LOGIC1", "LOGIC1 ", "logic1", "COMBINEDLOGIC-1", "combinedlogic-9"} <= set(unmapped)
     assert unmapped[None] == scalar(small.legacy, "SELECT count(*) FROM trades WHERE logic_type IS NULL")
-    dups = {d["trade_id"]: d["count"] for d in doc["duplicate_trade_ids"]}
-    assert dups == dict(fetch_all(
-        small.legacy, "SELECT trade_id, count(*) FROM trades GROUP BY 1 HAVING count(*) > 1 AND trade_id IS NOT NULL"))
+    # the fixture's trades map by logic_type; a trade_id saved open, then again closed, by one owner
+    rows = fetch_all(small.legacy, "SELECT rowid, trade_id, status, logic_type FROM trades WHERE trade_id IS NOT NULL")
+    owner = {r: MAPPING.get(lt, "legacy") if isinstance(lt, str) else "legacy" for r, _, _, lt in rows}
+    superseded = sum(1 for r, t, st, _ in rows if st == "open" and any(
+        r2 > r and t2 == t and owner[r2] == owner[r] for r2, t2, _, _ in rows))
+    assert doc["attribution"]["superseded_snapshots"] == superseded >= 1
+    assert doc["attribution"]["conflicts_total"] == 0 and doc["attribution"]["conflicts"] == []
     children = [t.name for t in TABLES if t.lineage is not None]
     assert set(doc["orphans"]) == set(children)
     assert set(doc["shared_lineage"]) == set(children)
@@ -214,12 +219,14 @@ def test_a_trade_with_its_own_plugin_id_is_not_reported_unmapped(project: Projec
                  "('OWN-2', 'odd', 'v6-logic-01-1min')")
     conn.commit()
     conn.close()
+    own = scalar(project.shared_db, "SELECT count(*) FROM trades WHERE plugin_id <> 'legacy'")
 
     doc = cli_json("migrate", project)
 
-    unmapped = {d["logic_type"]: d["count"] for d in doc["unmapped_logic_types"]}
+    unmapped = {d["value"]: d["trades"] for d in doc["attribution"]["unmapped"]["logic_type"]}
     assert unmapped[None] == nulls and "odd" not in unmapped
     assert doc["tables"]["trades"]["by_plugin"]["v6-logic-01-1min"] == 2
+    assert doc["attribution"]["by_rule"]["plugin_id"] == own  # rule 1: the seed plan's and the bot's own ids
 
 
 def test_older_file_lacking_columns_and_tables(project: Project) -> None:
@@ -409,14 +416,16 @@ def test_upgrade_rechecks_the_version_under_the_write_lock(tmp_path: Path) -> No
     """Two upgraders racing: the second one, past its first look, finds the work done and changes nothing."""
     from zepix_store import upgrade as upgrade_module
     from zepix_store.db import connect_sync
+    from zepix_store.attribution import AttributionRules
     from zepix_store.legacy_data import MAPPING, build_legacy_db
 
+    rules = AttributionRules(MAPPING)
     path = tmp_path / "race.db"
     build_legacy_db(path, trades=50)
     first, second = connect_sync(path), connect_sync(path)
     try:
         assert upgrade_module.file_version(second, path) == 0  # second has looked: the file is old
-        assert upgrade_module.upgrade(first, path, MAPPING, "legacy").changed
+        assert upgrade_module.upgrade(first, path, rules).changed
         before = second.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
         original = upgrade_module.file_version
         looks: list[int] = []
@@ -427,10 +436,10 @@ def test_upgrade_rechecks_the_version_under_the_write_lock(tmp_path: Path) -> No
 
         upgrade_module.file_version = stale_first_look  # type: ignore[assignment]
         try:
-            report = upgrade_module.upgrade(second, path, MAPPING, "legacy")
+            report = upgrade_module.upgrade(second, path, rules)
         finally:
             upgrade_module.file_version = original  # type: ignore[assignment]
-        assert looks == [0, 1]
+        assert looks == [0, SCHEMA_VERSION]
         assert not report.changed and report.rebuilt_tables == [] and report.altered_tables == []
         assert second.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
     finally:

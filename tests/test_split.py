@@ -101,18 +101,51 @@ def _owners_of(table: str, rows: dict[int, dict[str, object]], owners: dict[str,
             for rowid, prow in legacy_rows(conn, parent).items():
                 if prow[pcol] is not None:
                     keys.setdefault(prow[pcol], set()).update(owners[parent][rowid])
+    if table == "trades":
+        return trade_owners(rows, mapping, default)
     for rowid, row in rows.items():
         own = row.get("plugin_id")
         if own is not None and own != default:
             out[rowid] = {str(own)}
-        elif table == "trades":
-            lt = row.get("logic_type")
-            out[rowid] = {mapping[lt]} if isinstance(lt, str) and lt in mapping else {default}
         elif table in LINEAGE and keys is not None:
             out[rowid] = set(keys.get(row[LINEAGE[table][2]], ())) or {default}
         else:
             out[rowid] = {default}
     return out
+
+
+MAPPING_COLUMNS = ("logic_type", "strategy")  # store.yaml's default
+TRADE_LINKS = ("chain_id", "profit_chain_id", "session_id")
+
+
+def trade_owners(rows: Mapping[int, Mapping[str, object]], mapping: Mapping[str, str], default: str = DEFAULT,
+                 columns: Iterable[str] = MAPPING_COLUMNS) -> dict[int, set[str]]:
+    """SPEC 5's four rules for trades, in Python: own plugin_id, mapping by column, one-step links, default."""
+    decided: dict[int, str] = {}
+    for rowid, row in rows.items():
+        own = row.get("plugin_id")
+        if own is not None and own != default:
+            decided[rowid] = str(own)
+            continue
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, str) and value in mapping:
+                decided[rowid] = mapping[value]
+                break
+    reached = {link: {} for link in TRADE_LINKS}  # link -> value -> owners of the decided trades carrying it
+    for rowid, owner in decided.items():
+        for link in TRADE_LINKS:
+            value = rows[rowid].get(link)
+            if value is not None and value != "":
+                reached[link].setdefault(value, set()).add(owner)
+    owners = {rowid: {owner} for rowid, owner in decided.items()}
+    for rowid, row in rows.items():
+        if rowid in decided:
+            continue
+        found = next((reached[link][row.get(link)] for link in TRADE_LINKS
+                      if row.get(link) not in (None, "") and row.get(link) in reached[link]), set())
+        owners[rowid] = set(found) if len(found) == 1 else {default}
+    return owners
 
 
 def content(row: Mapping[str, object], table: str, columns: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -560,8 +593,9 @@ def test_dry_run_creates_nothing_not_even_a_folder(legacy: Project) -> None:
     assert report["plugins"][V3[0]]["status"] == "would copy"
     assert report["preflight"]["foreign_key_problems"] == {"profit_booking_orders": 1}
     assert all(d["ok"] for d in report["preflight"]["disk"]) and report["preflight"]["writable"]
-    assert {v for v, _ in report["unmapped_logic_types"]} >= {None, "", "logic1", " LOGIC1", "combinedlogic-9"}
-    assert ["E-DUP-1", 2] in report["duplicate_trade_ids"]
+    unmapped = {d["value"] for d in report["attribution"]["unmapped"]["logic_type"]}
+    assert unmapped >= {None, "", "logic1", " LOGIC1", "combinedlogic-9"}
+    assert report["attribution"]["superseded_snapshots"] >= 1  # E-DUP-1: saved open, then again closed
     assert run_cli("split", legacy).returncode == 0
     assert oct((legacy.data / "plugins").stat().st_mode & 0o777) == "0o700"
     assert oct((legacy.data / "plugins" / "v6_04.db").stat().st_mode & 0o777) == "0o600"
@@ -571,8 +605,8 @@ def test_report_lists_copies_anomalies_and_progress(legacy: Project) -> None:
     done = run_cli("split", legacy)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for needle in ("v3-logic-01-5min", "reentry_chains", "unmapped logic_type", "duplicate trade_ids", "orphans",
-                   "shared rows", GROUP_FILE):
+    for needle in ("v3-logic-01-5min", "reentry_chains", "unmapped logic_type", "open snapshots superseded",
+                   "orphans", "shared rows", GROUP_FILE):
         assert needle in out
     assert "split: v3-logic-01-5min trades:" in done.stderr  # progress on stderr
     doc = json.loads(run_cli("split", legacy, "--json", "-q").stdout)

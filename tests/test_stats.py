@@ -23,6 +23,7 @@ import pytest
 from zepix_store import Store, load_config
 from zepix_store.legacy_data import LEGACY_SCHEMA, build_legacy_db, write_wal_only_trades
 from zepix_store.plot import PLOT_SIZE
+from zepix_store.schema import SCHEMA_VERSION
 from zepix_store.stats import collect_stats
 
 from .conftest import Project, query
@@ -433,7 +434,7 @@ def test_legacy_figures_equal_the_figures_after_upgrade(project: Project) -> Non
         async with Store.open(project.configs) as store:
             await store.for_plugin(G1).get_statistics()
     asyncio.run(upgrade_through_the_library())
-    assert query(project.shared_db, "PRAGMA user_version") == [(1,)]
+    assert query(project.shared_db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     upgraded = stats_json(project, "--since", "2000-01-01")
     for plugin_id in ALL:
         assert legacy[plugin_id]["source"] == "legacy" and upgraded[plugin_id]["source"] == "store"

@@ -1,9 +1,21 @@
-"""Who owns each legacy row (SPEC 5), computed once by SQLite into temp tables.
+"""Who owns each legacy row (SPEC 5), decided once by SQLite into temp tables.
 
-`build_owners` fills `temp.zx_owner_<table>(src_rowid, plugin_id, orphan, shared)`: one row per (source row, owner).
-A row with several owners is shared lineage (shared = 1 on its first owner's row, 2 on the others, 0 when the row
-has one owner); an orphan has the default owner and orphan = 1. Copy, migrate,
-verify and reports all join on these tables, so attribution is decided in exactly one place.
+`build_owners(conn, schema, rules)` fills `temp.zx_owner_<table>(src_rowid, plugin_id, orphan, shared)` for every
+table present: one row per (source row, owner). A row with several owners is shared lineage (shared = 1 on its
+first owner's row, 2 on the others, 0 when the row has one owner); an orphan has the default owner and
+orphan = 1. `temp.zx_owner_trades` holds exactly one row per trade (src_rowid is its key) and one more column,
+`rule`: which rule decided the owner (RULE_OWN, 'mapping.<column>', 'link.<column>', 'ambiguous.<column>',
+RULE_DEFAULT). Copy, migrate, verify, stats and the reports all join on these tables, so attribution is decided
+in exactly one place.
+
+A trade's owner is the first of (SPEC 5):
+1. its own plugin_id, where the column exists and holds a value other than the default id;
+2. mapping[value] for the first of `mapping_columns` whose value is a text in the mapping (exact match);
+3. inherited, one step, from the trades rules 1-2 decided that share its chain_id, else its profit_chain_id,
+   else its session_id: the first of these links that leads to any such trade decides; to exactly one owner,
+   the trade gets it; to several, it stays with the default id and is ambiguous (a NULL or '' links nothing);
+4. the default id.
+Children follow their parents (schema.Lineage), whatever rule decided the parent.
 """
 
 from __future__ import annotations
@@ -12,9 +24,44 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
+from .schema import ATTRIBUTION_ORDER, DEFAULT_PLUGIN_ID, TABLE_BY_NAME, TRADES, Table
 
 SCHEMAS = ("main", "src")  # the only schema names these statements are built with
+DEFAULT_MAPPING_COLUMNS = ("logic_type", "strategy")
+LINKS = ("chain_id", "profit_chain_id", "session_id")  # rule 3, in order
+RULE_OWN, RULE_DEFAULT = "plugin_id", "default"
+TRADE_OWNERS = "temp.zx_owner_trades"
+
+
+@dataclass(frozen=True, slots=True)
+class AttributionRules:
+    """What decides a legacy row's owner: store.yaml's mapping, default_plugin_id and mapping_columns."""
+
+    mapping: Mapping[str, str]
+    default_plugin_id: str = DEFAULT_PLUGIN_ID
+    mapping_columns: tuple[str, ...] = DEFAULT_MAPPING_COLUMNS
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.mapping_columns if c not in TRADES.column_names]
+        if unknown:
+            raise ValueError(f"mapping_columns: not columns of trades: {', '.join(unknown)}")
+
+    def record(self) -> dict[str, object]:
+        """The rules as plain data (what a split records in the file it writes)."""
+        return {"default_plugin_id": self.default_plugin_id, "mapping": dict(sorted(self.mapping.items())),
+                "mapping_columns": list(self.mapping_columns)}
+
+
+def mapping_rule(column: str) -> str:
+    return f"mapping.{column}"
+
+
+def link_rule(column: str) -> str:
+    return f"link.{column}"
+
+
+def ambiguous_rule(column: str) -> str:
+    return f"ambiguous.{column}"
 
 
 def owner_table(table: str) -> str:
@@ -25,20 +72,28 @@ def keys_table(table: str) -> str:
     return f"temp.zx_keys_{TABLE_BY_NAME[table].name}"
 
 
+def link_table(column: str) -> str:
+    """Temp table of rule 3: link value -> the owners rules 1-2 gave the trades carrying it."""
+    return f"temp.zx_link_{_trades_column(column)}"
+
+
+def _trades_column(name: str) -> str:
+    """`name` as the schema constant spells it (so only our own identifiers reach SQL text)."""
+    return TRADES.column_names[TRADES.column_names.index(name)]
+
+
 def source_columns(conn: sqlite3.Connection, schema: str, table: str) -> set[str]:
     """Columns `table` has in attached `schema` (empty when the table is absent)."""
     assert schema in SCHEMAS
     return {row[1] for row in conn.execute(f"PRAGMA {schema}.table_info({TABLE_BY_NAME[table].name})")}
 
 
-def build_owners(
-    conn: sqlite3.Connection, schema: str, mapping: Mapping[str, str], default: str
-) -> dict[str, set[str]]:
+def build_owners(conn: sqlite3.Connection, schema: str, rules: AttributionRules) -> dict[str, set[str]]:
     """Create the temp owner tables for every table present in `schema`; return each one's columns."""
     assert schema in SCHEMAS
     conn.execute("DROP TABLE IF EXISTS temp.zx_mapping")
-    conn.execute("CREATE TEMP TABLE zx_mapping (logic_type TEXT PRIMARY KEY, plugin_id TEXT NOT NULL)")
-    conn.executemany("INSERT INTO temp.zx_mapping VALUES (?, ?)", sorted(mapping.items()))
+    conn.execute("CREATE TEMP TABLE zx_mapping (value TEXT PRIMARY KEY, plugin_id TEXT NOT NULL)")
+    conn.executemany("INSERT INTO temp.zx_mapping VALUES (?, ?)", sorted(rules.mapping.items()))
     conn.execute("DROP TABLE IF EXISTS temp.zx_keys_fresh")
     conn.execute("CREATE TEMP TABLE zx_keys_fresh (name TEXT PRIMARY KEY)")
     present: dict[str, set[str]] = {}
@@ -47,17 +102,91 @@ def build_owners(
         if not cols:
             continue
         present[name] = cols
-        table = TABLE_BY_NAME[name]
         conn.execute(f"DROP TABLE IF EXISTS {owner_table(name)}")
-        # A trade has exactly one owner, so its owner table can be keyed (and joined) by the source rowid.
-        key = "PRIMARY KEY" if name == "trades" else "NOT NULL"
-        conn.execute(f"CREATE TABLE {owner_table(name)} (src_rowid INTEGER {key}, plugin_id TEXT NOT NULL, "
+        if name == "trades":
+            _fill_trade_owners(conn, schema, cols, rules)
+            continue
+        conn.execute(f"CREATE TABLE {owner_table(name)} (src_rowid INTEGER NOT NULL, plugin_id TEXT NOT NULL, "
                      "orphan INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0)")
         own = "NULLIF(x.plugin_id, :d)" if "plugin_id" in cols else "NULL"
-        _fill_owners(conn, schema, table, own, cols, present, default)
-        if name != "trades":
-            conn.execute(f"CREATE INDEX {owner_table(name)}_rowid ON zx_owner_{name} (src_rowid, plugin_id)")
+        _fill_owners(conn, schema, TABLE_BY_NAME[name], own, cols, present, rules.default_plugin_id)
+        conn.execute(f"CREATE INDEX {owner_table(name)}_rowid ON zx_owner_{name} (src_rowid, plugin_id)")
     return present
+
+
+# --- trades -----------------------------------------------------------------------------------------------------
+
+
+def _fill_trade_owners(conn: sqlite3.Connection, schema: str, cols: set[str], rules: AttributionRules) -> None:
+    conn.execute(f"CREATE TABLE {TRADE_OWNERS} (src_rowid INTEGER PRIMARY KEY, plugin_id TEXT NOT NULL, "
+                 "orphan INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0, rule TEXT NOT NULL)")
+    _decide_by_own_and_mapping(conn, schema, cols, rules)
+    links = [_trades_column(c) for c in LINKS if c in cols]
+    conn.execute("DROP TABLE IF EXISTS temp.zx_pending")
+    conn.execute("CREATE TEMP TABLE zx_pending (src_rowid INTEGER PRIMARY KEY, "
+                 + ", ".join([*links, "zx_none"]) + ")")
+    # Only trades rules 1-2 left undecided need the links; an empty link value links nothing.
+    picked = ", ".join([*(f"NULLIF(x.{c}, '')" for c in links), "NULL"])
+    conn.execute(f"INSERT INTO temp.zx_pending SELECT x.rowid, {picked} FROM {schema}.trades x "
+                 f"WHERE NOT EXISTS (SELECT 1 FROM {TRADE_OWNERS} o WHERE o.src_rowid = x.rowid)")
+    for column in links:
+        _build_link(conn, schema, column)
+    _decide_pending(conn, links, rules.default_plugin_id)
+    conn.execute("DROP TABLE temp.zx_pending")
+
+
+def _decide_by_own_and_mapping(conn: sqlite3.Connection, schema: str, cols: set[str],
+                               rules: AttributionRules) -> None:
+    """Rules 1 and 2: one pass over the trades, one mapping lookup per mapping column the file has."""
+    columns = [_trades_column(c) for c in rules.mapping_columns if c in cols]
+    params: dict[str, object] = {"d": rules.default_plugin_id, "own": RULE_OWN}
+    owners, rules_sql, joins = [], [], []
+    if "plugin_id" in cols:
+        owners.append("NULLIF(x.plugin_id, :d)")
+        rules_sql.append("WHEN NULLIF(x.plugin_id, :d) IS NOT NULL THEN :own")
+    for i, column in enumerate(columns):
+        params[f"r{i}"] = mapping_rule(column)
+        # typeof: only a text maps (an integer 1 must not match the key '1' through column affinity)
+        joins.append(f"LEFT JOIN temp.zx_mapping m{i} ON m{i}.value = x.{column} AND typeof(x.{column}) = 'text'")
+        owners.append(f"m{i}.plugin_id")
+        rules_sql.append(f"WHEN m{i}.plugin_id IS NOT NULL THEN :r{i}")
+    if not owners:
+        return
+    owner = f"COALESCE({', '.join(owners)})" if len(owners) > 1 else owners[0]
+    conn.execute(
+        f"INSERT INTO {TRADE_OWNERS} (src_rowid, plugin_id, rule) SELECT x.rowid, {owner}, "
+        f"CASE {' '.join(rules_sql)} END FROM {schema}.trades x {' '.join(joins)} WHERE {owner} IS NOT NULL", params)
+
+
+def _build_link(conn: sqlite3.Connection, schema: str, column: str) -> None:
+    """Rule 3's lookup for one link column: each value an undecided trade carries -> its decided owners."""
+    table = link_table(column)
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"CREATE TABLE {table} (k NOT NULL PRIMARY KEY, plugin_id TEXT NOT NULL, owners INTEGER NOT NULL, "
+                 "plugins TEXT NOT NULL) WITHOUT ROWID")
+    conn.execute(
+        f"INSERT INTO {table} SELECT x.{column}, min(o.plugin_id), count(DISTINCT o.plugin_id), "
+        f"group_concat(DISTINCT o.plugin_id) FROM {schema}.trades x JOIN {TRADE_OWNERS} o ON o.src_rowid = x.rowid "
+        f"WHERE x.{column} IN (SELECT p.{column} FROM temp.zx_pending p WHERE p.{column} IS NOT NULL) "
+        f"GROUP BY x.{column}")
+
+
+def _decide_pending(conn: sqlite3.Connection, links: list[str], default: str) -> None:
+    """Rules 3 and 4 for the trades rules 1-2 left undecided: the first link that leads anywhere decides."""
+    params: dict[str, object] = {"d": default, "default": RULE_DEFAULT}
+    owners, rules_sql, joins = [], [], []
+    for i, column in enumerate(links):
+        params[f"link{i}"], params[f"amb{i}"] = link_rule(column), ambiguous_rule(column)
+        joins.append(f"LEFT JOIN {link_table(column)} l{i} ON l{i}.k = p.{column}")
+        owners.append(f"WHEN l{i}.k IS NOT NULL THEN (CASE WHEN l{i}.owners = 1 THEN l{i}.plugin_id ELSE :d END)")
+        rules_sql.append(f"WHEN l{i}.k IS NOT NULL THEN (CASE WHEN l{i}.owners = 1 THEN :link{i} ELSE :amb{i} END)")
+    owner = f"CASE {' '.join(owners)} ELSE :d END" if owners else ":d"
+    rule = f"CASE {' '.join(rules_sql)} ELSE :default END" if rules_sql else ":default"
+    conn.execute(f"INSERT INTO {TRADE_OWNERS} (src_rowid, plugin_id, rule) SELECT p.src_rowid, {owner}, {rule} "
+                 f"FROM temp.zx_pending p {' '.join(joins)}", params)
+
+
+# --- children ---------------------------------------------------------------------------------------------------
 
 
 def _fill_owners(
@@ -66,11 +195,6 @@ def _fill_owners(
 ) -> None:
     src, d = f"{schema}.{table.name}", {"d": default}
     dst = f"{owner_table(table.name)} (src_rowid, plugin_id, orphan, shared)"
-    if table.name == "trades":
-        mapped = "m.plugin_id" if "logic_type" in cols else "NULL"
-        join = "LEFT JOIN temp.zx_mapping m ON m.logic_type = x.logic_type" if "logic_type" in cols else ""
-        conn.execute(f"INSERT INTO {dst} SELECT x.rowid, COALESCE({own}, {mapped}, :d), 0, 0 FROM {src} x {join}", d)
-        return
     if "plugin_id" in cols:
         conn.execute(f"INSERT INTO {dst} SELECT x.rowid, x.plugin_id, 0, 0 FROM {src} x WHERE {own} IS NOT NULL", d)
     lin = table.lineage
@@ -110,6 +234,9 @@ def _build_keys(conn: sqlite3.Connection, schema: str, parent: str, column: str)
     return name
 
 
+# --- buckets ----------------------------------------------------------------------------------------------------
+
+
 @dataclass
 class TableBuckets:
     """Where the rows of one source table went: every row lands in exactly one bucket."""
@@ -145,26 +272,3 @@ def count_buckets(conn: sqlite3.Connection, schema: str, table: str) -> TableBuc
 def owned_rows(b: TableBuckets, plugin: str, default: str) -> int:
     """Rows of the table `plugin` owns (its copies of shared rows included): what a split of it copies."""
     return b.by_plugin.get(plugin, 0) + b.shared_copies.get(plugin, 0) + (b.orphans if plugin == default else 0)
-
-
-def unmapped_logic_types(conn: sqlite3.Connection, schema: str, default: str) -> list[tuple[object, int]]:
-    """logic_type values of trades left with the default id (no mapping), with their counts."""
-    assert schema in SCHEMAS
-    if "logic_type" not in source_columns(conn, schema, "trades"):
-        return []
-    own = "AND (x.plugin_id IS NULL OR x.plugin_id = :d)" if "plugin_id" in source_columns(
-        conn, schema, "trades") else ""
-    # parenthesised: without it AND binds tighter and a NULL logic_type counts even when the row has an owner
-    q = (f"SELECT x.logic_type, count(*) FROM {schema}.trades x WHERE (x.logic_type IS NULL OR x.logic_type NOT IN "
-         f"(SELECT logic_type FROM temp.zx_mapping)) {own} GROUP BY x.logic_type ORDER BY count(*) DESC, 1")
-    return [(v, n) for v, n in conn.execute(q, {"d": default})]
-
-
-def duplicate_trade_ids(conn: sqlite3.Connection, schema: str) -> list[tuple[object, int]]:
-    """trade_id values that appear on more than one trade row (kept, never merged), with their counts."""
-    assert schema in SCHEMAS
-    if "trade_id" not in source_columns(conn, schema, "trades"):
-        return []
-    q = (f"SELECT trade_id, count(*) FROM {schema}.trades WHERE trade_id IS NOT NULL GROUP BY trade_id "
-         "HAVING count(*) > 1 ORDER BY count(*) DESC, 1")
-    return list(conn.execute(q))

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import upgrade
+from .attribution import AttributionRules
 from .backup import backup_file
 from .bench_core import Figure, Say, alternate, copy_db, median, ratio_figure, raw_connect, remove_db
 from .db import connect_sync
@@ -60,7 +61,7 @@ class MigrateBench:
         conn = connect_sync(path)
         try:
             start = time.perf_counter()
-            upgrade.upgrade(conn, path, self.mapping, DEFAULT_PLUGIN_ID)
+            upgrade.upgrade(conn, path, AttributionRules(self.mapping, DEFAULT_PLUGIN_ID))
             return time.perf_counter() - start
         finally:
             conn.close()
@@ -124,7 +125,7 @@ def make_migrated(legacy: Path, target: Path, mapping: Mapping[str, str]) -> Non
     copy_db(legacy, target)
     conn = connect_sync(target)
     try:
-        upgrade.upgrade(conn, target, mapping, DEFAULT_PLUGIN_ID)
+        upgrade.upgrade(conn, target, AttributionRules(mapping, DEFAULT_PLUGIN_ID))
     finally:
         conn.close()
     _checkpoint(target)

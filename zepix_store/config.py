@@ -19,7 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from zepix_store.attribution import DEFAULT_MAPPING_COLUMNS, AttributionRules
 from zepix_store.errors import ConfigError, UnknownPluginError
+from zepix_store.schema import TRADES
+from zepix_store.timefmt import LOCAL, resolve_zone
 
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_CONFIG_BYTES = 1 << 20
@@ -27,6 +30,7 @@ STORE_FILE = "store.yaml"
 PLUGIN_FILE = "config.json"
 
 _STORE_KEYS = ("data_dir", "shared_db", "backup_dir", "plugins_dir", "default_plugin_id", "mapping")
+_OPTIONAL_STORE_KEYS = ("mapping_columns", "timezone")  # absent: DEFAULT_MAPPING_COLUMNS, LOCAL
 _DATABASE_KEYS = frozenset({"use_shared", "shared_db", "isolated_db"})
 _YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -66,6 +70,18 @@ class StoreConfig:
     default_plugin_id: str
     mapping: dict[str, str]
     plugins: dict[str, PluginConfig]
+    mapping_columns: tuple[str, ...] = DEFAULT_MAPPING_COLUMNS
+    timezone: str = LOCAL
+
+    @property
+    def rules(self) -> AttributionRules:
+        """How legacy rows are attributed (SPEC 5): mapping, default id and mapping columns."""
+        return AttributionRules(self.mapping, self.default_plugin_id, self.mapping_columns)
+
+    @property
+    def zone(self) -> datetime.tzinfo:
+        """The zone of naive legacy times and of day boundaries (store.yaml `timezone`)."""
+        return resolve_zone(self.timezone)
 
     def plugin(self, plugin_id: str) -> PluginConfig:
         """Return the config of `plugin_id`.
@@ -91,6 +107,8 @@ class _StoreFile:
     plugins_dir: Path
     default_plugin_id: str
     mapping: dict[str, str]
+    mapping_columns: tuple[str, ...]
+    timezone: str
 
 
 def validate_plugin_id(value: object, where: str) -> str:
@@ -132,6 +150,8 @@ def load_config(config_dir: str | os.PathLike[str]) -> StoreConfig:
         default_plugin_id=store.default_plugin_id,
         mapping=store.mapping,
         plugins=dict(sorted(plugins.items())),
+        mapping_columns=store.mapping_columns,
+        timezone=store.timezone,
     )
 
 
@@ -143,8 +163,8 @@ def _load_store_file(path: Path, root: Path) -> _StoreFile:
     if not isinstance(raw, dict):
         raise _error(path, "top level", f"must be a mapping, got {_describe(raw)}")
     for key in raw:
-        if key not in _STORE_KEYS:
-            raise _error(path, _key(key), f"unknown key (expected {', '.join(_STORE_KEYS)})")
+        if key not in _STORE_KEYS + _OPTIONAL_STORE_KEYS:
+            raise _error(path, _key(key), f"unknown key (expected {', '.join(_STORE_KEYS + _OPTIONAL_STORE_KEYS)})")
     for key in _STORE_KEYS:
         if key not in raw:
             raise _error(path, key, "missing")
@@ -158,7 +178,33 @@ def _load_store_file(path: Path, root: Path) -> _StoreFile:
         plugins_dir=_resolve_plugins_dir(path, text["plugins_dir"], root),
         default_plugin_id=validate_plugin_id(text["default_plugin_id"], f"{path}: default_plugin_id"),
         mapping=_mapping(path, raw["mapping"]),
+        mapping_columns=_mapping_columns(path, raw.get("mapping_columns", list(DEFAULT_MAPPING_COLUMNS))),
+        timezone=_timezone(path, raw.get("timezone", LOCAL)),
     )
+
+
+def _mapping_columns(path: Path, raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _error(path, "mapping_columns", f"must be a list of trades columns, got {_describe(raw)}")
+    columns: list[str] = []
+    for index, value in enumerate(raw):
+        field = f"mapping_columns[{index}]"
+        column = _yaml_str(path, field, value)
+        if column not in TRADES.column_names:
+            raise _error(path, field, f"{column!r} is not a column of the trades table")
+        if column in columns:
+            raise _error(path, field, f"{column!r} is listed twice")
+        columns.append(column)
+    return tuple(columns)
+
+
+def _timezone(path: Path, raw: object) -> str:
+    name = _yaml_str(path, "timezone", raw)
+    try:
+        resolve_zone(name)
+    except ValueError as exc:
+        raise _error(path, "timezone", str(exc)) from None
+    return name
 
 
 def _mapping(path: Path, raw: object) -> dict[str, str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fault, upgrade
-from .attribution import owner_table
+from .attribution import DEFAULT_MAPPING_COLUMNS, owner_table
 from .backup import backup_connection, fsync_path
 from .config import StoreConfig
 from .db import (
@@ -136,8 +136,13 @@ def start_run(conn: sqlite3.Connection, schema: str, command: str, source: Path,
     return int(cur.lastrowid or 0)
 
 
-def mapping_record(mapping: Mapping[str, str], default: str) -> str:
-    return json.dumps({"default_plugin_id": default, "mapping": dict(sorted(mapping.items()))}, sort_keys=True)
+def mapping_record(mapping: Mapping[str, str], default: str,
+                   mapping_columns: Sequence[str] = DEFAULT_MAPPING_COLUMNS) -> str:
+    """The attribution rules a split records in its file; the default columns are left out (older records)."""
+    record: dict[str, object] = {"default_plugin_id": default, "mapping": dict(sorted(mapping.items()))}
+    if tuple(mapping_columns) != DEFAULT_MAPPING_COLUMNS:
+        record["mapping_columns"] = list(mapping_columns)
+    return json.dumps(record, sort_keys=True)
 
 
 def recorded_mapping(conn: sqlite3.Connection, schema: str) -> str | None:
@@ -635,7 +640,7 @@ def _upgrade_if_needed(config: StoreConfig, path: Path) -> None:
     try:
         if upgrade.needs_upgrade(own, path):
             backup_connection(own, path, config.backup_dir, "pre-upgrade")
-            upgrade.upgrade(own, path, config.mapping, config.default_plugin_id)
+            upgrade.upgrade(own, path, config.rules)
     finally:
         own.close()
 
@@ -708,4 +713,6 @@ def mapping_changes(recorded: str, current: str) -> str:
     changed = [k for k in keys if old["mapping"].get(k) != new["mapping"].get(k)]
     if old["default_plugin_id"] != new["default_plugin_id"]:
         changed.append("default_plugin_id")
+    if old.get("mapping_columns") != new.get("mapping_columns"):
+        changed.append("mapping_columns")
     return "changed: " + ", ".join(repr(k) for k in changed)

@@ -3,7 +3,10 @@
 The first rows of every table are fixed edge cases (odd logic_types, duplicates, shared lineage, orphans,
 mixed storage classes and timestamp formats); the bulk after them is generated inside SQLite by
 ``INSERT ... SELECT`` from a seeded integer hash, so a million trades build in seconds with flat memory
-and the same seed, size and reference time always give the same logical content.
+and the same seed, size and reference time always give the same logical content. Times in the store's form
+('YYYY-MM-DD HH:MM:SS') are UTC; the 'T' and fractional ones are naive wall-clock times in ``zone``, as the
+bot's isoformat() wrote them (timefmt reads them so). History shaped like the real bot's is in
+``zepix_store._sample.bot_history``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from pathlib import Path
+
+from .timefmt import LOCAL, resolve_zone
 
 __all__ = ["LEGACY_SCHEMA", "MAPPING", "LegacySummary", "build_legacy_db", "write_wal_only_trades"]
 
@@ -131,6 +136,7 @@ def build_legacy_db(
     seed_plan_migrated: bool = False,
     progress: Callable[[str], None] | None = None,
     now: datetime | None = None,
+    zone: str = LOCAL,
 ) -> LegacySummary:
     """Create a new legacy database at ``path`` with ``trades`` trades (at least the fixed edge cases).
 
@@ -143,6 +149,7 @@ def build_legacy_db(
         seed_plan_migrated: leave the state the seed plan's migration leaves.
         progress: called with one short line per table.
         now: the reference time of "recent" rows; default the current UTC time rounded up to the hour.
+        zone: the store.yaml `timezone` the naive times are written in (local, UTC or an IANA name).
 
     Raises:
         FileExistsError: ``path`` exists.
@@ -151,9 +158,11 @@ def build_legacy_db(
     target = Path(path)
     _check_omissions(omit_tables, omit_columns)
     ref = _reference_time(now)
+    wall = _wall_clock(resolve_zone(zone))
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
-        rows = _build(target, trades, seed, ref, frozenset(omit_tables), omit_columns, seed_plan_migrated, progress)
+        rows = _build(target, trades, seed, ref, frozenset(omit_tables), omit_columns, seed_plan_migrated, progress,
+                      wall)
     except BaseException:
         _remove_partial(target)
         raise
@@ -211,13 +220,16 @@ def _build(
     omit_columns: Mapping[str, Collection[str]],
     seed_plan_migrated: bool,
     progress: Callable[[str], None] | None,
+    wall: Callable[[datetime], str],
 ) -> dict[str, int]:
     conn = sqlite3.connect(target, isolation_level=None)
     try:
+        # only the generator's own INSERT ... SELECT calls it (never a schema object: the file stays plain)
+        conn.create_function("zx_wall", 1, lambda epoch: wall(_EPOCH + timedelta(seconds=epoch)), deterministic=True)
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-65536", "temp_store=FILE"):
             conn.execute(f"PRAGMA {pragma}")
         conn.execute("BEGIN")
-        _fill(conn, trades, seed, ref, omit_tables, progress or _quiet)
+        _fill(conn, trades, seed, ref, omit_tables, progress or _quiet, wall)
         _omit(conn, omit_tables, omit_columns)
         _create_indexes(conn)
         if seed_plan_migrated:
@@ -247,12 +259,13 @@ def _fill(
     ref: datetime,
     omit_tables: frozenset[str],
     progress: Callable[[str], None],
+    wall: Callable[[datetime], str],
 ) -> None:
     # trades is always built (every child derives from it) and dropped afterwards when omitted.
     built = [t for t in _TABLES if t == "trades" or t not in omit_tables]
     for table in built:
         conn.execute(_TABLE_SQL[table])
-    edge = _edge_rows(ref)
+    edge = _edge_rows(ref, wall)
     n_bulk = max(0, trades - len(edge["trades"]))
     params = _bulk_params(seed, ref, len(edge["trades"]), n_bulk)
     _prepare_bulk(conn, seed, params)
@@ -401,8 +414,8 @@ def _ts(epoch: str) -> str:
 
 
 def _mixed_ts(epoch: str) -> str:
-    """Mostly 'YYYY-MM-DD HH:MM:SS'; some rows written by bot versions that used isoformat()."""
-    iso = f"strftime('%Y-%m-%dT%H:%M:%S', {epoch}, 'unixepoch')"
+    """Mostly 'YYYY-MM-DD HH:MM:SS' (UTC); some rows written by bot versions that used isoformat() (local)."""
+    iso = f"zx_wall({epoch})"
     frac = f"{iso} || printf('.%06d', c.frac)"
     return f"CASE WHEN c.fmt < 45 THEN {_ts(epoch)} WHEN c.fmt < 49 THEN {iso} ELSE {frac} END"
 
@@ -592,8 +605,9 @@ def _sp(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S")
+def _wall_clock(zone: tzinfo) -> Callable[[datetime], str]:
+    """isoformat() of an instant as the bot wrote it: naive wall-clock time in `zone`, whole seconds."""
+    return lambda t: t.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _closed_at(close: datetime, fmt: Callable[[datetime], object]) -> dict[str, object]:
@@ -624,7 +638,7 @@ def _edge_trade(
     return row
 
 
-def _edge_trades(ref: datetime) -> list[dict[str, object]]:
+def _edge_trades(ref: datetime, _iso: Callable[[datetime], str]) -> list[dict[str, object]]:
     mid = ref - timedelta(days=400)
     epoch = int((mid - _EPOCH).total_seconds())
     shared = {"symbol": "EURUSD", "direction": "buy", "session_id": "SES-SHARED", "profit_chain_id": "PB-SHARED",
@@ -649,7 +663,7 @@ def _edge_trades(ref: datetime) -> list[dict[str, object]]:
         ("E-17-DIGITS", "LOGIC3", {"pnl": 0.1 + 0.2}),
         ("E-BOOL-TRUE", "LOGIC1", {"is_re_entry": "true"}), ("E-BOOL-NULL", "LOGIC2", {"is_re_entry": None}),
         ("E-TS-ISO", "combinedlogic-1", _closed_at(mid, _iso)),
-        ("E-TS-FRAC", "LOGIC2", _closed_at(mid, lambda t: _sp(t) + ".250000")),
+        ("E-TS-FRAC", "LOGIC2", _closed_at(mid, lambda t: _iso(t).replace("T", " ") + ".250000")),
         ("E-TS-ISO-FRAC", "combinedlogic-3", _closed_at(mid, lambda t: _iso(t) + ".123456")),
         ("E-TS-EPOCH", "LOGIC3", {"open_time": epoch - 3600, "close_time": epoch}),
         ("E-RECENT-SP", "LOGIC1", _closed_at(ref - timedelta(days=2), _sp)),
@@ -667,12 +681,12 @@ def _rows(columns: str, values: Iterable[tuple[object, ...]]) -> list[dict[str, 
     return [dict(zip(names, v, strict=True)) for v in values]
 
 
-def _edge_rows(ref: datetime) -> dict[str, list[dict[str, object]]]:
+def _edge_rows(ref: datetime, _iso: Callable[[datetime], str]) -> dict[str, list[dict[str, object]]]:
     m = ref - timedelta(days=400)
     t = [_sp(m + timedelta(hours=h)) for h in range(12)]
     epoch = int((m - _EPOCH).total_seconds())
     return {
-        "trades": _edge_trades(ref),
+        "trades": _edge_trades(ref, _iso),
         "reentry_chains": _rows(
             "chain_id symbol direction original_entry original_sl_distance max_level_reached total_profit status "
             "created_at completed_at",

@@ -99,7 +99,7 @@ def prepare_shared(config: StoreConfig) -> tuple[str | None, int | None]:
             fault.point("after_merge_backup")
         version = upgrade.file_version(conn, path)
         if upgrade.needs_upgrade(conn, path):
-            upgrade.upgrade(conn, path, config.mapping, config.default_plugin_id)
+            upgrade.upgrade(conn, path, config.rules)
             return backup, version
         if upgrade.is_empty(conn):
             with translated_errors(path), transaction(conn):

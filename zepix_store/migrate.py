@@ -7,8 +7,9 @@ statistics (ANALYZE) and the schema version. Killed at any instant, the file is 
 new; run it again to finish. A second run reports "already migrated" and changes nothing.
 
 The report lists rows per plugin per table, orphans (kept by the default id), shared lineage (a parent
-used by several plugins stays with the default id and is listed), unmapped logic_type values with their
-counts and duplicate trade_ids (kept, never merged).
+used by several plugins stays with the default id and is listed), the trades decided by each attribution rule,
+unmapped values per mapping column with their counts, ambiguous trades, superseded open snapshots and
+duplicate trade_ids (kept, never merged).
 
 Examples:
   zepix-store migrate --dry-run        # what would change; writes nothing, creates no file
@@ -27,13 +28,15 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import attribution, fault, upgrade
+from .attribution import AttributionRules
+from .attribution_report import AttributionReport, attribution_report
 from .backup import backup_connection, clean_stale_tmp
 from .db import (
     BUSY_TIMEOUT_MS,
@@ -44,7 +47,7 @@ from .db import (
 )
 from .errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
 from .readonly import open_reader
-from .schema import SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
+from .schema import CLOSE_INDEX, SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
 
 log = logging.getLogger("zepix_store.migrate")
 
@@ -68,8 +71,8 @@ class MigrateReport:
     added_columns: dict[str, list[str]] = field(default_factory=dict)
     buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
     rows_by_plugin: dict[str, dict[str, int]] = field(default_factory=dict)  # already migrated: from plugin_id
-    unmapped_logic_types: list[tuple[object, int]] = field(default_factory=list)
-    duplicate_trade_ids: list[tuple[object, int]] = field(default_factory=list)
+    attribution: AttributionReport | None = None
+    reindexed: list[str] = field(default_factory=list)  # from version 1: indexes rebuilt, no row attributed
     db_bytes: int = 0
     seconds: float = 0.0
 
@@ -84,7 +87,7 @@ def planned_action(table: Table, columns: set[str] | None) -> str:
 
 
 def migrate_file(
-    path: Path, mapping: Mapping[str, str], default: str, backup_dir: Path, *,
+    path: Path, rules: AttributionRules, backup_dir: Path, *,
     dry_run: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> MigrateReport:
     """Migrate `path` in place (after a backup into `backup_dir`), or with `dry_run` only report."""
@@ -101,12 +104,12 @@ def migrate_file(
             elif dry_run:
                 report.status = DRY_RUN
                 with read_snapshot(reader):  # the attribution and its counts from one committed state
-                    _plan(reader, report, mapping, default)
+                    _plan(reader, report, rules)
         finally:
             reader.close()
         if not report.status:
             _check_writable(path)
-            _migrate(report, mapping, default, backup_dir, busy_timeout_ms)
+            _migrate(report, rules, backup_dir, busy_timeout_ms)
     report.seconds = time.monotonic() - started
     return report
 
@@ -141,10 +144,14 @@ def rows_by_plugin(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
         f"SELECT plugin_id, count(*) FROM main.{t.name} GROUP BY plugin_id ORDER BY plugin_id")} for t in TABLES}
 
 
-def _plan(conn: sqlite3.Connection, report: MigrateReport, mapping: Mapping[str, str], default: str) -> None:
+def _plan(conn: sqlite3.Connection, report: MigrateReport, rules: AttributionRules) -> None:
     """Attribute on the read-only connection (temp tables only) and say what upgrade would do."""
-    present = attribution.build_owners(conn, "main", mapping, default)
-    _attribution_report(conn, report, present, default)
+    if report.from_version >= 1:  # upgrade only rebuilds an index (see upgrade._reindex)
+        report.reindexed = [CLOSE_INDEX]
+        return
+    present = attribution.build_owners(conn, "main", rules)
+    report.attribution = attribution_report(conn, "main", rules, present)
+    report.buckets = {t.name: attribution.count_buckets(conn, "main", t.name) for t in TABLES if t.name in present}
     for table in TABLES:
         cols = present.get(table.name)
         report.actions[table.name] = planned_action(table, cols)
@@ -153,15 +160,7 @@ def _plan(conn: sqlite3.Connection, report: MigrateReport, mapping: Mapping[str,
             report.added_columns[table.name] = missing
 
 
-def _attribution_report(conn: sqlite3.Connection, report: MigrateReport, present: Mapping[str, set[str]],
-                        default: str) -> None:
-    report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "main", default)
-    report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "main")
-    report.buckets = {t.name: attribution.count_buckets(conn, "main", t.name) for t in TABLES if t.name in present}
-
-
-def _migrate(report: MigrateReport, mapping: Mapping[str, str], default: str, backup_dir: Path,
-             busy_timeout_ms: int) -> None:
+def _migrate(report: MigrateReport, rules: AttributionRules, backup_dir: Path, busy_timeout_ms: int) -> None:
     path = report.path
     conn = connect_sync(path, synchronous="FULL", busy_timeout_ms=busy_timeout_ms)
     try:
@@ -176,7 +175,7 @@ def _migrate(report: MigrateReport, mapping: Mapping[str, str], default: str, ba
         for pragma in (f"analysis_limit = {ANALYSIS_LIMIT}", f"main.cache_size = -{CACHE_KIB}",
                        f"temp.cache_size = -{CACHE_KIB}"):
             conn.execute(f"PRAGMA {pragma}")
-        done = upgrade.upgrade(conn, path, mapping, default)
+        done = upgrade.upgrade(conn, path, rules)
         fault.point("after_commit")
     finally:
         conn.close()
@@ -185,7 +184,7 @@ def _migrate(report: MigrateReport, mapping: Mapping[str, str], default: str, ba
     report.actions.update({t: "rebuild" for t in done.rebuilt_tables})
     report.actions.update({t: "alter" for t in done.altered_tables})
     report.added_columns, report.buckets = done.added_columns, done.buckets
-    report.unmapped_logic_types, report.duplicate_trade_ids = done.unmapped_logic_types, done.duplicate_trade_ids
+    report.attribution, report.reindexed = done.attribution, done.reindexed
 
 
 def _check_writable(path: Path) -> None:
@@ -238,8 +237,8 @@ def report_json(report: MigrateReport, default: str) -> dict[str, Any]:
         "orphans": {n: b.orphans for n, b in report.buckets.items() if b.orphans},
         "shared_lineage": {n: {"rows": b.shared_rows, "plugins": sorted(b.shared_copies)}
                            for n, b in report.buckets.items() if b.shared_rows},
-        "unmapped_logic_types": [{"logic_type": v, "count": n} for v, n in report.unmapped_logic_types],
-        "duplicate_trade_ids": [{"trade_id": v, "count": n} for v, n in report.duplicate_trade_ids],
+        "attribution": report.attribution.to_json() if report.attribution else None,
+        "reindexed": report.reindexed,
     }
 
 
@@ -263,10 +262,6 @@ def _owner_rows(report: MigrateReport, default: str) -> list[list[Any]]:
     return rows
 
 
-def _show_value(value: object) -> str:
-    return "NULL" if value is None else repr(value)
-
-
 def print_report(report: MigrateReport, default: str) -> None:
     """The human report on stdout."""
     from ._output import print_table
@@ -282,18 +277,15 @@ def print_report(report: MigrateReport, default: str) -> None:
     else:
         print(f"migrated {report.path} from schema version {report.from_version} to {report.to_version} "
               f"in {report.seconds:.1f} s\nbackup: {report.backup}")
-    print()
-    print_table(["table", "action", "owner", "rows", "note"], _owner_rows(report, default))
+    if not report.reindexed:
+        print()
+        print_table(["table", "action", "owner", "rows", "note"], _owner_rows(report, default))
     for table, cols in report.added_columns.items():
         print(f"\n{table}: missing legacy columns added: {', '.join(cols)}")
-    if report.unmapped_logic_types:
-        values = ", ".join(f"{_show_value(v)} x{n}" for v, n in report.unmapped_logic_types)
-        print(f"\nunmapped logic_type values (trades kept by {default}): {values}")
-    if report.duplicate_trade_ids:
-        dups = report.duplicate_trade_ids
-        shown = ", ".join(f"{_show_value(v)} x{n}" for v, n in dups[:10])
-        print(f"\nduplicate trade_ids (kept, never merged): {len(dups)} values on {sum(n for _, n in dups)} rows: "
-              f"{shown}{', ...' if len(dups) > 10 else ''}")
+    if report.reindexed:
+        print(f"\nindexes rebuilt for the new close-time key: {', '.join(report.reindexed)} (no row changed)")
+    if report.attribution is not None:
+        print("\n" + "\n".join(report.attribution.lines()))
 
 
 # --- the command ------------------------------------------------------------------------------------------------
@@ -315,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not args.dry_run:
         clean_backup_dir(config.backup_dir, config.shared_db)
-    report = migrate_file(config.shared_db, config.mapping, config.default_plugin_id, config.backup_dir,
+    report = migrate_file(config.shared_db, config.rules, config.backup_dir,
                           dry_run=args.dry_run, busy_timeout_ms=int(args.busy_timeout * 1000))
     if args.json:
         print_json(report_json(report, config.default_plugin_id))

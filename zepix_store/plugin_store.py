@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
+from . import timefmt
 from .db import Database
 from .errors import RowError
 from .rows import BatchShape, NotUniform, Row, Trade, check_row, utc_now
-from .schema import CLOSE_TIME_SQL, TABLE_BY_NAME
+from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL, START_KEY_SQL, TABLE_BY_NAME
 
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
 # `pnl <= 9e999` (infinity) holds for numbers only (text, blobs and NULL fail it), so the money figures skip legacy
@@ -109,20 +110,33 @@ def _save_trade_batch(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id
     return list(range(last - len(trades) + 1, last + 1))
 
 
-def _day_range(day: date | datetime | str) -> tuple[str, str]:
+TRADES_CLOSED_IN = f"SELECT * FROM trades WHERE plugin_id = ? AND {timefmt.window_sql(CLOSE_KEY_SQL)}"
+SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {timefmt.window_sql(START_KEY_SQL)}"
+
+
+def _day(day: date | datetime | str) -> date:
     if isinstance(day, str):
-        day = date.fromisoformat(day[:10])
-    if isinstance(day, datetime):
-        day = day.date()
-    return f"{day:%Y-%m-%d} 00:00:00", f"{day + timedelta(days=1):%Y-%m-%d} 00:00:00"
+        return date.fromisoformat(day[:10])
+    return day.date() if isinstance(day, datetime) else day
+
+
+def _by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:
+    """Rows in time order, ties by id: the window's rows read as instants (naive local ones in `zone`)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r["id"] if "id" in r else 0),
+              reverse=newest_first)
+    return rows
 
 
 class PluginStore:
     """One plugin's view of its store; get one from `Store.for_plugin(plugin_id)`."""
 
-    def __init__(self, plugin_id: str, database: Callable[[], Awaitable[Database]]) -> None:
+    def __init__(self, plugin_id: str, database: Callable[[], Awaitable[Database]], *,
+                 zone: tzinfo | None = None) -> None:
         self.plugin_id = plugin_id
         self._database = database
+        # the zone of naive legacy times and of calendar days (store.yaml `timezone`)
+        self.zone = zone if zone is not None else timefmt.resolve_zone(timefmt.LOCAL)
 
     def __repr__(self) -> str:
         return f"PluginStore({self.plugin_id!r})"
@@ -164,19 +178,20 @@ class PluginStore:
                                trade_id)
 
     async def get_open_trades(self) -> list[Row]:
-        return await self._all("SELECT * FROM trades WHERE plugin_id = ? AND status = 'open' ORDER BY id")
+        """Open positions: open rows not superseded by a later row of the same trade_id (SPEC 4)."""
+        return await self._all(f"SELECT * FROM trades WHERE plugin_id = ? AND {OPEN_POSITION_SQL} ORDER BY id")
 
     async def get_trades(self, days: int = 30) -> list[Row]:
-        """Trades closed in the last `days` days, newest first (legacy 'T' timestamps included)."""
-        since = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
-        return await self._all(f"SELECT * FROM trades WHERE plugin_id = ? AND {CLOSE_TIME_SQL} >= ? "
-                               f"ORDER BY {CLOSE_TIME_SQL} DESC, id DESC", since)
+        """Trades closed in the last `days` days, newest first (every stored time form read as its instant)."""
+        since = datetime.now(UTC) - timedelta(days=days)
+        rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(since, None, self.zone))
+        return _by_time(rows, "close_time", self.zone, newest_first=True)
 
-    async def get_trades_by_date(self, day: date | datetime | str) -> list[Row]:
-        """Trades closed on the UTC calendar day `day`."""
-        start, end = _day_range(day)
-        return await self._all(f"SELECT * FROM trades WHERE plugin_id = ? AND {CLOSE_TIME_SQL} >= ? "
-                               f"AND {CLOSE_TIME_SQL} < ? ORDER BY {CLOSE_TIME_SQL}, id", start, end)
+    async def get_trades_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
+        """Trades closed on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
+        start, end = timefmt.day_bounds(_day(day), zone or self.zone)
+        rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(start, end, self.zone))
+        return _by_time(rows, "close_time", self.zone)
 
     async def get_statistics(self) -> Row:
         """Closed-trade statistics (the seed plan's keys); pnl that is not a number is not summed."""
@@ -334,10 +349,11 @@ class PluginStore:
         return await self._one("SELECT * FROM trading_sessions WHERE plugin_id = ? AND status = 'ACTIVE' "
                                "AND symbol = ? ORDER BY start_time DESC LIMIT 1", symbol)
 
-    async def get_sessions_by_date(self, day: date | datetime | str) -> list[Row]:
-        start, end = _day_range(day)
-        return await self._all("SELECT * FROM trading_sessions WHERE plugin_id = ? AND replace(start_time, 'T', ' ') "
-                               ">= ? AND replace(start_time, 'T', ' ') < ? ORDER BY start_time", start, end)
+    async def get_sessions_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
+        """Sessions started on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
+        start, end = timefmt.day_bounds(_day(day), zone or self.zone)
+        rows = await self._all(SESSIONS_STARTED_IN, *timefmt.band_bounds(start, end, self.zone))
+        return _by_time(rows, "start_time", self.zone)
 
     async def get_session_details(self, session_id: str) -> Row | None:
         """The session with its trades under the key 'trades', or None."""

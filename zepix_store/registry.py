@@ -6,14 +6,18 @@ import asyncio
 import os
 import sqlite3
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from . import upgrade
 from .config import StoreConfig, load_config
 from .db import Database, transaction
+from .errors import IsolationError
 from .plugin_store import PluginStore
 from .rows import Row
+
+T = TypeVar("T")
 
 
 class Store:
@@ -24,6 +28,8 @@ class Store:
         self._databases: dict[Path, Database] = {}
         self._opening: dict[Path, asyncio.Lock] = {}
         self._handles: dict[str, PluginStore] = {}
+        self._unattributed: PluginStore | None = None
+        self.zone = config.zone
         self._closed = False
         self.upgrades: list[tuple[Path, Path, upgrade.UpgradeReport]] = []  # (file, its backup, report)
 
@@ -44,9 +50,21 @@ class Store:
         plugin = self.config.plugin(plugin_id)
         handle = self._handles.get(plugin_id)
         if handle is None:
-            handle = PluginStore(plugin_id, lambda: self._database(plugin.db_path))
+            handle = PluginStore(plugin_id, lambda: self._database(plugin.db_path), zone=self.zone)
             self._handles[plugin_id] = handle
         return handle
+
+    def unattributed(self) -> PluginStore:
+        """A read-only handle on the shared file's rows no plugin owns (the default id's): every write refuses.
+
+        Its first use opens the shared file as any shared plugin's would (an older file is backed up, then
+        upgraded).
+        """
+        if self._unattributed is None:
+            async def database() -> Database:
+                return _ReadOnly(await self._database(self.config.shared_db), self.config.default_plugin_id)
+            self._unattributed = PluginStore(self.config.default_plugin_id, database, zone=self.zone)
+        return self._unattributed
 
     async def _database(self, path: Path) -> Database:
         db = self._databases.get(path)
@@ -76,7 +94,7 @@ class Store:
             from .backup import backup_connection
 
             backup = backup_connection(conn, path, self.config.backup_dir, "pre-upgrade")
-            report = upgrade.upgrade(conn, path, self.config.mapping, self.config.default_plugin_id)
+            report = upgrade.upgrade(conn, path, self.config.rules)
             self.upgrades.append((path, backup, report))
 
     async def aclose(self) -> None:
@@ -105,3 +123,22 @@ class Store:
         ids = list(self.config.plugins)
         results = await asyncio.gather(*(self.get_plugin_statistics(i) for i in ids))
         return dict(zip(ids, results, strict=True))
+
+
+class _ReadOnly(Database):
+    """A Database whose writes all refuse: reads go to the shared connection it wraps."""
+
+    def __init__(self, inner: Database, owner: str) -> None:  # noqa: D107 - no super().__init__: a view of `inner`
+        self._inner = inner
+        self._owner = owner
+        self.path = inner.path
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._inner.read(fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        raise IsolationError(f"{self.path}: the rows of {self._owner!r} (not attributed to any plugin) are read-only; "
+                             "give them an owner through store.yaml's mapping and migrate again")
+
+    async def close(self) -> None:
+        """The Store closes the connection it wraps."""

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+from .timefmt import time_key_sql
+
+# 2: the close-time index key keeps UTC and naive local times in two bands (timefmt.time_key_sql)
+SCHEMA_VERSION = 2
 DEFAULT_PLUGIN_ID = "legacy"
 PLUGIN_ID_COLUMN = f"plugin_id TEXT NOT NULL DEFAULT '{DEFAULT_PLUGIN_ID}'"
 
@@ -80,7 +83,7 @@ TRADES = Table(
     indexes=(
         ("idx_trades_plugin_trade_id", "plugin_id, trade_id"),
         ("idx_trades_plugin_status_pnl", "plugin_id, status, pnl"),
-        # readers compare close_time through CLOSE_TIME_SQL; the index must hold the same expression
+        # readers compare close_time through CLOSE_KEY_SQL; the index must hold the same expression
         ("idx_trades_plugin_close", "plugin_id, {close}"),
     ),
 )
@@ -178,17 +181,23 @@ ATTRIBUTION_ORDER: tuple[str, ...] = (
     "system_state",
 )
 
-# Legacy timestamps are 'YYYY-MM-DD HH:MM:SS', 'YYYY-MM-DDTHH:MM:SS' or an epoch number; compare them as one text form.
-CLOSE_TIME_SQL = (
-    "(CASE WHEN typeof(close_time) IN ('integer', 'real') THEN datetime(close_time, 'unixepoch') "
-    "ELSE replace(close_time, 'T', ' ') END)"
+# The index key of trades.close_time (timefmt.time_key_sql): windows compare it one range per band.
+CLOSE_KEY_SQL = time_key_sql("close_time")
+START_KEY_SQL = time_key_sql("start_time")
+CLOSE_INDEX = "idx_trades_plugin_close"
+
+# An open trade row is a position unless a later row (higher id) of its plugin has its trade_id: the bot saved
+# every trade twice, an open snapshot at entry and the closed row at exit (SPEC 4 "superseded snapshots").
+OPEN_POSITION_SQL = (
+    "(trades.status = 'open' AND NOT EXISTS (SELECT 1 FROM trades zx_later WHERE zx_later.plugin_id = "
+    "trades.plugin_id AND zx_later.trade_id = trades.trade_id AND zx_later.id > trades.id))"
 )
 
 
 def index_sql(table: Table, schema: str = "main") -> list[str]:
     """CREATE INDEX statements the store keeps on `table`."""
     return [
-        f"CREATE INDEX IF NOT EXISTS {schema}.{name} ON {table.name} ({cols.format(close=CLOSE_TIME_SQL)})"
+        f"CREATE INDEX IF NOT EXISTS {schema}.{name} ON {table.name} ({cols.format(close=CLOSE_KEY_SQL)})"
         for name, cols in table.indexes
     ]
 

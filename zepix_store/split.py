@@ -33,6 +33,7 @@ from typing import Any
 
 from . import attribution, fault
 from . import copy_ledger as cl
+from .attribution_report import AttributionReport, attribution_report
 from ._output import Progress, emit_report, print_table
 from .backup import backup_file
 from .cli import command_main
@@ -50,8 +51,7 @@ class SplitReport(cl.CopyReport):
     dry_run: bool
     files: dict[str, str] = field(default_factory=dict)  # file -> created | updated | up to date | failed
     buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
-    unmapped_logic_types: list[tuple[object, int]] = field(default_factory=list)
-    duplicate_trade_ids: list[tuple[object, int]] = field(default_factory=list)
+    attribution: AttributionReport | None = None
     absent_tables: list[str] = field(default_factory=list)
     absent_columns: dict[str, list[str]] = field(default_factory=dict)
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
@@ -73,6 +73,7 @@ class SplitReport(cl.CopyReport):
         doc = super().to_json()
         doc["buckets"] = {t: {**asdict(b), "bucket_total": b.bucket_total} for t, b in self.buckets.items()}
         doc["rows_copied"] = self.rows_copied()
+        doc["attribution"] = self.attribution.to_json() if self.attribution else None
         return doc
 
 
@@ -110,8 +111,8 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
     report = SplitReport(shared_db=str(config.shared_db), dry_run=dry_run)
     conn = cl.open_source(config.shared_db)
     try:
-        cl.check_existing_mappings(conn, list(groups), cl.mapping_record(config.mapping, config.default_plugin_id),
-                                   remap)
+        cl.check_existing_mappings(conn, list(groups), cl.mapping_record(config.mapping, config.default_plugin_id,
+                                                                           config.mapping_columns), remap)
         # One snapshot: the bot may commit between the attribution and the counts of the same table.
         with translated_errors(config.shared_db), read_snapshot(conn):  # a damaged page is named here
             present = _attribute(conn, config, report, say)
@@ -134,11 +135,10 @@ def _attribute(conn: sqlite3.Connection, config: StoreConfig, report: SplitRepor
     """Attribute every source row once (temp owner tables) and fill the report's attribution part."""
     say(f"split: attributing the rows of {config.shared_db}")
     with report.timed("attribute"):
-        present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
+        present = attribution.build_owners(conn, "src", config.rules)
     fault.point("after_owners")
     with report.timed("report"):
-        report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "src", config.default_plugin_id)
-        report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "src")
+        report.attribution = attribution_report(conn, "src", config.rules, present)
     for table in TABLES:
         cols = present.get(table.name)
         if cols is None:
@@ -193,7 +193,7 @@ def _split_in_transaction(conn: sqlite3.Connection, config: StoreConfig, target:
                           present: dict[str, set[str]], remap: bool, results: dict[str, cl.PluginResult],
                           report: SplitReport, say: Say) -> None:
     run_id = cl.start_run(conn, "dst", "split", config.shared_db, members)
-    record = cl.mapping_record(config.mapping, config.default_plugin_id)
+    record = cl.mapping_record(config.mapping, config.default_plugin_id, config.mapping_columns)
     recorded = cl.recorded_mapping(conn, "dst")
     if remap and recorded not in (None, record):
         _remap_file(conn, present, report, say)
@@ -483,12 +483,8 @@ def _print_attribution(report: SplitReport) -> None:
                 [(t, b.source_rows, ", ".join(f"{k}={v}" for k, v in sorted(b.by_plugin.items())), b.orphans,
                   b.shared_rows, ", ".join(f"{k}={v}" for k, v in sorted(b.shared_copies.items())), b.bucket_total)
                  for t, b in report.buckets.items()])
-    if report.unmapped_logic_types:
-        print("unmapped logic_type values (kept by the default id): "
-              + ", ".join(f"{v!r}: {n}" for v, n in report.unmapped_logic_types))
-    if report.duplicate_trade_ids:
-        top = ", ".join(f"{v!r} x{n}" for v, n in report.duplicate_trade_ids[:5])
-        print(f"duplicate trade_ids (kept as they are): {len(report.duplicate_trade_ids)} values, e.g. {top}")
+    if report.attribution is not None:
+        print("\n".join(report.attribution.lines()))
     if report.absent_tables:
         print("absent tables: " + ", ".join(report.absent_tables))
     for table, cols in report.absent_columns.items():

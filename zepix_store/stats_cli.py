@@ -2,7 +2,8 @@
 
 Columns: trades, wins, losses, win rate, total/avg/best/worst PnL, profit factor, max drawdown. Read only: stats
 never creates, upgrades or writes a database. A shared file not migrated yet is read read-only, its trades
-attributed by store.yaml's mapping as migrate would; a plugin whose file does not exist yet shows zero trades.
+attributed by store.yaml's rules as migrate would (and the attribution is reported); a plugin whose file does
+not exist yet shows zero trades. Trades no plugin owns are a row of their own, "(not attributed)".
 
 figures:
   win%    wins / closed trades that have a numeric pnl
@@ -10,8 +11,8 @@ figures:
   max DD  largest fall of cumulative PnL below its peak (starting from 0), by close time then id
   a pnl that is not a number (NULL or text) counts as a trade, not in money figures (unpriced_trades)
 
-window (UTC close time): --days N = the last N days up to now; --since/--until take YYYY-MM-DD (whole day,
-both ends included) or YYYY-MM-DD HH:MM:SS.
+window: --days N = the last N days up to now; --since/--until take YYYY-MM-DD (whole day, both ends included)
+or YYYY-MM-DD HH:MM:SS, in store.yaml's timezone (a time may end in Z or +hh:mm instead).
 
 examples:
   python -m zepix_store.stats
@@ -29,6 +30,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +58,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw each plugin's equity curve into a PNG (needs matplotlib)")
 
 
-def _window(args: argparse.Namespace) -> Window:
+def _window(args: argparse.Namespace, zone: tzinfo) -> Window:
     if args.days is not None and (args.since or args.until):
         raise ConfigError("--days cannot be combined with --since/--until: choose one window")
     if args.days is not None:
         return Window.last_days(args.days)
-    return Window.between(args.since, args.until)
+    return Window.between(args.since, args.until, zone)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.json and args.csv:
         raise ConfigError("--json and --csv: choose one output format")
-    window = _window(args)
     if args.plot is not None:
         plot.require_matplotlib()  # before any work, so a missing extra fails fast
     config = load_config(args.config)
+    window = _window(args, config.zone)
     report = asyncio.run(collect_stats(config, args.plugins, window, curves=args.plot is not None))
     if args.plot is not None:
         plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {_describe(window)}")
@@ -107,6 +109,7 @@ def _json_document(report: StatsReport, plot_path: Path | None) -> dict[str, Any
         "window": {"since": w.since, "before": w.before, "days": w.days},
         "plugins": [{k: _finite(v) for k, v in s.as_dict().items()} for s in report.plugins],
         "plot": None if plot_path is None else str(plot_path),
+        "attribution": {path: a.to_json() for path, a in report.attribution.items()},
     }
 
 
@@ -125,7 +128,7 @@ def _display_path(path: str, config: StoreConfig) -> str:
 
 
 def _print_table(report: StatsReport, config: StoreConfig) -> None:
-    rows = [[s.plugin_id, s.total_trades, s.winning_trades, s.losing_trades, s.win_rate, s.total_pnl, s.avg_pnl,
+    rows = [[s.plugin_id + ("" if s.attributed else " (not attributed)"), s.total_trades, s.winning_trades, s.losing_trades, s.win_rate, s.total_pnl, s.avg_pnl,
              s.best_trade, s.worst_trade, s.profit_factor, s.max_drawdown,
              _display_path(s.database, config) + SOURCE_NOTES.get(s.source, "")] for s in report.plugins]
     print(_describe(report.window) + ":")
@@ -138,6 +141,8 @@ def _print_table(report: StatsReport, config: StoreConfig) -> None:
     for path in legacy:
         print(f"note: {path} is not migrated yet: read read-only, owners from store.yaml's mapping "
               "(run migrate to upgrade it)")
+    for path, attribution in report.attribution.items():
+        print(f"attribution of {_display_path(path, config)}: " + "\n  ".join(attribution.lines()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,17 +4,28 @@ Version 0 is the legacy bot file (or the seed plan's half-migrated one). Tables 
 already carry a `plugin_id` of the wrong shape, are rebuilt (the SQLite 12-step ALTER); the others get
 `ALTER TABLE ADD COLUMN` and one UPDATE from the owner tables. A parent shared by several plugins cannot be
 given one owner in place, so it (and its children) keeps the default id here and is reported as shared.
+Version 1 differs only in the close-time index key (timefmt.time_key_sql): it is rebuilt, rows are untouched.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import attribution, fault
+from .attribution import AttributionRules
+from .attribution_report import AttributionReport, attribution_report
 from .errors import SchemaError
-from .schema import DEFAULT_PLUGIN_ID, PLUGIN_ID_COLUMN, SCHEMA_VERSION, TABLES, Table, create_schema_sql, index_sql
+from .schema import (
+    CLOSE_INDEX,
+    DEFAULT_PLUGIN_ID,
+    PLUGIN_ID_COLUMN,
+    SCHEMA_VERSION,
+    TABLES,
+    Table,
+    create_schema_sql,
+    index_sql,
+)
 
 
 @dataclass
@@ -26,8 +37,8 @@ class UpgradeReport:
     altered_tables: list[str] = field(default_factory=list)
     added_columns: dict[str, list[str]] = field(default_factory=dict)
     buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
-    unmapped_logic_types: list[tuple[object, int]] = field(default_factory=list)
-    duplicate_trade_ids: list[tuple[object, int]] = field(default_factory=list)
+    attribution: AttributionReport | None = None  # None: no row was attributed (an upgrade from version 1)
+    reindexed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -60,7 +71,7 @@ def initialise(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def upgrade(conn: sqlite3.Connection, path: object, mapping: Mapping[str, str], default: str) -> UpgradeReport:
+def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules) -> UpgradeReport:
     """Upgrade the file behind `conn` (autocommit, not in a transaction) in one transaction."""
     report = UpgradeReport(from_version=file_version(conn, path))
     if not report.changed:
@@ -72,8 +83,10 @@ def upgrade(conn: sqlite3.Connection, path: object, mapping: Mapping[str, str], 
         try:
             # Another process may have upgraded the file between our first look and the write lock.
             report.from_version = file_version(conn, path)
-            if report.changed:
-                _upgrade_in_transaction(conn, report, mapping, default)
+            if report.changed and report.from_version >= 1:
+                _reindex(conn, report)
+            elif report.changed:
+                _upgrade_in_transaction(conn, report, rules)
             fault.point("before_commit")
             conn.execute("COMMIT")
         except BaseException:
@@ -85,12 +98,21 @@ def upgrade(conn: sqlite3.Connection, path: object, mapping: Mapping[str, str], 
     return report
 
 
-def _upgrade_in_transaction(
-    conn: sqlite3.Connection, report: UpgradeReport, mapping: Mapping[str, str], default: str
-) -> None:
-    present = attribution.build_owners(conn, "main", mapping, default)
-    report.unmapped_logic_types = attribution.unmapped_logic_types(conn, "main", default)
-    report.duplicate_trade_ids = attribution.duplicate_trade_ids(conn, "main")
+def _reindex(conn: sqlite3.Connection, report: UpgradeReport) -> None:
+    """Version 1 -> 2: the close-time index gets the two-band key; no row changes."""
+    conn.execute(f"DROP INDEX IF EXISTS main.{CLOSE_INDEX}")
+    for table in TABLES:
+        for sql in index_sql(table):
+            conn.execute(sql)
+    report.reindexed.append(CLOSE_INDEX)
+    conn.execute("ANALYZE")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _upgrade_in_transaction(conn: sqlite3.Connection, report: UpgradeReport, rules: AttributionRules) -> None:
+    default = rules.default_plugin_id
+    present = attribution.build_owners(conn, "main", rules)
+    report.attribution = attribution_report(conn, "main", rules, present)
     for table in TABLES:
         if table.name in present:
             report.buckets[table.name] = attribution.count_buckets(conn, "main", table.name)

@@ -8,7 +8,9 @@ up, each isolated plugin's copies equal their source rows (through the copy ledg
 totals too), the mapping recorded by split is the current one, and configs agree with the files on disk.
 
 A legacy shared file (version 0, never migrated) is reported as a warning: split leaves it as it is.
-Dangling references in the shared file are warnings too (legacy data is kept as the bot left it).
+Dangling references in the shared file are warnings too (legacy data is kept as the bot left it), and so are
+an attribution that leaves more than half of the trades with the default id (the detail says which rules
+decided the trades and which values no mapping covers) and trade_ids with several closed rows.
 
 examples:
   python -m zepix_store.verify
@@ -30,6 +32,7 @@ from typing import Any
 
 from . import attribution
 from . import copy_ledger as cl
+from .attribution_report import AttributionReport, attribution_report, show_value
 from ._output import print_json, print_table
 from .cli import command_main
 from .config import StoreConfig, load_config
@@ -220,8 +223,11 @@ def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyR
     try:
         # One snapshot: the bot may commit between the attribution and the counts of the same table.
         with translated_errors(path), read_snapshot(conn):
-            present = attribution.build_owners(conn, "src", config.mapping, config.default_plugin_id)
+            present = attribution.build_owners(conn, "src", config.rules)
             _run(report, "buckets", lambda: _buckets(conn, present))
+            rules = attribution_report(conn, "src", config.rules, present)
+        report.add("attribution:rules", *_rules(rules))
+        report.add("duplicates", *_duplicates(rules))
     except StoreError as exc:  # a damaged page: already named by the integrity check; report, do not crash
         report.add("buckets", FAIL, f"could not attribute the rows: {exc}")
         return None
@@ -235,6 +241,28 @@ def _buckets(conn: sqlite3.Connection, present: dict[str, set[str]]) -> tuple[st
         if b.bucket_total != b.source_rows:
             wrong.append(f"{name}: buckets hold {b.bucket_total} rows, the table {b.source_rows}")
     return (FAIL, "; ".join(wrong)) if wrong else (OK, f"every row of {len(present)} tables in exactly one bucket")
+
+
+def _rules(rules: AttributionReport) -> tuple[str, str]:
+    """Warn when the default id keeps more than half of the trades: the mapping misses the history's values."""
+    detail = rules.summary()
+    if not rules.mostly_unattributed or not rules.trades:
+        return OK, detail
+    top = "; ".join(f"{column}: " + ", ".join(f"{show_value(v.value)} x{v.kept:,}" for v in values[:5] if v.kept)
+                    for column, values in rules.unmapped.items() if any(v.kept for v in values))
+    return WARN, (f"{rules.unattributed:,} of {rules.trades:,} trades ({100 * rules.unattributed / rules.trades:.0f}%) "
+                  f"stay with {rules.default_plugin_id}: check store.yaml's mapping and mapping_columns. {detail}"
+                  + (f"; values kept there: {top}" if top else ""))
+
+
+def _duplicates(rules: AttributionReport) -> tuple[str, str]:
+    superseded = f"{rules.superseded_snapshots:,} open snapshots superseded by a later row (not open positions)"
+    if not rules.conflicts_total:
+        return OK, superseded + "; no trade_id with several closed rows"
+    shown = ", ".join(f"{c.plugin_id} {show_value(c.trade_id)} x{c.rows}" for c in rules.conflicts[:5])
+    more = rules.conflicts_total - min(5, len(rules.conflicts))
+    return WARN, (f"{rules.conflicts_total:,} trade_ids with several closed rows (kept as they are): {shown}"
+                  + (f", ... and {more:,} more" if more > 0 else "") + f"; {superseded}")
 
 
 # --- isolated files ---------------------------------------------------------------------------------------
@@ -260,7 +288,7 @@ def _check_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, p
 
 def _mapping(conn: sqlite3.Connection, config: StoreConfig) -> tuple[str, str]:
     recorded = cl.recorded_mapping(conn, "dst")
-    current = cl.mapping_record(config.mapping, config.default_plugin_id)
+    current = cl.mapping_record(config.mapping, config.default_plugin_id, config.mapping_columns)
     if recorded is None:
         return SKIP, "no split has written this file"
     if recorded != current:

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from zepix_store.legacy_data import build_legacy_db
+from zepix_store.schema import SCHEMA_VERSION
 
 from ..conftest import Project, hold_write_lock
 from .cli_support import (
@@ -298,7 +299,7 @@ def test_migrate_and_split_beside_a_foreign_write_lock(tmp_path: Path, template:
     assert holder.returncode == 0
     assert waited.rc == 0, waited.stderr
     assert took > 1.5, took  # it cannot have finished while the holder still had the lock
-    assert read_sql(project.shared_db, "PRAGMA user_version") == [(1,)]
+    assert read_sql(project.shared_db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     figures("C2 foreign write lock (CLI)", f"30 s holder: migrate gave up after {gave_up:.1f} s with exit 4 "
             f"'locked by another process: <path>', nothing written, no backup; split beside it exit 0 in "
             f"{split_took:.1f} s, shared file unchanged; 2 s holder: migrate waited and finished ({took:.1f} s, "

@@ -143,7 +143,7 @@ def test_migrate_conserves_every_row_with_its_owner(runs: Runs, figures) -> None
         expected = Counter(migrate_owner(o) for o in runs.owners[table].values())
         assert in_file == dict(expected), table
     assert (total["missing"], total["extra"], total["mismatched"]) == (0, 0, 0), total
-    unmapped = _assert_unmapped_listed(runs, {d["logic_type"]: d["count"] for d in doc["unmapped_logic_types"]})
+    unmapped = _assert_unmapped_listed(runs, doc)
     per_plugin = Counter(migrate_owner(o) for o in runs.owners["trades"].values())
     figures("F2 conservation diff", f"migrate: tables 10; rows compared {compared:,} by rowid and typed row hash; "
             f"missing/extra/mismatch 0/0/0 (owner included); trades per plugin {dict(sorted(per_plugin.items()))}; "
@@ -151,14 +151,18 @@ def test_migrate_conserves_every_row_with_its_owner(runs: Runs, figures) -> None
 
 
 def _expected_unmapped(runs: Runs) -> dict[object, int]:
+    """logic_type values of the trades no mapping column decided (SPEC 5: logic_type, then strategy)."""
     cols, src = rows(runs.source, "trades")
-    at = cols.index("logic_type")
-    return dict(Counter(r[at] for r in src.values() if not (isinstance(r[at], str) and r[at] in MAPPING)))
+    at, by = cols.index("logic_type"), cols.index("strategy")
+    return dict(Counter(r[at] for r in src.values()
+                        if not any(isinstance(r[i], str) and r[i] in MAPPING for i in (at, by))))
 
 
-def _assert_unmapped_listed(runs: Runs, reported: dict[object, int]) -> int:
+def _assert_unmapped_listed(runs: Runs, doc: dict[str, Any]) -> int:
     expected = _expected_unmapped(runs)
-    assert reported == expected
+    listed = doc["attribution"]["unmapped"]["logic_type"]
+    assert {d["value"]: d["trades"] for d in listed} == expected
+    assert doc["attribution"]["unmapped_distinct"]["logic_type"] == len(expected)
     assert {None, "", "logic1", " LOGIC1", "LOGIC1 ", "COMBINEDLOGIC-1", "combinedlogic-9"} <= set(expected)
     return len(expected)
 
@@ -208,7 +212,7 @@ def test_split_conserves_every_row_once_per_owner(runs: Runs, figures) -> None:
         copied = {p: doc["plugins"][p]["tables"][table]["copied"] for p in ISOLATED}
         assert copied == {p: sum(p in o for o in owners.values()) for p in ISOLATED}, table
     assert (total["missing"], total["extra"], total["mismatched"]) == (0, 0, 0), total
-    unmapped = _assert_unmapped_listed(runs, {v: n for v, n in doc["unmapped_logic_types"]})
+    unmapped = _assert_unmapped_listed(runs, doc)
     per_plugin = {p: doc["plugins"][p]["tables"]["trades"]["copied"] for p in ISOLATED}
     figures("F2 conservation diff", f"split: tables 10 x {len(ISOLATED)} plugins; copies compared {copies:,} through "
             f"the ledger by source rowid and typed row hash; missing/extra/mismatch 0/0/0; source rows = per-plugin "
@@ -230,13 +234,30 @@ def _orphans(runs: Runs, table: str) -> int:
 # --- F3: duplicates, shared lineage, orphans ---------------------------------------------------------------------
 
 
+def _duplicates_by_owner(runs: Runs) -> tuple[int, dict[tuple[str, object], int]]:
+    """(open rows with a later row of their owner's trade_id, trade_ids left with several rows besides those)."""
+    cols, src = rows(runs.source, "trades")
+    tid, status = cols.index("trade_id"), cols.index("status")
+    groups: dict[tuple[str, object], list[int]] = {}
+    for rowid, row in src.items():
+        if row[tid] is not None:
+            groups.setdefault((next(iter(runs.owners["trades"][rowid])), row[tid]), []).append(rowid)
+    superseded = {r for g in groups.values() for r in g if src[r][status] == "open" and r < max(g)}
+    conflicts = {k: len(g) for k, g in groups.items() if len(set(g) - superseded) > 1}
+    return len(superseded), conflicts
+
+
 def test_duplicates_shared_lineage_and_orphans_are_kept_and_reported(runs: Runs, figures) -> None:
     cols, src = rows(runs.source, "trades")
     ids = Counter(r[cols.index("trade_id")] for r in src.values() if r[cols.index("trade_id")] is not None)
     dups = {k: n for k, n in ids.items() if n > 1}
     assert {"E-DUP-1", "E-XPLUG-1"} <= set(dups)
-    assert {d["trade_id"]: d["count"] for d in runs.migrate_doc["duplicate_trade_ids"]} == dups
-    assert {v: n for v, n in runs.split_doc["duplicate_trade_ids"]} == dups
+    superseded, conflicts = _duplicates_by_owner(runs)
+    assert superseded >= 1  # E-DUP-1, saved open and then closed by one owner; E-XPLUG-1 has two owners
+    for doc in (runs.migrate_doc, runs.split_doc):  # SPEC 4: superseded snapshots counted apart from conflicts
+        report = doc["attribution"]
+        assert (report["superseded_snapshots"], report["conflicts_total"]) == (superseded, len(conflicts))
+        assert {(c["plugin_id"], c["trade_id"]): c["rows"] for c in report["conflicts"]} == conflicts
     migrated = Counter(t for (t,) in read_sql(runs.migrated.shared_db, "SELECT trade_id FROM trades"))
     assert all(migrated[k] == n for k, n in dups.items())  # no REPLACE dedup
     group = runs.split.isolated_db(ISOLATED[0])

@@ -41,7 +41,7 @@ from zepix_store.config import (
     validate_plugin_id,
 )
 from zepix_store.registry import Store
-from zepix_store.schema import TABLES
+from zepix_store.schema import SCHEMA_VERSION, TABLES
 
 from ..conftest import Project, query
 from .conftest import REPO, byte_checksum, listing, run_python, schema_checksum
@@ -826,9 +826,9 @@ async def test_wrong_kind_of_file_is_refused_unchanged(project: Project, tmp_pat
                 await store.for_plugin(REAL).get_statistics()
             assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     if expected is None:  # a zero-byte file is an empty SQLite database: it becomes a new, empty store
-        assert query(path, "PRAGMA user_version") == [(1,)]
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert query(path, "SELECT count(*) FROM trades") == [(0,)]
-        figures("D1 wrong kinds (library)", f"{kind}: initialised as an empty store (user_version 1)")
+        figures("D1 wrong kinds (library)", f"{kind}: initialised as an empty store (user_version {SCHEMA_VERSION})")
         return
     assert listing(project.root) == before, "something was created or changed"
     if fingerprint is not None:
