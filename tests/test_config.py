@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -132,6 +133,7 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
     assert config.backup_dir == root / "data" / "backups"
     assert config.plugins_dir == configs / "plugins"
     assert config.default_plugin_id == "legacy"
+    assert config.mapping_columns == ("logic_type", "strategy") and config.timezone == "local"
     assert config.mapping == {
         "combinedlogic-1": "v3-logic-01-5min",
         "combinedlogic-2": "v3-logic-02-15min",
@@ -561,6 +563,59 @@ def test_malformed_store_yaml_is_rejected(tmp_path: Path, breakage: Mutation, pa
     configs = make_project(tmp_path)
     breakage(configs)
     expect_error(configs, "store.yaml: ", *parts)
+
+
+ATTRIBUTION_CASES = [
+    pytest.param("mapping_columns: logic_type", ["mapping_columns: must be a list of trades columns", "str"],
+                 id="columns-not-a-list"),
+    pytest.param("mapping_columns: []", ["mapping_columns: must be a list of trades columns"], id="columns-empty"),
+    pytest.param("mapping_columns: [logic_type, logic]", ["mapping_columns[1]: 'logic' is not a column of the trades"],
+                 id="columns-unknown"),
+    pytest.param("mapping_columns: [plugin_id]", ["mapping_columns[0]: 'plugin_id' is not a column of the trades"],
+                 id="columns-plugin-id"),
+    pytest.param("mapping_columns: [strategy, strategy]", ["mapping_columns[1]: 'strategy' is listed twice"],
+                 id="columns-twice"),
+    pytest.param("mapping_columns: [strategy, 3]", ["mapping_columns[1]: value must be a string, got int 3"],
+                 id="columns-int"),
+    pytest.param("timezone: Mars/Olympus_Mons", ["timezone: unknown time zone 'Mars/Olympus_Mons'"], id="zone-unknown"),
+    pytest.param("timezone: ../../etc/passwd", ["timezone: unknown time zone"], id="zone-path"),
+    pytest.param("timezone: 5", ["timezone: value must be a string, got int 5"], id="zone-int"),
+    pytest.param("timezone:", ["timezone: value must be a string, got nothing"], id="zone-null"),
+]
+
+
+def set_store_key(configs: Path, key: str, line: str) -> None:
+    drop_store_key(configs, key)
+    replace_in_store(configs, "mapping:", f"{line}\nmapping:")
+
+
+@pytest.mark.parametrize(("line", "parts"), ATTRIBUTION_CASES)
+def test_bad_mapping_columns_or_timezone_is_rejected(tmp_path: Path, line: str, parts: list[str]) -> None:
+    configs = make_project(tmp_path)
+    set_store_key(configs, line.split(":")[0], line)
+    expect_error(configs, "store.yaml: ", *parts)
+
+
+def test_mapping_columns_and_timezone_default_when_absent(tmp_path: Path) -> None:
+    configs = make_project(tmp_path)
+    assert "mapping_columns:" in (configs / "store.yaml").read_text()  # the shipped file names both
+    drop_store_key(configs, "mapping_columns")
+    drop_store_key(configs, "timezone")
+    config = load_config(configs)
+    assert (config.mapping_columns, config.timezone) == (("logic_type", "strategy"), "local")
+    assert config.rules.mapping_columns == ("logic_type", "strategy") and config.rules.mapping == config.mapping
+    assert config.rules.default_plugin_id == "legacy"
+
+
+@pytest.mark.parametrize(("name", "offset_hours"), [("UTC", 0), ("America/Bogota", -5), ("Asia/Kolkata", 5.5)])
+def test_timezone_names_a_zone(tmp_path: Path, name: str, offset_hours: float) -> None:
+    configs = make_project(tmp_path)
+    set_store_key(configs, "timezone", f"timezone: {name}")
+    set_store_key(configs, "mapping_columns", "mapping_columns: [strategy]")
+    config = load_config(configs)
+    assert config.timezone == name and config.mapping_columns == ("strategy",)
+    offset = datetime.datetime(2025, 1, 15, tzinfo=config.zone).utcoffset()
+    assert offset == datetime.timedelta(hours=offset_hours)
 
 
 @pytest.mark.parametrize("key", ["data_dir", "shared_db", "backup_dir", "plugins_dir", "default_plugin_id", "mapping"])

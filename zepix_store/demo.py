@@ -1,7 +1,10 @@
 """Build a realistic legacy trading_bot.db in a scratch folder, then run migrate, split, verify and stats there.
 
-Never touches your own data/: everything lives in --dir (default: a new temporary folder), which must be
-empty or absent. The legacy file is seeded, so two runs with the same --seed and --trades are identical.
+The history is shaped like the real bot's (strategy carrying the logic, dual orders, re-entries and recoveries
+on their chains, open snapshots superseded by closed rows, naive local timestamps), after the edge cases
+every report must handle. Never touches your own data/: everything lives in --dir (default: a new temporary
+folder), which must be empty or absent. The legacy file is seeded, so two runs with the same --seed and
+--trades in the same hour are identical.
 
 examples:
   python -m zepix_store.demo
@@ -22,6 +25,7 @@ from typing import Any
 
 from . import legacy_data
 from ._output import print_json
+from ._sample.bot_history import build_bot_history
 from .cli import command_main
 from .errors import ConfigError
 
@@ -42,6 +46,8 @@ shared_db: data/trading_bot.db
 backup_dir: data/backups
 plugins_dir: configs/plugins
 default_plugin_id: legacy
+mapping_columns: [logic_type, strategy]
+timezone: local
 mapping:
 """
 
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     root = _scratch_dir(args.dir)
     configs = write_project(root)
     shared = root / "data" / "trading_bot.db"
-    summary = legacy_data.build_legacy_db(shared, trades=args.trades, seed=args.seed)
+    summary = build_bot_history(shared, trades=args.trades, seed=args.seed)
     say(f"\n== 1. legacy database: {shared} ({sum(summary.rows.values()):,} rows in {len(summary.rows)} tables)")
     common = ["--config", str(configs)] + (["-q"] if args.quiet or args.json else [])
     document: dict[str, Any] = {"dir": str(root), "configs": str(configs), "legacy_db": str(shared),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .timefmt import LOCAL, resolve_zone
 
-__all__ = ["LEGACY_SCHEMA", "MAPPING", "LegacySummary", "build_legacy_db", "write_wal_only_trades"]
+__all__ = ["LEGACY_SCHEMA", "MAPPING", "LegacySummary", "build_legacy_db", "edge_rows", "write_wal_only_trades"]
 
 _LEGACY_TABLES_SQL = """\
 CREATE TABLE trades (
@@ -167,6 +167,11 @@ def build_legacy_db(
         _remove_partial(target)
         raise
     return LegacySummary(rows=rows, path=target, seed=seed, trades=rows.get("trades", 0))
+
+
+def edge_rows(now: datetime | None = None, zone: str = LOCAL) -> dict[str, list[dict[str, object]]]:
+    """The fixed edge-case rows of every table (trade ids from 1), as build_legacy_db writes them first."""
+    return _edge_rows(_reference_time(now), _wall_clock(resolve_zone(zone)))
 
 
 def _reference_time(now: datetime | None) -> datetime:
