@@ -107,7 +107,8 @@ def test_day_bounds_are_midnights_of_the_zone() -> None:
 def test_zone_names() -> None:
     assert timefmt.resolve_zone("UTC") is UTC
     assert timefmt.resolve_zone("America/Bogota") == BOGOTA
-    assert timefmt.resolve_zone("local").utcoffset(datetime(2025, 1, 1)) == datetime(2025, 1, 1).astimezone().utcoffset()
+    local = timefmt.resolve_zone("local")
+    assert local.utcoffset(datetime(2025, 1, 1)) == datetime(2025, 1, 1).astimezone().utcoffset()
     for bad in ("Mars/Base", "../etc/passwd", ""):
         with pytest.raises(ValueError, match="unknown time zone"):
             timefmt.resolve_zone(bad)

@@ -127,8 +127,13 @@ def _display_path(path: str, config: StoreConfig) -> str:
         return path
 
 
+def _label(stats: PluginStats) -> str:
+    """The plugin column: the default id's row says that no plugin owns its trades."""
+    return stats.plugin_id if stats.attributed else f"{stats.plugin_id} (not attributed)"
+
+
 def _print_table(report: StatsReport, config: StoreConfig) -> None:
-    rows = [[s.plugin_id + ("" if s.attributed else " (not attributed)"), s.total_trades, s.winning_trades, s.losing_trades, s.win_rate, s.total_pnl, s.avg_pnl,
+    rows = [[_label(s), s.total_trades, s.winning_trades, s.losing_trades, s.win_rate, s.total_pnl, s.avg_pnl,
              s.best_trade, s.worst_trade, s.profit_factor, s.max_drawdown,
              _display_path(s.database, config) + SOURCE_NOTES.get(s.source, "")] for s in report.plugins]
     print(_describe(report.window) + ":")
