@@ -47,7 +47,6 @@ from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
 CURVE_LIMIT = 10_000
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_WALL_KEY = re.compile(r"L\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 # (sql, *params) -> rows, with the plugin's id bound as the first parameter.
 Reader = Callable[..., Awaitable[list[Row]]]
@@ -149,9 +148,14 @@ class StatsReport:
 PRICED = NUMERIC_PNL
 
 
+def _plugin_rows(trades: str) -> str:
+    """FROM/WHERE of the plugin's trade rows: `plugin_id = ?1` is the statement's first parameter."""
+    return f"FROM {trades} WHERE plugin_id = ?1"
+
+
 def _closed_filter(trades: str, window: str) -> str:
-    """FROM/WHERE of the plugin's closed trades: `plugin_id = ?1` is the statement's first parameter."""
-    return f"FROM {trades} WHERE plugin_id = ?1 AND status = 'closed'{window}"
+    """FROM/WHERE of the plugin's closed trades (in the window)."""
+    return f"{_plugin_rows(trades)} AND status = 'closed'{window}"
 
 
 def _stats_sql(trades: str, window: str) -> str:
@@ -186,7 +190,7 @@ def _open_sql(trades: str) -> str:
     if trades == "trades":
         return f"SELECT count(*) AS open_trades FROM trades WHERE plugin_id = ?1 AND {OPEN_POSITION_SQL}"
     return ("SELECT count(*) AS open_trades FROM (SELECT status, trade_id, row_number() OVER (PARTITION BY "
-            f"trade_id ORDER BY id DESC) AS newest FROM {trades} WHERE plugin_id = ?1) "
+            f"trade_id ORDER BY id DESC) AS newest {_plugin_rows(trades)}) "
             "WHERE status = 'open' AND (trade_id IS NULL OR newest = 1)")
 
 
@@ -194,11 +198,14 @@ async def _shifts(source: TradeSource, window: str, params: Sequence[str]) -> li
     """timefmt.zone_shifts() over the wall-clock range of the plugin's naive local close times in the window."""
     band = f"{_closed_filter(source.trades, window)} AND {CLOSE_KEY_SQL} >= 'L' AND {CLOSE_KEY_SQL} < 'M'"
     assert source.read is not None
-    ends = []
+    ends: list[datetime] = []
     for order in ("ASC", "DESC"):
-        rows = await source.read(f"SELECT {CLOSE_KEY_SQL} AS k {band} ORDER BY 1 {order} LIMIT 1", *params)
-        ends += [datetime.fromisoformat(str(r["k"])[1:20]) for r in rows if _WALL_KEY.match(str(r["k"]))]
-    return timefmt.zone_shifts(source.zone, *ends) if len(ends) == 2 else timefmt.zone_shifts(source.zone)
+        for row in await source.read(f"SELECT {CLOSE_KEY_SQL} AS k {band} ORDER BY 1 {order} LIMIT 1", *params):
+            try:
+                ends.append(datetime.fromisoformat(str(row["k"])[1:]))
+            except ValueError:
+                pass  # not a wall time datetime() can shift either: its t is NULL whatever the shifts
+    return timefmt.zone_shifts(source.zone, min(ends), max(ends)) if ends else timefmt.zone_shifts(source.zone)
 
 
 # Equity starts at 0, so a first losing trade is already a drawdown.
@@ -328,7 +335,7 @@ async def collect_stats(
 async def _holds_trades(source: TradeSource) -> bool:
     if source.read is None:
         return False
-    return bool(await source.read(f"SELECT 1 AS found FROM {source.trades} WHERE plugin_id = ?1 LIMIT 1"))
+    return bool(await source.read(f"SELECT 1 AS found {_plugin_rows(source.trades)} LIMIT 1"))
 
 
 class _Sources:

@@ -187,7 +187,7 @@ ALLOW = {
     ("plugin_store", "_save_trade_batch", "shape"): "columns checked against the trades columns by rows.check_row",
     ("upgrade", "_rebuild", "extra"): "the file's own extra columns, quoted as identifiers by _extra_columns",
     ("upgrade", "_rebuild", "kept_indexes"): "the file's own CREATE INDEX statements, re-run after the rebuild",
-    ("stats", "_closed_filter", "trades"): "TradeSource.trades: 'trades' or _legacy_trades(), built from constants",
+    ("stats", "_plugin_rows", "trades"): "TradeSource.trades: 'trades' or _legacy_trades(), built from constants",
     ("legacy_data", "_insert_rows", "columns"): "the columns of the fixture's own tables, made from LEGACY_SCHEMA",
     ("bench_reads", "_alternate", "scan"): "a statement PluginStore itself sent (captured_sql), NOT INDEXED added",
 }
