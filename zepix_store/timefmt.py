@@ -97,7 +97,8 @@ def instant(value: object, zone: tzinfo) -> datetime | None:
         if _STORE_FORM.fullmatch(value):
             return datetime.strptime(value, STORE_FORMAT).replace(tzinfo=UTC)
         if _WITH_ZONE.search(value):
-            return datetime.fromisoformat(value).astimezone(UTC)
+            aware = value[:-1] + "+00:00" if value[-1] in "Zz" else value  # SQLite takes a lower-case z too
+            return datetime.fromisoformat(aware).astimezone(UTC)
         if _DATE_ONLY.fullmatch(value):
             return to_utc(datetime.combine(date.fromisoformat(value), time()), zone)
         if _DATED.match(value):
