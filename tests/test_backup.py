@@ -22,14 +22,16 @@ from typing import Any
 
 import pytest
 
+from zepix_store.schema import SCHEMA_VERSION
 from zepix_store import upgrade
+from zepix_store.backup_identity import IDENTITY_TABLE
 from zepix_store.db import connect_sync, transaction
 from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
 
 from .conftest import REPO, Project, copy_database
 
 CI = os.environ.get("CI") == "true"
-BACKUP_NAME = re.compile(r"trading_bot-\d{8}T\d{12}Z(-[a-z-]+)?\.db")
+BACKUP_NAME = re.compile(r"trading_bot\.db-shared-v\d+-\d{8}T\d{12}Z(-[a-z-]+)?\.db")
 
 
 # --- shared helpers -----------------------------------------------------------------------------------------------
@@ -79,8 +81,10 @@ def _reader(path: Path) -> sqlite3.Connection:
 
 
 def user_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables holding data; not a backup's own record of what it is a backup of (restore drops it)."""
     return [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> ? "
+        "ORDER BY name", (IDENTITY_TABLE,))]
 
 
 def table_columns(path: Path) -> dict[str, list[str]]:
@@ -239,7 +243,7 @@ def test_backup_of_one_plugin_and_of_all_files(project: Project, legacy_small: P
     done = run_cli("backup", "--plugin", "v6-logic-01-1min", config=project.configs)
     assert done.returncode == 0, done.stderr
     (path,) = done.stdout.split()
-    assert Path(path).name.startswith(one.stem + "-")
+    assert Path(path).name.startswith(one.name + f"-isolated-v{SCHEMA_VERSION}-")
     assert scalar(Path(path), "SELECT value FROM system_state") == one.name
 
     done = run_cli("backup", "--all", "--json", config=project.configs)
@@ -265,7 +269,7 @@ def test_keep_deletes_only_older_plain_backups_of_that_source(project: Project, 
     for _ in range(4):
         done = run_cli("backup", "--keep", "2", config=project.configs)
         assert done.returncode == 0, done.stderr
-        made.append(done.stdout.strip())
+        made.append(done.stdout.splitlines()[0])  # then a `deleted <path>` line per backup rotated out
 
     remaining = {str(p) for p in final_backups(backup_dir)}
     assert set(made[-2:]) <= remaining and not set(made[:2]) & remaining
@@ -329,7 +333,7 @@ def test_a_running_backup_keeps_its_tmp(project: Project, legacy_small: Path) ->
     copy_database(legacy_small, project.shared_db)
     backup_dir = project.data / "backups"
     backup_dir.mkdir(mode=0o700)
-    live = backup_dir / "trading_bot-20990101T000000000000Z.db.tmp"
+    live = backup_dir / "trading_bot.db-shared-v0-20990101T000000000000Z.db.tmp"
     holder = subprocess.Popen(
         [sys.executable, "-c", LOCKER, str(live)],
         stdout=subprocess.PIPE, text=True)
@@ -377,8 +381,8 @@ def test_modes_stay_owner_only_under_umask_022(project: Project, legacy_small: P
     backed = run_cli("backup", config=project.configs, umask=0o022)
     assert backed.returncode == 0, backed.stderr
     new_target = project.data / "restored" / "copy.db"
-    restored = run_cli("restore", backed.stdout.strip(), "--target", str(new_target), config=project.configs,
-                       umask=0o022)
+    restored = run_cli("restore", backed.stdout.strip(), "--target", str(new_target), "--force",
+                       config=project.configs, umask=0o022)  # a scratch copy: another file than its source
     assert restored.returncode == 0, restored.stderr
     again = run_cli("restore", backed.stdout.strip(), config=project.configs, umask=0o022)
     assert again.returncode == 0, again.stderr

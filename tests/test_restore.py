@@ -157,13 +157,13 @@ def test_restore_into_a_new_file_and_into_a_plugin_file(project: Project, legacy
     backup = backup_of(project)
 
     target = project.data / "scratch" / "copy.db"
-    doc = cli_json("restore", project, str(backup), "--target", str(target))
+    doc = cli_json("restore", project, str(backup), "--target", str(target), "--force")  # not its own file
     assert doc["kept"] is None and mode(target) == 0o600 and mode(target.parent) == 0o700
     assert logical_checksum(target) == logical_checksum(backup)
     assert sorted(os.listdir(target.parent)) == ["copy.db"]
 
     project.set_use_shared("v6-logic-02-5min", False)
-    doc = cli_json("restore", project, str(backup), "--plugin", "v6-logic-02-5min")
+    doc = cli_json("restore", project, str(backup), "--plugin", "v6-logic-02-5min", "--force")
     assert doc["target"] == str(project.isolated_db("v6-logic-02-5min"))
     assert logical_checksum(project.isolated_db("v6-logic-02-5min")) == logical_checksum(backup)
 

@@ -101,15 +101,16 @@ def expected(trades: Sequence[Mapping[str, object]], since: str | None = None,
         "total_pnl": float(sum(pnls)), "avg_pnl": sum(pnls) / len(pnls) if pnls else None,
         "best_trade": max(pnls, default=None), "worst_trade": min(pnls, default=None),
         "gross_profit": float(gp), "gross_loss": float(gl),
-        "profit_factor": gp / gl if gl else ("inf" if gp else None),
+        "profit_factor": gp / gl if gl else None,  # no loss: JSON has no infinity (the table says "inf")
         "max_drawdown": drawdown,
     }
 
 
 def assert_figures(got: Mapping[str, Any], want: Mapping[str, Any]) -> None:
+    """`got` from --json: money and win% rounded to cents, profit factor to 4 places."""
     for key, value in want.items():
         if isinstance(value, float):
-            assert got[key] == pytest.approx(value), key
+            assert got[key] == round(value, 4 if key == "profit_factor" else 2), key
         else:
             assert got[key] == value, key
 
@@ -152,7 +153,7 @@ def test_figures_equal_an_independent_computation(history: Project) -> None:
                             "total_pnl": 65.0, "avg_pnl": 6.5, "best_trade": 70.0, "worst_trade": -50.0,
                             "profit_factor": 1.65, "max_drawdown": 50.0, "win_rate": 50.0})
     assert_figures(got[L], {"profit_factor": 0.0, "win_rate": 0.0, "max_drawdown": 12.5, "total_pnl": -12.5})
-    assert_figures(got[P], {"profit_factor": "inf", "win_rate": 100.0, "max_drawdown": 0.0, "total_pnl": 7.0})
+    assert_figures(got[P], {"profit_factor": None, "win_rate": 100.0, "max_drawdown": 0.0, "total_pnl": 7.0})
     assert_figures(got[G1], {"total_trades": 1, "total_pnl": 1.0})
     assert_figures(got[G2], {"total_trades": 1, "total_pnl": -2.0, "max_drawdown": 2.0})
 
@@ -192,7 +193,8 @@ def test_since_until_window(history: Project, args: tuple[str, ...], since: str 
     done = run_stats(history, "--json", "--plugin", W, *args)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["window"] == {"since": since, "before": before, "days": None}
+    until = (datetime.strptime(before, FMT) - timedelta(seconds=1)).strftime(FMT) if before else None
+    assert doc["window"] == {"since": since, "until": until, "days": None}  # --until's last second, inclusive
     want = expected(HISTORY[W], since, before)
     assert want["total_trades"] == trades
     assert_figures(doc["plugins"][0], want)
@@ -228,8 +230,8 @@ def test_table_has_one_aligned_row_per_plugin(history: Project) -> None:
     assert empty[11:] == ["data/zepix_v6_logic_04_1h.db", "(no", "file", "yet)"]
     assert rows[ALL.index(P)].split()[9] == "inf"
     notes = lines[3 + len(ALL):]
-    assert notes == [f"note: {W}: 1 closed trade(s) with a pnl that is not a number (counted as trades, left out "
-                     "of PnL, win%, PF and max DD)"]
+    assert notes == [f"note: {W}: 1 closed trade(s) with a pnl that is NULL, not a number or not finite (counted "
+                     "as trades, left out of PnL, win%, PF and max DD)"]
 
 
 def test_csv_parses_and_matches_json(history: Project) -> None:
@@ -238,7 +240,7 @@ def test_csv_parses_and_matches_json(history: Project) -> None:
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert [r["plugin_id"] for r in rows] == ALL
     by_id = {r["plugin_id"]: r for r in rows}
-    assert by_id[P]["profit_factor"] == "inf"
+    assert by_id[P]["profit_factor"] == ""  # no loss: no number (never the text "inf")
     assert by_id[E]["profit_factor"] == "" and by_id[E]["total_trades"] == "0"
     got = stats_json(history)
     for plugin_id in ALL:

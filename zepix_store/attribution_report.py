@@ -27,6 +27,7 @@ from .attribution import (
     link_table,
     mapping_rule,
 )
+from ._output import show_value, value_counts
 from .schema import TRADES
 
 LIST_LIMIT = 20  # ambiguous trades, conflicts and unmapped values listed per report (the rest counted)
@@ -103,9 +104,10 @@ class AttributionReport:
             out.append(f"columns the file lacks (rules skipped): {', '.join(self.missing_columns)}")
         for column, values in self.unmapped.items():
             more = self.unmapped_distinct[column] - len(values)
-            shown = ", ".join(f"{show_value(v.value)} x{v.trades:,} ({v.kept:,} kept)" for v in values)
-            out.append(f"unmapped {column} values (trades no mapping decided; kept = left with "
-                       f"{self.default_plugin_id}): {shown}{_more(more, 'values')}")
+            kept = value_counts([(v.value, v.kept) for v in values if v.kept])
+            out.append(f"unmapped {column} values (trades no mapping decided): "
+                       f"{value_counts([(v.value, v.trades) for v in values])}{_more(more, 'values')}"
+                       + (f"; of those left with {self.default_plugin_id}: {kept}" if kept else ""))
         if self.ambiguous_total:
             shown = "; ".join(f"id {a.id} trade_id {show_value(a.trade_id)}: {a.link} {show_value(a.value)} -> "
                               f"{', '.join(a.plugins)}" for a in self.ambiguous)
@@ -120,17 +122,6 @@ class AttributionReport:
             out.append(f"several closed rows for one trade_id (kept; conflicts to look at): {self.conflicts_total:,}: "
                        f"{shown}{_more(self.conflicts_total - len(self.conflicts))}")
         return out
-
-
-def show_value(value: object) -> str:
-    """A legacy value in a report line: NULL, a quoted text (so '' and spaces show), a number as it is."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, bytes):
-        return f"X'{value.hex().upper()}'"
-    return str(value)
 
 
 def _more(count: int, noun: str = "") -> str:

@@ -5,14 +5,21 @@ fsynced and only then linked under its final name (link, not rename, so an exist
 overwritten): a partial backup never has a final name, and the `.tmp` of a killed run is removed by the next.
 The backup API reads one consistent snapshot, the committed content of the `-wal` included.
 
-Examples:
+Each backup knows what it is a backup of: its name is `<path>-<role>-v<schema version>-<UTC time>[-label].db`
+(path inside the data folder, `/` written as `~`; role shared, isolated or other), and the same facts plus the
+plugins routed to the file are recorded inside it (restore refuses to put it onto any other file).
+
+Prints the path of each backup made, one per line, then `deleted <path>` for each backup --keep removed.
+--keep counts only plain backups of the same file; labelled safety copies (pre-migrate, pre-merge, pre-prune,
+pre-restore, pre-upgrade) are never rotated.
+
+examples:
   zepix-store backup                       # the shared database
   zepix-store backup --plugin v6-logic-01-1min
   zepix-store backup --all --keep 7        # every database file; keep the 7 newest plain backups of each
   zepix-store backup --json
 
-Prints the path of each backup made, one per line (details go to stderr).
-Exit codes: 0 done, 2 bad input or config, 3 disk full or I/O error, 4 busy, 5 the source is corrupt.
+exit codes: 0 done, 2 bad input or config, 3 disk full or I/O error, 4 busy, 5 the source is corrupt.
 """
 
 from __future__ import annotations
@@ -35,21 +42,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import fault
+from .backup_identity import (
+    STAMP,
+    FileIdentity,
+    backup_name,
+    backups_pattern,
+    fallback_identity,
+    identity_of,
+    name_prefix,
+    write_identity,
+)
 from .config import StoreConfig, load_config
 from .db import quick_check, translated_errors
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreIOError
+from .progress import NO_PROGRESS, ProgressSink, file_growth
 from .readonly import open_reader
 
 log = logging.getLogger("zepix_store.backup")
 TMP_SUFFIX = ".tmp"
-_STAMP = r"\d{8}T\d{12}Z"
 _SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
-def backup_name(source: Path, label: str = "") -> str:
-    """`<stem>-<UTC stamp>[-label].db`: names sort by time within one source."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{source.stem}-{stamp}{'-' + label if label else ''}.db"
+def utc_stamp() -> str:
+    """The UTC time in backup names: names of one file sort by time."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def fsync_path(path: Path, directory: bool = False) -> None:
@@ -89,8 +105,11 @@ def table_count(conn: sqlite3.Connection, schema: str = "main") -> int:
 # --- temp files -------------------------------------------------------------------------------------------------
 
 
-def _tmp_pattern(source: Path) -> re.Pattern[str]:
-    return re.compile(re.escape(source.stem) + f"-{_STAMP}(-[a-z0-9-]+)?\\.db\\{TMP_SUFFIX}")
+def _tmp_pattern(identity: FileIdentity) -> re.Pattern[str]:
+    """`.tmp` names of this file's backups, also in the older `<stem>-<stamp>` form (left by an older version)."""
+    current = f"{re.escape(name_prefix(identity))}-v\\d+"
+    older = re.escape(Path(identity.path).stem)
+    return re.compile(f"(?:{current}|{older})-{STAMP}(-[a-z0-9-]+)?\\.db\\{TMP_SUFFIX}")
 
 
 def _remove_tmp(tmp: Path) -> None:
@@ -98,12 +117,12 @@ def _remove_tmp(tmp: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def clean_stale_tmp(backup_dir: Path, source: Path) -> list[Path]:
-    """Remove `.tmp` backups of `source` left by killed runs (a running backup holds its flock: kept)."""
+def clean_stale_tmp(backup_dir: Path, identity: FileIdentity) -> list[Path]:
+    """Remove `.tmp` backups of the file left by killed runs (a running backup holds its flock: kept)."""
     removed: list[Path] = []
     if not backup_dir.is_dir():
         return removed
-    pattern = _tmp_pattern(source)
+    pattern = _tmp_pattern(identity)
     for tmp in sorted(backup_dir.iterdir()):
         if not pattern.fullmatch(tmp.name):
             continue
@@ -142,19 +161,26 @@ def _locked_tmp(tmp: Path) -> Iterator[None]:
 
 
 def backup_connection(
-    src: sqlite3.Connection, source: Path, backup_dir: Path, label: str = "", *, check: bool = True
+    src: sqlite3.Connection, source: Path, backup_dir: Path, label: str = "", *, check: bool = True,
+    identity: FileIdentity | None = None, progress: ProgressSink = NO_PROGRESS,
 ) -> Path:
     """Back up the database open on `src` into `backup_dir`; return the verified backup's path.
 
-    `check=False` skips the integrity check (only to keep a copy of a file already known to be corrupt).
+    `identity` (backup_identity.identity_of) says what the file is; without it the backup records an unknown
+    role and restore asks for --force. `check=False` skips the integrity check (only to keep a copy of a file
+    already known to be corrupt).
     """
+    identity = identity or fallback_identity(source)
     with translated_errors(backup_dir):
         make_private_dir(backup_dir)
-        clean_stale_tmp(backup_dir, source)
-    final = backup_dir / backup_name(source, label)
-    tmp = final.with_name(final.name + TMP_SUFFIX)
+        clean_stale_tmp(backup_dir, identity)
+    stamp = utc_stamp()
+    version = int(src.execute("PRAGMA user_version").fetchone()[0])
+    tmp = backup_dir / (backup_name(identity, version, stamp, label) + TMP_SUFFIX)
     with translated_errors(tmp), _locked_tmp(tmp):
-        _copy_into(src, source, tmp, check)
+        facts = {"source": str(source), "label": label, "created_utc": stamp}
+        version = _copy_into(src, source, tmp, check, identity, facts, progress)
+        final = backup_dir / backup_name(identity, version, stamp, label)  # the version copied names it
         os.link(tmp, final)
         fault.point("after_backup_link")
         os.unlink(tmp)
@@ -162,18 +188,26 @@ def backup_connection(
     return final
 
 
-def _copy_into(src: sqlite3.Connection, source: Path, tmp: Path, check: bool) -> None:
+def _copy_into(src: sqlite3.Connection, source: Path, tmp: Path, check: bool, identity: FileIdentity,
+               facts: dict[str, str], progress: ProgressSink) -> int:
     """Copy, then fsync the copy and integrity-check it at once: the flush waits on the disk, the check on the CPU.
 
     SQLite's own journal and syncs on the copy are switched off: `tmp` is ours alone and gets no final name
     unless the copy, the fsync and the check all succeed, so they would only pay twice for the one fsync here.
+    Returns the schema version copied.
     """
     dst = sqlite3.connect(tmp, isolation_level=None)
     try:
         dst.execute("PRAGMA journal_mode = OFF")
         dst.execute("PRAGMA synchronous = OFF")
-        src.backup(dst)  # one step: a single consistent snapshot of the source, WAL content included
+        pages, page_size = (int(src.execute(f"PRAGMA {p}").fetchone()[0]) for p in ("page_count", "page_size"))
+        progress.start(f"backup {source.name}", pages * page_size, "bytes")
+        with file_growth(progress, tmp):
+            src.backup(dst)  # one step: a single consistent snapshot of the source, WAL content included
+        progress.done()
         fault.point("after_backup_copy")
+        version = int(dst.execute("PRAGMA user_version").fetchone()[0])
+        write_identity(dst, identity.with_version(version), facts)
         # The copied header says WAL; a backup is one self-contained file with no -wal beside it.
         dst.execute("PRAGMA journal_mode = DELETE")
         with _fsync_in_background(tmp):
@@ -186,6 +220,7 @@ def _copy_into(src: sqlite3.Connection, source: Path, tmp: Path, check: bool) ->
                                                f"probably corrupt (run verify): {exc}") from exc
     finally:
         dst.close()
+    return version
 
 
 @contextmanager
@@ -209,11 +244,12 @@ def _fsync_in_background(path: Path) -> Iterator[None]:
         raise errors[0]
 
 
-def backup_file(source: Path, backup_dir: Path, label: str = "") -> Path:
-    """Back up the database file `source` (opened read-only) into `backup_dir`."""
+def backup_file(source: Path, backup_dir: Path, label: str = "", *, identity: FileIdentity | None = None,
+                progress: ProgressSink = NO_PROGRESS) -> Path:
+    """Back up the database file `source` (opened read-only) into `backup_dir` (see backup_connection)."""
     src = open_reader(source)
     try:
-        return backup_connection(src, source, backup_dir, label)
+        return backup_connection(src, source, backup_dir, label, identity=identity, progress=progress)
     finally:
         src.close()
 
@@ -221,21 +257,23 @@ def backup_file(source: Path, backup_dir: Path, label: str = "") -> Path:
 # --- retention --------------------------------------------------------------------------------------------------
 
 
-def list_backups(backup_dir: Path, source: Path, label: str = "") -> list[Path]:
-    """The backups of `source` with exactly `label` ('' = plain `backup` runs), newest first."""
+def list_backups(backup_dir: Path, identity: FileIdentity, label: str | None = "") -> list[Path]:
+    """The backups of the file with exactly `label` ('' = plain `backup` runs, None = any), newest first.
+
+    Only names of the current form count: an older `<stem>-<stamp>.db` cannot tell two files named alike apart.
+    """
     if not backup_dir.is_dir():
         return []
-    suffix = f"-{re.escape(label)}" if label else ""
-    pattern = re.compile(re.escape(source.stem) + f"-({_STAMP}){suffix}\\.db")
+    pattern = backups_pattern(identity, label)
     found = [(m.group(1), p) for p in backup_dir.iterdir() if (m := pattern.fullmatch(p.name)) and p.is_file()]
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def prune_backups(backup_dir: Path, source: Path, keep: int) -> list[Path]:
-    """Delete all but the `keep` newest plain backups of `source`; labelled safety copies are never deleted."""
+def prune_backups(backup_dir: Path, identity: FileIdentity, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest plain backups of the file; labelled safety copies are never deleted."""
     if keep < 1:
         raise ConfigError(f"--keep: must be at least 1, got {keep}")
-    old = list_backups(backup_dir, source)[keep:]
+    old = list_backups(backup_dir, identity)[keep:]
     for path in old:
         path.unlink(missing_ok=True)
     if old:
@@ -269,22 +307,24 @@ def backup_sources(config: StoreConfig, plugins: Sequence[str] = (), everything:
     return [config.shared_db]
 
 
-def back_up(source: Path, backup_dir: Path, keep: int | None = None) -> BackupResult:
+def back_up(source: Path, backup_dir: Path, keep: int | None = None, *, identity: FileIdentity | None = None,
+            progress: ProgressSink = NO_PROGRESS) -> BackupResult:
     """Back up one file, then apply the retention of `keep` (if given) to its plain backups."""
     if not source.exists() and not source.is_symlink():
         raise ConfigError(f"{source}: no such database file")
+    identity = identity or fallback_identity(source)
     started = time.monotonic()
     src = open_reader(source)
     try:
         if table_count(src) == 0:  # rotating real backups out for copies of nothing would lose them
             raise SchemaError(f"{source}: source has no tables (an empty file); nothing backed up")
-        path = backup_connection(src, source, backup_dir)
+        path = backup_connection(src, source, backup_dir, identity=identity, progress=progress)
     finally:
         src.close()
     result = BackupResult(source, path, path.stat().st_size, time.monotonic() - started)
     if keep is not None:
         with translated_errors(backup_dir):
-            result.deleted = prune_backups(backup_dir, source, keep)
+            result.deleted = prune_backups(backup_dir, identity, keep)
     return result
 
 
@@ -294,26 +334,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="back up this plugin's database file (repeatable)")
     which.add_argument("--all", action="store_true", help="back up the shared file and every plugin file")
     parser.add_argument("--keep", type=int, metavar="N",
-                        help="then delete all but the N newest plain backups of each file "
-                             "(labelled copies such as pre-migrate are never deleted)")
+                        help="then delete all but the N newest plain backups of each file, naming each one "
+                             "deleted (labelled copies such as pre-migrate are never deleted)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._output import Progress, print_json
+
     if args.keep is not None and args.keep < 1:
         raise ConfigError(f"--keep: must be at least 1, got {args.keep}")
     config = load_config(args.config)
+    progress = Progress(enabled=not args.quiet)
     results = []
     for source in backup_sources(config, args.plugin, args.all):
-        result = back_up(source, config.backup_dir, args.keep)
-        log.info("backed up %s (%s bytes, %.1f s)%s", source, f"{result.bytes:,}", result.seconds,
-                 f"; deleted {len(result.deleted)} older backup(s)" if result.deleted else "")
+        result = back_up(source, config.backup_dir, args.keep, identity=identity_of(config, source),
+                         progress=progress)
+        log.info("backed up %s (%s bytes, %.1f s)", source, f"{result.bytes:,}", result.seconds)
         results.append(result)
     if args.json:
-        from ._output import print_json
         print_json({"backups": [r.to_json() for r in results]})
     else:
         for r in results:
             print(r.backup)
+            for path in r.deleted:
+                print(f"deleted {path}")
     return 0
 
 

@@ -2,7 +2,7 @@
 the stdlib sqlite3 module in the same run, timed alternately (baseline, store, baseline, store, ...) and reported
 as the median, so the ratios hold on a noisy machine.
 
-  split    python -m zepix_store.split (verification included) vs ATTACH + INSERT ... SELECT into fresh files,
+  split    zepix-store split (verification included) vs ATTACH + INSERT ... SELECT into fresh files,
            and split's peak memory at N and N/10 trades (flat in N)
   writes   save_trade awaited one by one vs insert+commit; save_trades vs executemany; 8 plugins writing at
            once to isolated files vs to the shared file
@@ -14,12 +14,12 @@ The legacy database is generated (legacy_data.build_legacy_db); --config names t
 scratch project (default: configs). Scratch files go to a temp folder (--dir), removed unless --keep.
 
 examples:
-  python -m zepix_store.bench --quick              # smoke run with 5,000 trades (~25 s)
-  python -m zepix_store.bench                      # 1,000,000 trades (~600 MB, ~3 GB scratch), ~15 min on 2 cores
-  python -m zepix_store.bench --json > bench.json  # one document: figures, plans, machine
-  python -m zepix_store.bench --only writes --only reads --repeat 7
+  zepix-store bench --quick              # smoke run with 5,000 trades (~25 s)
+  zepix-store bench                      # 1,000,000 trades (~600 MB, ~3 GB scratch), ~15 min on 2 cores
+  zepix-store bench --json > bench.json  # one document: figures, plans, machine
+  zepix-store bench --only writes --only reads --repeat 7
 
-exit status: 0 the run completed (goals met or not: see the `met` column), 2 bad input, 3 disk full / I/O.
+exit codes: 0 the run completed (goals met or not: see the `met` column), 2 bad input, 3 disk full / I/O.
 """
 
 from __future__ import annotations

@@ -6,21 +6,28 @@ stderr and exits with its code; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import importlib
 import logging
 import os
+import signal
 import sqlite3
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
+from . import __version__
 from .errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, StoreError, translate_sqlite_error
+from .readonly import in_sqlite_callback
 
 COMMANDS: dict[str, str] = {
     "split": "copy each plugin's rows from the shared database into its isolated file, verified",
     "merge": "bring a plugin's isolated rows back into the shared database, verified",
-    "migrate": "add plugin_id to the shared database in place (Option A), after a backup",
+    "migrate": "add plugin_id to the shared database in place, after a backup",
     "backup": "WAL-safe online backup of the shared database and plugin files",
     "restore": "put a backup back in place, keeping the file it replaces",
     "verify": "run the verification checklist: integrity, schema, attribution, copies, configs",
@@ -29,6 +36,17 @@ COMMANDS: dict[str, str] = {
     "bench": "measure performance against raw SQLite in the same run",
 }
 EXIT_INTERRUPTED = 130
+UMBRELLA_DOC = ("A database per strategy plugin of the Zepix trading bot, shared or isolated, and a lossless move of "
+                "its history.\n\ncommands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in COMMANDS.items()))
+UMBRELLA_EPILOG = """examples:
+  zepix-store demo                     # the whole move on generated history, in a scratch folder
+  zepix-store split --dry-run          # what would be copied from your shared file, nothing written
+  zepix-store stats --days 30
+  zepix-store COMMAND --help           # each command explained
+
+exit codes: 0 done, 1 a check failed, 2 bad input or config, 3 disk full or I/O error, 4 the database is busy
+(another process holds it), 5 a database is corrupt or from a newer zepix_store, 130 interrupted.
+"""
 log = logging.getLogger("zepix_store")
 
 
@@ -40,7 +58,15 @@ def common_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    common.add_argument("--version", action="version", version=f"zepix-store {__version__}",
+                        help="print the version and exit")
     return common
+
+
+def help_parts(doc: str | None) -> tuple[str, str]:
+    """A command's doc as (what it does, `examples:` and `exit codes:`): argparse prints the options between."""
+    description, marker, rest = (doc or "").partition("\nexamples:")
+    return description.strip() + "\n", (marker.strip() + rest).rstrip() + "\n" if marker else ""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,14 +83,16 @@ def command_main(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse `argv` for command `name`, run it, and turn errors into the documented exit codes."""
-    parser = _Parser(prog=f"zepix-store {name}", description=doc, parents=[common_parser()],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    description, epilog = help_parts(doc)
+    parser = _Parser(prog=f"zepix-store {name}", description=description, epilog=epilog,
+                     parents=[common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
     try:
-        return run(args)
+        with interrupts_outside_sqlite_callbacks():
+            return run(args)
     except BrokenPipeError:
         # The reader (`| head`) went away: not an error of ours; silence the flush at exit too.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
@@ -82,15 +110,52 @@ def command_main(
         return code
 
 
+@contextmanager
+def interrupts_outside_sqlite_callbacks() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, but never inside a callback SQLite makes into Python.
+
+    sqlite3 turns an exception raised in such a callback (the read-only guard, an authorizer run while each
+    statement is prepared) into a refusal and drops it: an interrupted migrate ended with "not authorized to
+    use function: count", exit 1, and the interrupt was lost. Landing there, the interrupt is delivered again
+    a few milliseconds later, until it lands in ordinary code. Only the main thread's default handler is
+    replaced (an application embedding a command keeps its own).
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    active = threading.Event()
+
+    def redeliver() -> None:
+        if active.is_set():
+            _thread.interrupt_main(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if in_sqlite_callback(frame):
+            timer = threading.Timer(0.005, redeliver)
+            timer.daemon = True
+            timer.start()
+            return
+        raise KeyboardInterrupt
+
+    active.set()
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        active.clear()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `zepix-store` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        parser = _Parser(prog="zepix-store", description="Per-plugin databases for the Zepix trading bot.",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         epilog="commands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in COMMANDS.items())
-                         + "\n\n`zepix-store COMMAND --help` explains each one.")
-        parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
+        parser = _Parser(prog="zepix-store", description=UMBRELLA_DOC,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=UMBRELLA_EPILOG)
+        parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of the commands above")
+        parser.add_argument("--version", action="version", version=f"zepix-store {__version__}",
+                            help="print the version and exit")
         parser.parse_args(argv[:1])
         return EXIT_BAD_INPUT
     module = importlib.import_module(f"zepix_store.{argv[0]}")

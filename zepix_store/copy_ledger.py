@@ -30,6 +30,7 @@ from typing import Any
 from . import fault, upgrade
 from .attribution import DEFAULT_MAPPING_COLUMNS, owner_table
 from .backup import backup_connection, fsync_path
+from .backup_identity import identity_of
 from .config import StoreConfig
 from .db import (
     BUSY_TIMEOUT_MS,
@@ -639,7 +640,7 @@ def _upgrade_if_needed(config: StoreConfig, path: Path) -> None:
     own = connect_sync(path)
     try:
         if upgrade.needs_upgrade(own, path):
-            backup_connection(own, path, config.backup_dir, "pre-upgrade")
+            backup_connection(own, path, config.backup_dir, "pre-upgrade", identity=identity_of(config, path))
             upgrade.upgrade(own, path, config.rules)
     finally:
         own.close()

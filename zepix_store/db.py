@@ -9,6 +9,7 @@ committed by the next task's COMMIT, and a write costs one thread hop instead of
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import stat
@@ -174,17 +175,42 @@ def connect_sync(
 
 
 def _apply_pragmas(conn: sqlite3.Connection, readonly: bool, synchronous: str, busy_timeout_ms: int) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # before anything that takes a lock
     # Reading the schema first turns "not a database" into an error here, not at first use.
-    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    _retry_busy(lambda: conn.execute("SELECT count(*) FROM sqlite_master").fetchone(), busy_timeout_ms)
     if not readonly:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0], busy_timeout_ms)
         if str(mode).lower() != "wal":
             raise StoreIOError(f"cannot switch to WAL mode (journal_mode={mode})")
     conn.execute("PRAGMA foreign_keys = ON")
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"bad synchronous level {synchronous!r}")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) \
+        or "database is locked" in str(exc)
+
+
+def _retry_busy(step: Callable[[], T], busy_timeout_ms: int) -> T:
+    """Run `step`, retrying SQLITE_BUSY until the busy timeout has passed.
+
+    Switching a new file to WAL reads its header, then upgrades that read lock to a write lock; SQLite calls no
+    busy handler for such an upgrade (waiting there could deadlock two readers), so when two processes open a
+    new file at the same moment one of them got "database is locked" at once. The failed statement has let its
+    lock go, so trying again after a short sleep is safe, and the other process's switch is done by then.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    delay = 0.001
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 @contextmanager
@@ -248,7 +274,7 @@ class Database:
         except BaseException:
             await _worker_stopped(conn)
             raise
-        _OPEN_CONNECTIONS.add(conn)
+        _OPEN_CONNECTIONS[conn] = path
         return cls(path, conn, busy_timeout_ms)
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -310,16 +336,22 @@ class Database:
     async def close(self) -> None:
         """Close the connection and stop its worker thread (safe to call twice)."""
         await self._conn.close()
-        _OPEN_CONNECTIONS.discard(self._conn)
+        _OPEN_CONNECTIONS.pop(self._conn, None)
 
 
-_OPEN_CONNECTIONS: weakref.WeakSet[aiosqlite.Connection] = weakref.WeakSet()
+_OPEN_CONNECTIONS: weakref.WeakKeyDictionary[aiosqlite.Connection, Path] = weakref.WeakKeyDictionary()
 
 
 def _stop_leaked_workers() -> None:
     # A Store never closed leaves non-daemon aiosqlite workers that would block interpreter exit forever;
     # threading runs this hook before it joins them. Queued work still completes first.
-    for conn in list(_OPEN_CONNECTIONS):
+    leaked = list(_OPEN_CONNECTIONS.items())
+    if leaked:
+        logging.getLogger("zepix_store").warning(
+            "zepix_store: closing %d database connection(s) a Store never closed (%s): use `async with "
+            "Store.open(...) as store:`, or call `await store.aclose()` when done",
+            len(leaked), ", ".join(sorted({str(path) for _, path in leaked})))
+    for conn, _ in leaked:
         conn.stop()
 
 

@@ -6,9 +6,14 @@ every report must handle. Never touches your own data/: everything lives in --di
 folder), which must be empty or absent. The legacy file is seeded, so two runs with the same --seed and
 --trades in the same hour are identical.
 
+At the end it names the folder, its configs and the commands to try next on it (each with --config).
+
 examples:
-  python -m zepix_store.demo
-  python -m zepix_store.demo --trades 50000 --dir /tmp/zepix-demo
+  zepix-store demo
+  zepix-store demo --trades 50000 --dir /tmp/zepix-demo
+
+exit codes: 0 every step passed, 1 a step's check failed (the demo stops there), 2 bad input (--dir not empty),
+3 disk full or I/O error.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import contextlib
 import io
 import json
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -108,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     root = _scratch_dir(args.dir)
     configs = write_project(root)
     shared = root / "data" / "trading_bot.db"
+    say(f"== demo project: {root}\n   configs: {configs} (store.yaml and one folder per plugin)\n"
+        f"   data:    {root / 'data'}")
     summary = build_bot_history(shared, trades=args.trades, seed=args.seed)
     say(f"\n== 1. legacy database: {shared} ({sum(summary.rows.values()):,} rows in {len(summary.rows)} tables)")
     common = ["--config", str(configs)] + (["-q"] if args.quiet or args.json else [])
@@ -127,11 +135,25 @@ def run(args: argparse.Namespace) -> int:
             break
     files = sorted(str(p) for p in (root / "data").rglob("*") if p.is_file())
     document["files"] = files
+    document["next"] = next_commands(root, configs)
     if args.json:
         print_json(document)
     else:
         print("\n== files made\n" + "\n".join(f"  {f}" for f in files))
+        print(f"\n== next: try the commands on this project (its configs are {configs})\n"
+              + "\n".join(f"  {c}" for c in document["next"]))
     return worst
+
+
+def next_commands(root: Path, configs: Path) -> list[str]:
+    """What to run next on the demo project, each a complete command (--config included)."""
+    where = shlex.quote(str(configs))
+    return [f"zepix-store stats --config {where} --days 30",
+            f"zepix-store stats --config {where} --plugin v3-logic-01-5min --json",
+            f"zepix-store verify --config {where}",
+            f"zepix-store backup --config {where} --all",
+            f"zepix-store split --config {where} --dry-run",
+            f"rm -r {shlex.quote(str(root))}    # when done: the demo wrote nothing anywhere else"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

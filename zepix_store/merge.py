@@ -9,10 +9,10 @@ makes a rerun add nothing twice. Before committing, counts, every value and the 
 with the isolated file. A natural key the plugin already holds in the shared file refuses that plugin.
 
 examples:
-  python -m zepix_store.merge --plugin v6-logic-01-1min
-  python -m zepix_store.merge --plugin v3-logic-01-5min --plugin v3-logic-02-15min --json
+  zepix-store merge --plugin v6-logic-01-1min
+  zepix-store merge --plugin v3-logic-01-5min --plugin v3-logic-02-15min --json
 
-exit status: 0 done, 1 a verification failed or a plugin was refused, 2 bad config or input (plugin not
+exit codes: 0 done, 1 a verification failed or a plugin was refused, 2 bad config or input (plugin not
 use_shared, no isolated file), 3 disk full / I/O, 4 busy, 5 corrupt database.
 """
 
@@ -30,6 +30,7 @@ from . import attribution, fault, upgrade
 from . import copy_ledger as cl
 from ._output import Progress, emit_report, print_table
 from .backup import backup_connection
+from .backup_identity import identity_of
 from .cli import command_main
 from .config import StoreConfig, load_config
 from .db import BUSY_TIMEOUT_MS, connect_sync, transaction, translated_errors
@@ -95,7 +96,8 @@ def prepare_shared(config: StoreConfig) -> tuple[str | None, int | None]:
     try:
         backup = None
         if not upgrade.is_empty(conn):
-            backup = str(backup_connection(conn, path, config.backup_dir, "pre-merge"))
+            backup = str(backup_connection(conn, path, config.backup_dir, "pre-merge",
+                                            identity=identity_of(config, path)))
             fault.point("after_merge_backup")
         version = upgrade.file_version(conn, path)
         if upgrade.needs_upgrade(conn, path):

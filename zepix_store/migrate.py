@@ -1,8 +1,8 @@
-"""Give the shared database `plugin_id` in place: the seed plan's Option A, done safely.
+"""Give the shared database `plugin_id` in place, after a backup: the bot keeps its one file, now per plugin.
 
 Steps: a quick_check (a corrupt file exits 5 before anything is written), a WAL-safe backup labelled
-`pre-migrate` in backup_dir, then ONE transaction: `plugin_id` on all ten tables with the attribution of
-SPEC 5 (mapping of trades.logic_type, children follow their parents), the per-plugin indexes, fresh
+`pre-migrate` in backup_dir, then ONE transaction: `plugin_id` on all ten tables, each row given its owner
+(store.yaml's mapping of the trade's logic; child rows follow their parents), the per-plugin indexes, fresh
 statistics (ANALYZE) and the schema version. Killed at any instant, the file is either fully old or fully
 new; run it again to finish. A second run reports "already migrated" and changes nothing.
 
@@ -11,12 +11,12 @@ used by several plugins stays with the default id and is listed), the trades dec
 unmapped values per mapping column with their counts, ambiguous trades, superseded open snapshots and
 duplicate trade_ids (kept, never merged).
 
-Examples:
+examples:
   zepix-store migrate --dry-run        # what would change; writes nothing, creates no file
   zepix-store migrate                  # backup, then migrate in one transaction
   zepix-store migrate --json
 
-Exit codes: 0 done (or already migrated), 2 bad config, 3 disk full or I/O error,
+exit codes: 0 done (or already migrated), 2 bad config, 3 disk full or I/O error,
 4 locked by another process past --busy-timeout, 5 corrupt file, not a database, no tables, newer schema.
 """
 
@@ -38,6 +38,7 @@ from . import attribution, fault, upgrade
 from .attribution import AttributionRules
 from .attribution_report import AttributionReport, attribution_report
 from .backup import backup_connection, clean_stale_tmp
+from .backup_identity import FileIdentity, fallback_identity, identity_of
 from .db import (
     BUSY_TIMEOUT_MS,
     connect_sync,
@@ -46,6 +47,7 @@ from .db import (
     translated_errors,
 )
 from .errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
+from .progress import NO_PROGRESS, ProgressSink
 from .readonly import open_reader
 from .schema import CLOSE_INDEX, SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
 
@@ -88,9 +90,14 @@ def planned_action(table: Table, columns: set[str] | None) -> str:
 
 def migrate_file(
     path: Path, rules: AttributionRules, backup_dir: Path, *,
-    dry_run: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    dry_run: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS, identity: FileIdentity | None = None,
+    progress: ProgressSink = NO_PROGRESS,
 ) -> MigrateReport:
-    """Migrate `path` in place (after a backup into `backup_dir`), or with `dry_run` only report."""
+    """Migrate `path` in place (after a backup into `backup_dir`), or with `dry_run` only report.
+
+    `identity` is what the pre-migrate backup records (backup_identity.identity_of); `progress` hears the
+    backup and the upgrade.
+    """
     started = time.monotonic()
     report = MigrateReport(path=path)
     if not path.exists() and not path.is_symlink():
@@ -109,7 +116,7 @@ def migrate_file(
             reader.close()
         if not report.status:
             _check_writable(path)
-            _migrate(report, rules, backup_dir, busy_timeout_ms)
+            _migrate(report, rules, backup_dir, busy_timeout_ms, identity or fallback_identity(path), progress)
     report.seconds = time.monotonic() - started
     return report
 
@@ -160,7 +167,8 @@ def _plan(conn: sqlite3.Connection, report: MigrateReport, rules: AttributionRul
             report.added_columns[table.name] = missing
 
 
-def _migrate(report: MigrateReport, rules: AttributionRules, backup_dir: Path, busy_timeout_ms: int) -> None:
+def _migrate(report: MigrateReport, rules: AttributionRules, backup_dir: Path, busy_timeout_ms: int,
+             identity: FileIdentity, progress: ProgressSink) -> None:
     path = report.path
     conn = connect_sync(path, synchronous="FULL", busy_timeout_ms=busy_timeout_ms)
     try:
@@ -169,13 +177,14 @@ def _migrate(report: MigrateReport, rules: AttributionRules, backup_dir: Path, b
             return
         _probe_write_lock(conn)
         log.info("backing up %s ...", path)
-        report.backup = backup_connection(conn, path, backup_dir, "pre-migrate")
+        report.backup = backup_connection(conn, path, backup_dir, "pre-migrate", identity=identity,
+                                          progress=progress)
         fault.point("after_backup")
         log.info("backup %s; migrating in one transaction ...", report.backup)
         for pragma in (f"analysis_limit = {ANALYSIS_LIMIT}", f"main.cache_size = -{CACHE_KIB}",
                        f"temp.cache_size = -{CACHE_KIB}"):
             conn.execute(f"PRAGMA {pragma}")
-        done = upgrade.upgrade(conn, path, rules)
+        done = upgrade.upgrade(conn, path, rules, progress=progress)
         fault.point("after_commit")
     finally:
         conn.close()
@@ -204,10 +213,10 @@ def _probe_write_lock(conn: sqlite3.Connection) -> None:
     conn.execute("ROLLBACK")
 
 
-def clean_backup_dir(backup_dir: Path, source: Path) -> None:
+def clean_backup_dir(backup_dir: Path, identity: FileIdentity) -> None:
     """Remove the `.tmp` of a killed backup even when no new backup is taken."""
     with translated_errors(backup_dir):
-        for tmp in clean_stale_tmp(backup_dir, source):
+        for tmp in clean_stale_tmp(backup_dir, identity):
             log.info("removed the unfinished backup %s of a killed run", tmp)
 
 
@@ -304,11 +313,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.busy_timeout < 0:
         raise ConfigError(f"--busy-timeout: must be 0 or more, got {args.busy_timeout}")
+    from ._output import Progress
+
     config = load_config(args.config)
+    identity = identity_of(config, config.shared_db)
     if not args.dry_run:
-        clean_backup_dir(config.backup_dir, config.shared_db)
+        clean_backup_dir(config.backup_dir, identity)
     report = migrate_file(config.shared_db, config.rules, config.backup_dir,
-                          dry_run=args.dry_run, busy_timeout_ms=int(args.busy_timeout * 1000))
+                          dry_run=args.dry_run, busy_timeout_ms=int(args.busy_timeout * 1000), identity=identity,
+                          progress=Progress(enabled=not args.quiet))
     if args.json:
         print_json(report_json(report, config.default_plugin_id))
     else:

@@ -19,9 +19,9 @@ from .rows import BatchShape, NotUniform, Row, Trade, check_row, utc_now
 from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL, START_KEY_SQL, TABLE_BY_NAME
 
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
-# `pnl <= 9e999` (infinity) holds for numbers only (text, blobs and NULL fail it), so the money figures skip legacy
-# text in the REAL column and the condition stays a range on the (plugin_id, status, pnl) covering index.
-NUMERIC_PNL = "pnl <= 9e999"
+# Finite numbers only: NULL, text, blobs (legacy values in the REAL column) and +-infinity all fail it, so one bad
+# row never blanks the money figures, and the condition stays a range on the (plugin_id, status, pnl) index.
+NUMERIC_PNL = "pnl BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
 STATISTICS_SQL = f"""
 SELECT (SELECT count(*) FROM trades WHERE plugin_id = ?1 AND status = 'closed') AS total_trades,
        count(CASE WHEN pnl > 0 THEN 1 END) AS winning_trades,

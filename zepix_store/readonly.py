@@ -20,6 +20,7 @@ import sqlite3
 import stat
 import urllib.parse
 from pathlib import Path
+from types import FrameType
 
 from .db import BUSY_TIMEOUT_MS, check_wal_pairing, translated_errors
 from .errors import StoreIOError
@@ -58,6 +59,22 @@ class WriteGuard:
             if touches and (name in _PRAGMAS_DENIED or (arg2 is not None and name not in _PRAGMAS_WITH_ARGUMENT)):
                 return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+
+_GUARD_CODE = WriteGuard.__call__.__code__
+
+
+def in_sqlite_callback(frame: FrameType | None, depth: int = 4) -> bool:
+    """Whether `frame` (or one of its few callers) is a WriteGuard call, which SQLite makes into Python.
+
+    sqlite3 turns any exception raised in such a callback into SQLITE_DENY and drops it, so a KeyboardInterrupt
+    there became "not authorized to use function: count" and was lost; the CLI defers it (cli.py).
+    """
+    while frame is not None and depth > 0:
+        if frame.f_code is _GUARD_CODE:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 def _uri(path: Path, mode: str) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
+import sys
+import warnings
+from collections.abc import Callable, Generator
 from pathlib import Path
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -18,6 +21,8 @@ from .plugin_store import PluginStore
 from .rows import Row
 
 T = TypeVar("T")
+log = logging.getLogger("zepix_store")
+HOW_TO_CLOSE = "use `async with Store.open(...) as store:`, or call `await store.aclose()` when done"
 
 
 class Store:
@@ -35,8 +40,22 @@ class Store:
 
     @classmethod
     def open(cls, config_dir: str | os.PathLike[str] = "configs") -> Store:
-        """Load and validate the configs (no database is touched until a plugin uses its store)."""
+        """Load and validate the configs (no database is touched until a plugin uses its store).
+
+        Not a coroutine: `async with Store.open("configs") as store:` closes every connection at the end.
+        """
         return cls(load_config(config_dir))
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        raise TypeError(f"Store.open() returns the store itself, it is not awaited: {HOW_TO_CLOSE}")
+
+    def __del__(self) -> None:
+        # At interpreter exit db.py's hook has named the unclosed files already.
+        if not self._closed and self._databases and not sys.is_finalizing():
+            message = (f"a Store with {len(self._databases)} open database connection(s) was never closed: "
+                       f"{HOW_TO_CLOSE}")
+            warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
+            log.warning("zepix_store: %s", message)
 
     async def __aenter__(self) -> Self:
         return self
@@ -77,7 +96,9 @@ class Store:
             if db is None:
                 db = await Database.open(path)
                 try:
-                    await db.read(self._prepare_file, path)
+                    # not the bound method: the worker thread keeps its last call, which must not keep
+                    # the Store alive (a dropped, unclosed Store is then collected and says so)
+                    await db.read(prepare_file, path, self.config, self.upgrades)
                 except BaseException:
                     await db.close()
                     raise
@@ -86,16 +107,7 @@ class Store:
 
     def _prepare_file(self, conn: sqlite3.Connection, path: Path) -> None:
         """Create the schema in a new file, or back up then upgrade an older one (runs on the worker thread)."""
-        if upgrade.is_empty(conn):
-            with transaction(conn):
-                upgrade.initialise(conn)
-        elif upgrade.needs_upgrade(conn, path):
-            # Imported here, not at the top: `python -m zepix_store.backup` warns if the package imported it first.
-            from .backup import backup_connection
-
-            backup = backup_connection(conn, path, self.config.backup_dir, "pre-upgrade")
-            report = upgrade.upgrade(conn, path, self.config.rules)
-            self.upgrades.append((path, backup, report))
+        prepare_file(conn, path, self.config, self.upgrades)
 
     async def aclose(self) -> None:
         """Close every connection this store opened (safe to call twice, and to cancel)."""
@@ -142,3 +154,19 @@ class _ReadOnly(Database):
 
     async def close(self) -> None:
         """The Store closes the connection it wraps."""
+
+
+def prepare_file(conn: sqlite3.Connection, path: Path, config: StoreConfig,
+                 upgrades: list[tuple[Path, Path, upgrade.UpgradeReport]]) -> None:
+    """Create the schema in a new file, or back up then upgrade an older one, noting it in `upgrades`."""
+    if upgrade.is_empty(conn):
+        with transaction(conn):
+            upgrade.initialise(conn)
+    elif upgrade.needs_upgrade(conn, path):
+        # Imported here, not at the top: `python -m zepix_store.backup` warns if the package imported it first.
+        from .backup import backup_connection
+        from .backup_identity import identity_of
+
+        backup = backup_connection(conn, path, config.backup_dir, "pre-upgrade", identity=identity_of(config, path))
+        report = upgrade.upgrade(conn, path, config.rules)
+        upgrades.append((path, backup, report))

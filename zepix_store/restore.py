@@ -8,13 +8,20 @@ one transaction (killed half-way, the rollback journal returns the old content).
 of WAL mode under the lock checkpoints and removes its `-wal`/`-shm`, so no stale `-wal` can replay over
 the restored copy.
 
-Examples:
-  zepix-store restore data/backups/trading_bot-20250101T120000000000Z.db
-  zepix-store restore BACKUP --plugin v6-logic-01-1min
-  zepix-store restore BACKUP --target data/scratch.db
+A backup records what it is a backup of (role shared or isolated, path inside the data folder, plugins, schema
+version). Restoring it onto any other file (a plugin's backup onto the shared file, one plugin's onto another's,
+a group file's onto a single plugin's) is refused, naming both, unless --force; so is a backup that records
+nothing (made by an older version). The record is dropped from the restored file: it gets the source back as
+it was. The printed `undo:` line is the complete command that puts the replaced file back.
 
-Exit codes: 0 restored, 2 bad input (missing backup, target outside data_dir), 3 disk full or I/O error,
-4 the target is open in another process, 5 the backup is corrupt, empty or from a newer zepix_store.
+examples:
+  zepix-store restore data/backups/trading_bot.db-shared-v1-20250101T120000000000Z.db
+  zepix-store restore BACKUP --plugin v6-logic-01-1min
+  zepix-store restore BACKUP --target data/scratch.db --force     # a copy to look at, beside the real files
+
+exit codes: 0 restored, 2 bad input (missing backup, target outside data_dir, a backup of another file without
+--force), 3 disk full or I/O error, 4 the target is open in another process, 5 the backup is corrupt, empty or
+from a newer zepix_store.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sqlite3
 import sys
 import time
@@ -34,6 +42,15 @@ from typing import Any
 
 from . import fault, upgrade
 from .backup import backup_connection, fsync_path, make_private_dir, table_count
+from .backup_identity import (
+    ISOLATED,
+    SHARED,
+    FileIdentity,
+    fallback_identity,
+    identity_of,
+    read_identity,
+    strip_identity,
+)
 from .config import StoreConfig
 from .db import check_wal_pairing, quick_check, translated_errors
 from .errors import ConfigError, CorruptDatabaseError, SchemaError, StoreBusyError
@@ -51,34 +68,91 @@ class RestoreReport:
     kept_corrupt: bool = False
     removed: list[Path] = field(default_factory=list)  # stale -wal/-shm removed under the lock
     seconds: float = 0.0
+    backup_of: FileIdentity | None = None  # what the backup records (None: nothing, an older backup)
+    target_is: FileIdentity | None = None
+    forced: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"backup": str(self.backup), "target": str(self.target),
                 "kept": str(self.kept) if self.kept else None, "kept_corrupt": self.kept_corrupt,
-                "removed": [str(p) for p in self.removed], "seconds": round(self.seconds, 3)}
+                "removed": [str(p) for p in self.removed], "seconds": round(self.seconds, 3),
+                "backup_of": _identity_json(self.backup_of), "target_is": _identity_json(self.target_is),
+                "forced": self.forced}
 
 
-def restore_file(backup: Path, target: Path, backup_dir: Path) -> RestoreReport:
-    """Check `backup`, keep `target` in `backup_dir`, then write `backup` into `target` under an exclusive lock."""
+def _identity_json(identity: FileIdentity | None) -> dict[str, Any] | None:
+    if identity is None:
+        return None
+    return {"role": identity.role, "path": identity.path, "plugins": list(identity.plugins),
+            "schema_version": identity.schema_version}
+
+
+def restore_file(backup: Path, target: Path, backup_dir: Path, *, config: StoreConfig | None = None,
+                 force: bool = False) -> RestoreReport:
+    """Check `backup`, keep `target` in `backup_dir`, then write `backup` into `target` under an exclusive lock.
+
+    Raises:
+        ConfigError: the backup is of another file than `target` (as `config` names it), or records no
+            identity, and `force` is not set; nothing is touched.
+    """
     started = time.monotonic()
-    report = RestoreReport(backup, target)
+    report = RestoreReport(backup, target, forced=force)
     _check_paths(backup, target)
     src = _open_backup(backup, target)
     try:
+        report.backup_of = read_identity(src)
+        report.target_is = identity_of(config, target) if config is not None else fallback_identity(target)
+        if not force:
+            _check_identity(report, config)
+        stale = _side_files(target)
         with _exclusive(target) as (conn, created):
-            report.removed = _remove_side_files(target)
+            # Leaving WAL mode under the lock folds a stale -wal into the file (kept below) and deletes it;
+            # what it leaves, the -shm, is removed here. Both count as removed.
+            unlinked = _remove_side_files(target)
+            report.removed = [p for p in stale if not p.exists()] + [p for p in unlinked if p not in stale]
             if not created:
-                report.kept, report.kept_corrupt = _keep(conn, target, backup_dir)
+                report.kept, report.kept_corrupt = _keep(conn, target, backup_dir, report.target_is)
             fault.point("before_restore_copy")
             with translated_errors(target):
                 src.backup(conn)  # one transaction in rollback-journal mode: all of it or none
                 fault.point("after_restore_copy")
+                strip_identity(conn)  # killed before this, the file only carries its own backup's record
                 quick_check(conn, target)
                 conn.execute("PRAGMA journal_mode = WAL")  # as the bot and the store run it
     finally:
         src.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _check_identity(report: RestoreReport, config: StoreConfig | None) -> None:
+    """Refuse a backup of another file (or of nothing it can name) unless forced: exit 2, both named."""
+    backup_of, target_is = report.backup_of, report.target_is
+    assert target_is is not None
+    if backup_of is not None and backup_of.same_file(target_is):
+        return
+    what = (backup_of.describe() if backup_of is not None
+            else "no recorded file (made by an older zepix_store, or not by zepix_store)")
+    hint = _where_it_belongs(backup_of, config) if backup_of is not None else None
+    right = f"restore it where it belongs ({hint}), or " if hint else ""
+    raise ConfigError(f"{report.backup}: refusing to restore: it is a backup of {what}, but the target "
+                      f"{report.target} is {target_is.describe()}; nothing was restored. {right.capitalize()}"
+                      "add --force to restore it onto this file anyway")
+
+
+def _where_it_belongs(backup_of: FileIdentity, config: StoreConfig | None) -> str | None:
+    """The restore option that names the file a backup is of, when the config still has that file."""
+    if config is None:
+        return None
+    files = [config.shared_db, *(p.isolated_db for p in config.plugins.values() if p.isolated_db is not None)]
+    for path in dict.fromkeys(files):
+        if identity_of(config, path).same_file(backup_of):
+            if backup_of.role == SHARED:
+                return "no --plugin or --target: the shared file is the default"
+            if backup_of.role == ISOLATED and backup_of.plugins:
+                return f"--plugin {backup_of.plugins[0]}"
+            return f"--target {path}"
+    return None
 
 
 def _check_paths(backup: Path, target: Path) -> None:
@@ -170,26 +244,30 @@ def _busy(target: Path) -> StoreBusyError:
                           "nothing was restored")
 
 
+def _side_files(target: Path) -> list[Path]:
+    """The -wal/-shm beside the target now."""
+    sides = (Path(f"{target}{suffix}") for suffix in ("-wal", "-shm"))
+    return [side for side in sides if side.exists() or side.is_symlink()]
+
+
 def _remove_side_files(target: Path) -> list[Path]:
     """Remove -wal/-shm left beside the target: under our exclusive lock nobody can be using them."""
-    removed = []
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{target}{suffix}")
-        if side.exists() or side.is_symlink():
-            side.unlink()
-            removed.append(side)
+    removed = _side_files(target)
+    for side in removed:
+        side.unlink()
     return removed
 
 
-def _keep(conn: sqlite3.Connection, target: Path, backup_dir: Path) -> tuple[Path, bool]:
+def _keep(conn: sqlite3.Connection, target: Path, backup_dir: Path, identity: FileIdentity) -> tuple[Path, bool]:
     """Back up the file about to be replaced; a corrupt one is kept too (unchecked), so nothing is lost."""
     try:
         with translated_errors(target):
             quick_check(conn, target)
     except CorruptDatabaseError:
         log.warning("%s fails its integrity check; keeping it anyway as pre-restore-corrupt", target)
-        return backup_connection(conn, target, backup_dir, "pre-restore-corrupt", check=False), True
-    return backup_connection(conn, target, backup_dir, "pre-restore"), False
+        return backup_connection(conn, target, backup_dir, "pre-restore-corrupt", check=False,
+                                 identity=identity), True
+    return backup_connection(conn, target, backup_dir, "pre-restore", identity=identity), False
 
 
 # --- the command ------------------------------------------------------------------------------------------------
@@ -221,6 +299,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--plugin", metavar="ID", help="restore into this plugin's database file")
     where.add_argument("--target", metavar="PATH", help="restore into this file (inside data_dir)")
+    parser.add_argument("--force", action="store_true",
+                        help="restore even a backup of another file (role or path differ) or one that records "
+                             "no file; the replaced file is still kept")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,15 +310,21 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     target = resolve_target(config, args.plugin, args.target)
-    report = restore_file(Path(args.backup), target, config.backup_dir)
+    report = restore_file(Path(args.backup), target, config.backup_dir, config=config, force=args.force)
     if args.json:
         print_json(report.to_json())
         return 0
     print(f"restored {report.backup} into {report.target}")
+    if report.forced and not (report.backup_of and report.target_is and report.backup_of.same_file(report.target_is)):
+        what = report.backup_of.describe() if report.backup_of else "no recorded file"
+        print(f"forced: the backup is of {what}")
+    for side in report.removed:
+        print(f"removed stale {side}")
     if report.kept:
         note = " (it failed its integrity check)" if report.kept_corrupt else ""
         print(f"kept the replaced file as {report.kept}{note}\n"
-              f"undo: zepix-store restore {report.kept} --target {report.target}")
+              f"undo: zepix-store restore {shlex.quote(str(report.kept))} --target {shlex.quote(str(report.target))} "
+              f"--config {shlex.quote(str(config.config_dir))}")
     return 0
 
 

@@ -1,19 +1,19 @@
 """Copy each isolated plugin's rows from the shared database into its own file, verified.
 
 The shared database is only read (never upgraded, never written) unless --prune is given. Every plugin with
-`use_shared: false` is split, or only those named with --plugin. Rows are attributed once (SPEC 5) and copied
+`use_shared: false` is split, or only those named with --plugin. Rows are given their owner once and copied
 by SQLite itself, values and storage classes exactly; each copy is recorded in the file's copy ledger, so a
 rerun copies only what is new. After copying, counts, every copied value and the money totals are compared
 with the source before anything is committed; a new file is built as `<name>.tmp` and appears under its name
 only once verified.
 
 examples:
-  python -m zepix_store.split --dry-run          # the preflight: what would be copied, problems, disk
-  python -m zepix_store.split                    # every isolated plugin
-  python -m zepix_store.split --plugin v6-logic-01-1min --json
-  python -m zepix_store.split --prune            # then delete verified copies from the shared file
+  zepix-store split --dry-run          # the preflight: what would be copied, problems, disk
+  zepix-store split                    # every isolated plugin
+  zepix-store split --plugin v6-logic-01-1min --json
+  zepix-store split --prune            # then delete verified copies from the shared file
 
-exit status: 0 done, 1 a verification failed or a plugin was refused (key collision), 2 bad config or input
+exit codes: 0 done, 1 a verification failed or a plugin was refused (key collision), 2 bad config or input
 (also: the mapping changed since the last split, see --remap), 3 disk full / I/O, 4 busy, 5 corrupt database.
 """
 
@@ -33,9 +33,10 @@ from typing import Any
 
 from . import attribution, fault
 from . import copy_ledger as cl
+from ._output import Progress, emit_report, human, print_table
 from .attribution_report import AttributionReport, attribution_report
-from ._output import Progress, emit_report, print_table
 from .backup import backup_file
+from .backup_identity import identity_of
 from .cli import command_main
 from .config import StoreConfig, load_config
 from .db import read_snapshot, transaction, translated_errors
@@ -351,7 +352,8 @@ def prune_shared(conn: sqlite3.Connection, config: StoreConfig, selected: Sequen
     if not sum(_prune_pass(conn, files, present, delete=False).values()):
         result["ledger_marked"] = _mark_pruned(conn, files, present)
         return result
-    result["backup"] = str(backup_file(config.shared_db, config.backup_dir, "pre-prune"))
+    result["backup"] = str(backup_file(config.shared_db, config.backup_dir, "pre-prune",
+                                           identity=identity_of(config, config.shared_db)))
     fault.point("after_prune_backup")
     conn.execute("DETACH DATABASE src")
     with translated_errors(config.shared_db):
@@ -471,18 +473,17 @@ def print_report(report: SplitReport) -> None:
         print()
         print_table(["plugin", "money", "source total", "copy total"], money)
     _print_attribution(report)
-    for key, value in report.preflight.items():
-        print(f"preflight {key}: {value}")
+    _print_preflight(report.preflight)
     for key, value in report.prune.items():
-        print(f"prune {key}: {value}")
+        print(f"prune {key.replace('_', ' ')}: {human(value)}")
 
 
 def _print_attribution(report: SplitReport) -> None:
     print()
-    print_table(["table", "source rows", "by plugin", "orphans", "shared rows", "shared copies", "total"],
-                [(t, b.source_rows, ", ".join(f"{k}={v}" for k, v in sorted(b.by_plugin.items())), b.orphans,
-                  b.shared_rows, ", ".join(f"{k}={v}" for k, v in sorted(b.shared_copies.items())), b.bucket_total)
-                 for t, b in report.buckets.items()])
+    # Rows per plugin are in the table above (and in --json): here only where each source row went.
+    print_table(["table", "source rows", "one owner", "orphans", "shared rows", "shared copies", "total"],
+                [(t, b.source_rows, sum(b.by_plugin.values()), b.orphans, b.shared_rows,
+                  sum(b.shared_copies.values()), b.bucket_total) for t, b in report.buckets.items()])
     if report.attribution is not None:
         print("\n".join(report.attribution.lines()))
     if report.absent_tables:
@@ -491,6 +492,22 @@ def _print_attribution(report: SplitReport) -> None:
         print(f"absent columns in {table} (copies get the default): {', '.join(cols)}")
     for table, cols in report.extra_columns.items():
         print(f"extra columns in {table} (not copied): {', '.join(cols)}")
+
+
+def _print_preflight(preflight: dict[str, Any]) -> None:
+    """The dry run's checks in words: foreign keys, free disk per folder, write permission per path (each once)."""
+    if "foreign_key_problems" in preflight:
+        problems = preflight["foreign_key_problems"]
+        print("preflight foreign keys: " + (", ".join(f"{t}: {n:,} rows reference a missing parent"
+                                                       for t, n in problems.items()) or "no dangling references"))
+    for disk in preflight.get("disk", []):
+        print(f"preflight disk: {disk['folder']}: {disk['free_bytes']:,} bytes free, the copies need about "
+              f"{disk['source_bytes']:,} ({'ok' if disk['ok'] else 'NOT ENOUGH'})")
+    seen: dict[str, bool] = {}
+    for place in preflight.get("writable", []):
+        seen[place["path"]] = seen.get(place["path"], True) and place["ok"]
+    for path, ok in seen.items():
+        print(f"preflight writable: {path}: {'ok' if ok else 'NOT WRITABLE'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

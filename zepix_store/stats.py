@@ -5,14 +5,15 @@ sums over the close-time order), so no plugin's trades are loaded into Python; o
 is fetched, downsampled in SQL. Every statement filters `plugin_id = ?` bound to the plugin's id as its first
 parameter (PluginStore._all binds it, and so does the legacy reader below).
 
-Rules: closed trades are `status = 'closed'` (as `get_statistics`). A pnl that is not a number (NULL, text left
-in the REAL column, a BLOB) counts as a trade (`unpriced_trades`) but in no money figure and not in the win
-rate. profit_factor = gross profit / gross loss; with no losing trade it is `inf` when there is a profit and None
-when there is none. max_drawdown is the largest fall of cumulative PnL below its running peak (equity starts at
-0), trades ordered by the UTC instant of their close time (every stored form read as timefmt reads it, naive
-local ones in store.yaml's timezone), then id. open_trades counts open positions: open rows that no later row
-of the same trade_id supersedes. The default id's trades (no plugin owns them) are a row of their own when the
-shared file holds any, and a window's dates and naive times are in store.yaml's timezone.
+Rules: closed trades are `status = 'closed'` (as `get_statistics`). A pnl that is not a finite number (NULL, text
+left in the REAL column, a BLOB, +-infinity) counts as a trade (`unpriced_trades`) but in no money figure and not
+in the win rate. A pnl of exactly 0 is neither a win nor a loss. profit_factor = gross profit / gross loss; with
+no losing trade it is `inf` when there is a profit and None when there is none. max_drawdown is the largest fall
+of cumulative PnL below its running peak (equity starts at 0), trades ordered by the UTC instant of their close
+time (every stored form read as timefmt reads it, naive local ones in store.yaml's timezone), then id.
+open_trades counts open positions: open rows that no later row of the same trade_id supersedes. The default id's
+trades (no plugin owns them) are a row of their own when the shared file holds any, and a window's dates and
+naive times are in store.yaml's timezone.
 
 stats writes no database. Store would back up and upgrade a file older than the schema, so such a file (the
 legacy shared file before `migrate`) is read through a read-only connection instead, its owners decided by
@@ -163,7 +164,7 @@ def _stats_sql(trades: str, window: str) -> str:
     return f"""SELECT count(*) AS total_trades,
        count(CASE WHEN {PRICED} AND pnl > 0 THEN 1 END) AS winning_trades,
        count(CASE WHEN {PRICED} AND pnl < 0 THEN 1 END) AS losing_trades,
-       count(CASE WHEN NOT {PRICED} THEN 1 END) AS unpriced_trades,
+       count(*) - count(CASE WHEN {PRICED} THEN 1 END) AS unpriced_trades,
        total(CASE WHEN {PRICED} THEN pnl END) AS total_pnl,
        avg(CASE WHEN {PRICED} THEN pnl END) AS avg_pnl,
        max(CASE WHEN {PRICED} THEN pnl END) AS best_trade,

@@ -6,19 +6,25 @@ attributed by store.yaml's rules as migrate would (and the attribution is report
 not exist yet shows zero trades. Trades no plugin owns are a row of their own, "(not attributed)".
 
 figures:
-  win%    wins / closed trades that have a numeric pnl
+  win%    wins / closed trades that have a priced pnl (a pnl of 0 is neither a win nor a loss)
   PF      profit factor = gross profit / gross loss; "inf" with profits and no loss, "-" with neither
   max DD  largest fall of cumulative PnL below its peak (starting from 0), by close time then id
-  a pnl that is not a number (NULL or text) counts as a trade, not in money figures (unpriced_trades)
+  a closed trade whose pnl is NULL, not a number or not finite is unpriced: it counts as a trade, in no money
+  figure and not in win% (unpriced_trades)
+  --json and --csv: numbers only, money rounded to cents; a figure with no value (PF with no loss, win% with no
+  priced trade) is null in JSON and empty in CSV
 
 window: --days N = the last N days up to now; --since/--until take YYYY-MM-DD (whole day, both ends included)
 or YYYY-MM-DD HH:MM:SS, in store.yaml's timezone (a time may end in Z or +hh:mm instead).
 
 examples:
-  python -m zepix_store.stats
-  python -m zepix_store.stats --plugin v6-logic-01-1min --plugin v6-logic-02-5min --days 30
-  python -m zepix_store.stats --since 2024-01-01 --until 2024-03-31 --csv > q1.csv
-  python -m zepix_store.stats --plot equity.png        # needs: pip install 'zepix-store[plot]'
+  zepix-store stats
+  zepix-store stats --plugin v6-logic-01-1min --plugin v6-logic-02-5min --days 30
+  zepix-store stats --since 2024-01-01 --until 2024-03-31 --csv > q1.csv
+  zepix-store stats --plot equity.svg --currency USD     # needs: pip install 'zepix-store[plot]'
+
+exit codes: 0 done, 2 bad input or config (also a --plot name that is not .png/.svg, or matplotlib missing),
+3 disk full or I/O error, 4 busy, 5 a database is corrupt or from a newer zepix_store.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ import asyncio
 import csv
 import logging
 import math
+import re
 import sys
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +46,16 @@ from ._output import format_table, print_json
 from .cli import command_main
 from .config import StoreConfig, load_config
 from .errors import ConfigError
-from .stats import PluginStats, StatsReport, Window, collect_stats
+from .stats import TIME_FORMAT, PluginStats, StatsReport, Window, collect_stats
 
 log = logging.getLogger("zepix_store")
 HEADERS = ("plugin", "trades", "wins", "losses", "win%", "total", "avg", "best", "worst", "PF", "max DD", "file")
 FIELDS = tuple(PluginStats.__dataclass_fields__)
 SOURCE_NOTES = {"legacy": " (legacy, read-only)", "missing": " (no file yet)"}
+MONEY_FIELDS = frozenset({"total_pnl", "avg_pnl", "best_trade", "worst_trade", "gross_profit", "gross_loss",
+                          "max_drawdown"})
+RATIO_PLACES = {"win_rate": 2, "profit_factor": 4}
+CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="DATE", help="trades closed on or after DATE")
     parser.add_argument("--until", metavar="DATE", help="trades closed on or before DATE")
     parser.add_argument("--csv", action="store_true", help="print CSV (one row per plugin) on stdout")
-    parser.add_argument("--plot", metavar="FILE.png", type=Path,
-                        help="draw each plugin's equity curve into a PNG (needs matplotlib)")
+    parser.add_argument("--plot", metavar="FILE", type=Path,
+                        help="draw each plugin's equity curve into FILE.png or FILE.svg (needs matplotlib)")
+    parser.add_argument("--currency", metavar="CODE",
+                        help="the account currency (e.g. USD), shown on the plot's axis and in --json")
 
 
 def _window(args: argparse.Namespace, zone: tzinfo) -> Window:
@@ -69,16 +82,21 @@ def _window(args: argparse.Namespace, zone: tzinfo) -> Window:
 def run(args: argparse.Namespace) -> int:
     if args.json and args.csv:
         raise ConfigError("--json and --csv: choose one output format")
+    if args.currency is not None and not CURRENCY.fullmatch(args.currency):
+        raise ConfigError(f"--currency: {args.currency!r} is not a currency code (three capital letters, e.g. USD)")
     if args.plot is not None:
+        plot.check_plot_name(args.plot)
         plot.require_matplotlib()  # before any work, so a missing extra fails fast
     config = load_config(args.config)
     window = _window(args, config.zone)
     report = asyncio.run(collect_stats(config, args.plugins, window, curves=args.plot is not None))
     if args.plot is not None:
-        plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {_describe(window)}")
+        plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {_describe(window)}",
+                                currency=args.currency,
+                                drawdowns={s.plugin_id: s.max_drawdown for s in report.plugins})
         log.info("equity curves written to %s", args.plot)
     if args.json:
-        print_json(_json_document(report, args.plot))
+        print_json(_json_document(report, args.plot, args.currency))
     elif args.csv:
         _print_csv(report.plugins)
     else:
@@ -92,22 +110,37 @@ def _describe(window: Window) -> str:
     if window.since is None and window.before is None:
         return "all closed trades"
     since = f" from {window.since}" if window.since else ""
-    before = f" before {window.before}" if window.before else ""
-    return f"trades closed{since}{before} (UTC)"
+    until = f" until {_until(window)}" if window.before else ""
+    return f"trades closed{since}{until} (UTC)"
 
 
-def _finite(value: Any) -> Any:
-    """JSON and CSV have no infinity: a non-finite figure is written as the text 'inf', '-inf' or 'nan'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+def _until(window: Window) -> str | None:
+    """The window's last second, as --until means it (inclusive); the window itself keeps the exclusive end."""
+    if window.before is None:
+        return None
+    return (datetime.strptime(window.before, TIME_FORMAT) - timedelta(seconds=1)).strftime(TIME_FORMAT)
 
 
-def _json_document(report: StatsReport, plot_path: Path | None) -> dict[str, Any]:
+def _number(name: str, value: Any) -> Any:
+    """A figure as JSON and CSV carry it: money rounded to cents, ratios to a few places, never inf or NaN."""
+    if not isinstance(value, float):
+        return value
+    if not math.isfinite(value):
+        return None  # PF with no loss: JSON has no infinity, and a string would not be a number
+    places = 2 if name in MONEY_FIELDS else RATIO_PLACES.get(name)
+    return value if places is None else round(value, places) + 0.0  # + 0.0: no -0.0
+
+
+def _numbers(stats: PluginStats) -> dict[str, Any]:
+    return {name: _number(name, value) for name, value in stats.as_dict().items()}
+
+
+def _json_document(report: StatsReport, plot_path: Path | None, currency: str | None = None) -> dict[str, Any]:
     w = report.window
     return {
-        "window": {"since": w.since, "before": w.before, "days": w.days},
-        "plugins": [{k: _finite(v) for k, v in s.as_dict().items()} for s in report.plugins],
+        "window": {"since": w.since, "until": _until(w), "days": w.days},
+        "currency": currency,
+        "plugins": [_numbers(s) for s in report.plugins],
         "plot": None if plot_path is None else str(plot_path),
         "attribution": {path: a.to_json() for path, a in report.attribution.items()},
     }
@@ -117,7 +150,7 @@ def _print_csv(plugins: Sequence[PluginStats]) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(FIELDS)
     for s in plugins:
-        writer.writerow(["" if v is None else _finite(v) for v in s.as_dict().values()])
+        writer.writerow(["" if v is None else v for v in _numbers(s).values()])
 
 
 def _display_path(path: str, config: StoreConfig) -> str:
@@ -140,8 +173,8 @@ def _print_table(report: StatsReport, config: StoreConfig) -> None:
     print(format_table(HEADERS, rows))
     for s in report.plugins:
         if s.unpriced_trades:
-            print(f"note: {s.plugin_id}: {s.unpriced_trades} closed trade(s) with a pnl that is not a number "
-                  "(counted as trades, left out of PnL, win%, PF and max DD)")
+            print(f"note: {s.plugin_id}: {s.unpriced_trades} closed trade(s) with a pnl that is NULL, not a number "
+                  "or not finite (counted as trades, left out of PnL, win%, PF and max DD)")
     legacy = sorted({_display_path(s.database, config) for s in report.plugins if s.source == "legacy"})
     for path in legacy:
         print(f"note: {path} is not migrated yet: read read-only, owners from store.yaml's mapping "

@@ -16,6 +16,7 @@ from . import attribution, fault
 from .attribution import AttributionRules
 from .attribution_report import AttributionReport, attribution_report
 from .errors import SchemaError
+from .progress import NO_PROGRESS, ProgressSink
 from .schema import (
     CLOSE_INDEX,
     DEFAULT_PLUGIN_ID,
@@ -71,7 +72,8 @@ def initialise(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules) -> UpgradeReport:
+def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules, *,
+            progress: ProgressSink = NO_PROGRESS) -> UpgradeReport:
     """Upgrade the file behind `conn` (autocommit, not in a transaction) in one transaction."""
     report = UpgradeReport(from_version=file_version(conn, path))
     if not report.changed:
@@ -86,7 +88,7 @@ def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules) -> 
             if report.changed and report.from_version >= 1:
                 _reindex(conn, report)
             elif report.changed:
-                _upgrade_in_transaction(conn, report, rules)
+                _upgrade_in_transaction(conn, report, rules, progress, f"upgrade {path}")
             fault.point("before_commit")
             conn.execute("COMMIT")
         except BaseException:
@@ -109,13 +111,17 @@ def _reindex(conn: sqlite3.Connection, report: UpgradeReport) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _upgrade_in_transaction(conn: sqlite3.Connection, report: UpgradeReport, rules: AttributionRules) -> None:
+def _upgrade_in_transaction(
+    conn: sqlite3.Connection, report: UpgradeReport, rules: AttributionRules,
+    progress: ProgressSink, label: str,
+) -> None:
     default = rules.default_plugin_id
     present = attribution.build_owners(conn, "main", rules)
     report.attribution = attribution_report(conn, "main", rules, present)
     for table in TABLES:
         if table.name in present:
             report.buckets[table.name] = attribution.count_buckets(conn, "main", table.name)
+    progress.start(label, sum(b.source_rows for b in report.buckets.values()), "rows")
     for table in TABLES:
         cols = present.get(table.name)
         if cols is None:
@@ -126,6 +132,8 @@ def _upgrade_in_transaction(conn: sqlite3.Connection, report: UpgradeReport, rul
         else:
             _alter(conn, table, report, default)
         fault.point(f"after_alter:{table.name}")
+        progress.advance(report.buckets[table.name].source_rows if table.name in report.buckets else 0)
+    progress.done()
     for table in TABLES:
         for sql in index_sql(table):
             conn.execute(sql)

@@ -1,4 +1,4 @@
-"""Run the migration checklist (the seed plan's Part 8) as named checks, each listed with its result.
+"""Check everything the move to per-plugin stores promises, as named checks, each listed with its result.
 
 Every file is opened read-only and nothing is upgraded or written: the shared database and each isolated file
 that exists. Checks, per file: integrity (PRAGMA integrity_check), foreign keys (foreign_key_check), schema
@@ -12,11 +12,14 @@ Dangling references in the shared file are warnings too (legacy data is kept as 
 an attribution that leaves more than half of the trades with the default id (the detail says which rules
 decided the trades and which values no mapping covers) and trade_ids with several closed rows.
 
-examples:
-  python -m zepix_store.verify
-  python -m zepix_store.verify --json
+The last line sums up: how many checks are ok, warned, failed (and skipped); a long detail is cut, with a count.
 
-exit status: 0 every check passed (warnings allowed), 1 a check failed (named on stderr), 2 bad config.
+examples:
+  zepix-store verify
+  zepix-store verify --json
+
+exit codes: 0 every check passed (warnings allowed), 1 a check failed (named on stderr), 2 bad config,
+3 disk full or I/O error, 5 a database is not readable.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from typing import Any
 
 from . import attribution
 from . import copy_ledger as cl
-from .attribution_report import AttributionReport, attribution_report, show_value
-from ._output import print_json, print_table
+from ._output import Progress, print_json, print_table, show_value
+from .attribution_report import AttributionReport, attribution_report
 from .cli import command_main
 from .config import StoreConfig, load_config
 from .db import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from .errors import StoreError
+from .progress import NO_PROGRESS, ProgressSink
 from .schema import (
     ATTRIBUTION_ORDER,
     DEFAULT_PLUGIN_ID,
@@ -47,6 +51,14 @@ from .schema import (
 )
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
+LIST_LIMIT = 5  # items of a list named in one detail; the rest are counted
+DETAIL_WIDTH = 200  # characters of a detail in the table (--json keeps it whole)
+
+
+def listed(items: Sequence[str], sep: str = "; ", limit: int = LIST_LIMIT) -> str:
+    """`a; b; c; d; e; and 12 more`: a long list stays readable, and says how long it was."""
+    shown = sep.join(items[:limit])
+    return shown + (f"{sep}and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass
@@ -59,9 +71,24 @@ class Check:
 @dataclass
 class VerifyReport:
     checks: list[Check] = field(default_factory=list)
+    progress: ProgressSink = field(default=NO_PROGRESS, repr=False, compare=False)
 
     def add(self, name: str, status: str, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
+        self.progress.advance(1)
+
+    def counts(self) -> dict[str, int]:
+        """Checks per status: ok, warned, failed, skipped."""
+        by = {OK: "ok", WARN: "warned", FAIL: "failed", SKIP: "skipped"}
+        counted = {word: 0 for word in by.values()}
+        for check in self.checks:
+            counted[by[check.status]] += 1
+        return counted
+
+    def summary(self) -> str:
+        """The one closing line: `verify: 31 checks: 28 ok, 2 warned, 1 failed, 0 skipped`."""
+        counted = self.counts()
+        return f"verify: {len(self.checks)} checks: " + ", ".join(f"{n} {word}" for word, n in counted.items())
 
     @property
     def failed(self) -> list[str]:
@@ -72,12 +99,14 @@ class VerifyReport:
         return not self.failed
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "failed": self.failed, "checks": [asdict(c) for c in self.checks]}
+        return {"ok": self.ok, "failed": self.failed, "counts": self.counts(),
+                "checks": [asdict(c) for c in self.checks]}
 
 
-def verify(config: StoreConfig) -> VerifyReport:
+def verify(config: StoreConfig, progress: ProgressSink = NO_PROGRESS) -> VerifyReport:
     """Run every check read-only; the report lists each one (never raises for a failed check)."""
-    report = VerifyReport()
+    report = VerifyReport(progress=progress)
+    progress.start("verify", _expected_checks(config), "checks")
     conn = cl.open_scratch(BUSY_TIMEOUT_MS)
     try:
         present = _check_shared(conn, config, report)
@@ -85,7 +114,14 @@ def verify(config: StoreConfig) -> VerifyReport:
             _check_isolated(conn, config, path, pids, present, report)
     finally:
         conn.close()
+        progress.done()
     return report
+
+
+def _expected_checks(config: StoreConfig) -> int:
+    """About how many checks verify makes (for the progress ETA): shared file, each plugin, each isolated file."""
+    isolated = [p for p in config.plugins.values() if p.isolated_db is not None]
+    return 11 + len(config.plugins) + 7 * len({p.isolated_db for p in isolated}) + len(isolated)
 
 
 def _run(report: VerifyReport, name: str, check: Callable[[], tuple[str, str]]) -> str:
@@ -164,7 +200,7 @@ def _foreign_keys(conn: sqlite3.Connection, schema: str, shared: bool) -> tuple[
                        (schema,)).fetchall()
     if not bad:
         return OK, "no dangling references"
-    detail = ", ".join(f"{t}: {n} rows reference a missing parent" for t, n in bad)
+    detail = listed([f"{t}: {n} rows reference a missing parent" for t, n in bad], ", ")
     return (WARN, detail + " (legacy data, kept as it is)") if shared else (FAIL, detail)
 
 
@@ -179,13 +215,13 @@ def _columns(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
             problems.append(f"{table.name}: missing {', '.join(missing)}")
         elif not (info["plugin_id"][3] == 1 and info["plugin_id"][4] == f"'{DEFAULT_PLUGIN_ID}'"):
             problems.append(f"{table.name}: plugin_id is not NOT NULL DEFAULT '{DEFAULT_PLUGIN_ID}'")
-    return (FAIL, "; ".join(problems)) if problems else (OK, "plugin_id NOT NULL DEFAULT 'legacy' on all tables")
+    return (FAIL, listed(problems)) if problems else (OK, "plugin_id NOT NULL DEFAULT 'legacy' on all tables")
 
 
 def _indexes(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
     have = {r[0] for r in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'index'")}
     missing = [name for table in TABLES for name, _ in table.indexes if name not in have]
-    return (FAIL, "missing " + ", ".join(missing)) if missing else (OK, f"{len(have)} indexes present")
+    return (FAIL, "missing " + listed(missing, ", ")) if missing else (OK, f"{len(have)} indexes present")
 
 
 def _attribution(conn: sqlite3.Connection, schema: str, routed: Sequence[str] | None) -> tuple[str, str]:
@@ -201,7 +237,7 @@ def _attribution(conn: sqlite3.Connection, schema: str, routed: Sequence[str] | 
             args = routed
         problems += [f"{table.name}: {n} rows under {pid!r}" for pid, n in conn.execute(q, args)]
     if problems:
-        return FAIL, "; ".join(problems) + ("" if routed is None else f" (routed here: {', '.join(routed)})")
+        return FAIL, listed(problems) + ("" if routed is None else f" (routed here: {', '.join(routed)})")
     return OK, "every row attributed" + ("" if routed is None else " to a plugin routed to this file")
 
 
@@ -240,7 +276,7 @@ def _buckets(conn: sqlite3.Connection, present: dict[str, set[str]]) -> tuple[st
         b = attribution.count_buckets(conn, "src", name)
         if b.bucket_total != b.source_rows:
             wrong.append(f"{name}: buckets hold {b.bucket_total} rows, the table {b.source_rows}")
-    return (FAIL, "; ".join(wrong)) if wrong else (OK, f"every row of {len(present)} tables in exactly one bucket")
+    return (FAIL, listed(wrong)) if wrong else (OK, f"every row of {len(present)} tables in exactly one bucket")
 
 
 def _rules(rules: AttributionReport) -> tuple[str, str]:
@@ -312,7 +348,7 @@ def _copies(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]]) ->
         if unledgered := cl.unledgered_count(conn, table, pid, seg):
             problems.append(f"{name}: {unledgered} rows of the plugin in the shared file not copied: run split")
     if problems:
-        return FAIL, f"plugin {pid}: " + "; ".join(problems)
+        return FAIL, f"plugin {pid}: " + listed(problems)
     return OK, f"{compared:,} copies traced to their source rows ({pruned:,} pruned from the shared file)"
 
 
@@ -340,16 +376,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = verify(load_config(args.config))
+    report = verify(load_config(args.config), Progress(enabled=not args.quiet))
     if args.json:
         print_json(report.to_json())
     else:
-        print_table(["check", "status", "detail"], [(c.name, c.status, c.detail) for c in report.checks])
+        print_table(["check", "status", "detail"], [(c.name, c.status, _cut(c.detail)) for c in report.checks])
+        print(report.summary())
     if report.failed:
-        print(f"zepix-store verify: error: {len(report.failed)} checks failed: {', '.join(report.failed)}",
+        print(f"zepix-store verify: error: {len(report.failed)} checks failed: {listed(report.failed, ', ')}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _cut(detail: str, width: int = DETAIL_WIDTH) -> str:
+    """One table cell: a detail longer than `width` is cut, saying how much more --json holds."""
+    if len(detail) <= width:
+        return detail
+    return f"{detail[:width - 40].rstrip()} ... ({len(detail) - width + 40:,} more characters in --json)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,8 +98,9 @@ def checksums(path: Path) -> tuple[str, dict[str, str]]:
         rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
         schema = hashlib.sha256(repr((rows, conn.execute("PRAGMA user_version").fetchone()[0])).encode()).hexdigest()
         logical = {}
+        # zx_backup: a backup's record of what it is a backup of, not data (restore drops it)
         for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                     "AND name NOT LIKE 'sqlite%' ORDER BY name").fetchall():
+                                     "AND name NOT LIKE 'sqlite%' AND name <> 'zx_backup' ORDER BY name").fetchall():
             digest = hashlib.sha256()
             for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY {_order_by(conn, table)}'):
                 digest.update(repr(tuple((type(v).__name__, repr(v)) for v in row)).encode())

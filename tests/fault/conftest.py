@@ -57,8 +57,10 @@ def logical_checksum(path: Path) -> dict[str, str]:
     """Per table: sha256 over its rows in key order, each value tagged with its Python type (version-proof)."""
     conn = _ro(path)
     try:
+        # zx_backup: a backup's record of what it is a backup of, not data (restore drops it)
         tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name")]
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' AND name <> 'zx_backup' "
+            "ORDER BY name")]
         sums = {}
         for table in tables:
             digest = hashlib.sha256()
