@@ -90,7 +90,7 @@ def test_merge_without_prune_finds_every_row_already_there(legacy: Project) -> N
     report = json.loads(done.stdout)
     assert report["rows_merged"] == 0
     trades = report["plugins"][V3[0]]["tables"]["trades"]
-    assert trades["linked"] == trades["source_rows"] > 0
+    assert trades["unchanged"] == trades["source_rows"] > 0
     assert legacy_content(legacy.shared_db) == original
 
 
@@ -127,11 +127,15 @@ def test_merge_adds_new_rows_once_and_updates_changed_ones_in_place(legacy: Proj
         assert conn.execute("SELECT count(*) FROM trades").fetchone() == (total + 3,)
         assert conn.execute("SELECT trade_id, typeof(pnl), plugin_id FROM trades WHERE trade_id LIKE 'NEW-%' "
                             "ORDER BY 1").fetchall() == [(f"NEW-{n}", "real", V3[1]) for n in range(3)]
-        ledger = conn.execute("SELECT count(*) FROM zx_copy_ledger JOIN zx_copy_segments USING (seg) "
-                              "WHERE plugin_id = ? AND table_name = 'trades'", (V3[1],)).fetchone()[0]
-        assert ledger == trades["source_rows"]  # every isolated row traced to its shared row
     finally:
         conn.close()
+    iso = connect_ro(legacy.isolated_db(V3[1]))
+    try:  # every isolated row traced to its shared row, in the plugin's identity map
+        pairs = iso.execute("SELECT count(*) FROM zx_sync_pairs JOIN zx_sync_segments USING (seg) "
+                            "WHERE plugin_id = ? AND table_name = 'trades'", (V3[1],)).fetchone()[0]
+        assert pairs == trades["source_rows"]
+    finally:
+        iso.close()
 
 
 async def _chain(project: Project, plugin: str, chain_id: str) -> None:
@@ -193,7 +197,7 @@ def test_round_trip_split_merge_split_duplicates_nothing(legacy: Project) -> Non
     done = run_cli("split", legacy, "--plugin", V3[0], "--json")
     assert done.returncode == 0, done.stderr
     trades = json.loads(done.stdout)["plugins"][V3[0]]["tables"]["trades"]
-    assert (trades["copied"], trades["linked"]) == (1, 1)  # SHARED-1 copied, ISO-1 recognised as already here
+    assert (trades["copied"], trades["updated"]) == (1, 0)  # SHARED-1 copied, ISO-1 recognised as already here
     conn = connect_ro(legacy.isolated_db(V3[0]))
     try:
         assert conn.execute("SELECT count(*) - count(DISTINCT trade_id) FROM trades WHERE plugin_id = ? "

@@ -390,18 +390,18 @@ def test_a_bot_starting_during_a_split_can_write_the_shared_file(legacy: Project
 
 
 def test_a_file_attached_to_read_refuses_every_write(legacy: Project) -> None:
-    from zepix_store import copy_ledger
+    from zepix_store.ops.sync.shared import open_shared
 
     before = byte_digest(legacy.shared_db)
-    conn = copy_ledger.open_source(legacy.shared_db)
+    conn = open_shared(legacy.shared_db)
     try:
-        for sql in ("DELETE FROM src.trades", "UPDATE src.trades SET pnl = 0", "INSERT INTO src.trades DEFAULT VALUES",
-                    "CREATE TABLE src.x (a)", "CREATE INDEX src.i ON trades (pnl)", "DROP TABLE src.trades",
-                    "ALTER TABLE src.trades ADD COLUMN y", "PRAGMA src.journal_mode = DELETE",
-                    "PRAGMA src.user_version = 9", "ANALYZE src", "PRAGMA wal_checkpoint", "PRAGMA optimize"):
+        for sql in ("DELETE FROM sh.trades", "UPDATE sh.trades SET pnl = 0", "INSERT INTO sh.trades DEFAULT VALUES",
+                    "CREATE TABLE sh.x (a)", "CREATE INDEX sh.i ON trades (pnl)", "DROP TABLE sh.trades",
+                    "ALTER TABLE sh.trades ADD COLUMN y", "PRAGMA sh.journal_mode = DELETE",
+                    "PRAGMA sh.user_version = 9", "ANALYZE sh", "PRAGMA wal_checkpoint", "PRAGMA optimize"):
             with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
                 conn.execute(sql)
-        conn.execute("CREATE TEMP TABLE counted AS SELECT count(*) AS n FROM src.trades")  # temp tables stay free
+        conn.execute("CREATE TEMP TABLE counted AS SELECT count(*) AS n FROM sh.trades")  # temp tables stay free
         assert conn.execute("SELECT n FROM counted").fetchone()[0] > 0
     finally:
         conn.close()
@@ -457,8 +457,8 @@ def test_rerun_copies_nothing_twice_and_bot_rows_survive(legacy: Project) -> Non
         assert conn.execute("SELECT count(*), count(DISTINCT id) FROM trades WHERE plugin_id = ?",
                             (V3[0],)).fetchone()[0] == json.loads(first.stdout)["plugins"][V3[0]]["tables"][
             "trades"]["copied"] + 3
-        assert conn.execute("SELECT count(*) FROM zx_copy_ledger l JOIN zx_copy_segments g USING (seg) "
-                            "JOIN trades t ON t.id = l.dst_rowid AND g.table_name = 'trades' "
+        assert conn.execute("SELECT count(*) FROM zx_sync_pairs l JOIN zx_sync_segments g USING (seg) "
+                            "JOIN trades t ON t.id = l.iso_rowid AND g.table_name = 'trades' "
                             "AND g.plugin_id = t.plugin_id WHERE t.trade_id LIKE 'BOT-%'").fetchone() == (0,)
     finally:
         conn.close()
@@ -512,7 +512,7 @@ FAULT_POINTS = (
     "after_owners", f"after_copy:{V3[0]}:trades", f"after_copy:{V3[1]}:profit_booking_events",
     f"before_commit:{GROUP_FILE}", f"after_commit:{GROUP_FILE}", f"before_link:{GROUP_FILE}",
     f"after_link:{GROUP_FILE}", "before_link:zepix_v6_logic_04_1h.db", "after_backup_copy", "after_prune_backup",
-    "before_prune_commit", "after_prune_commit", f"before_mark_pruned:{GROUP_FILE}",
+    "before_prune_commit", "after_prune_commit",
 )
 
 

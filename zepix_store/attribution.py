@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from .schema import ATTRIBUTION_ORDER, DEFAULT_PLUGIN_ID, TABLE_BY_NAME, TRADES, Table
 
-SCHEMAS = ("main", "src")  # the only schema names these statements are built with
+SCHEMAS = ("main", "src", "sh")  # the only schema names these statements are built with
 DEFAULT_MAPPING_COLUMNS = ("logic_type", "strategy")
 LINKS = ("chain_id", "profit_chain_id", "session_id")  # rule 3, in order
 RULE_OWN, RULE_DEFAULT = "plugin_id", "default"

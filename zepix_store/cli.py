@@ -27,6 +27,7 @@ from .readonly import in_sqlite_callback
 COMMANDS: dict[str, str] = {
     "split": "copy each plugin's rows from the shared database into its isolated file, verified",
     "merge": "bring a plugin's isolated rows back into the shared database, verified",
+    "flip": "move one plugin to its isolated file or back to the shared file: sync, verify, rewrite its config",
     "migrate": "add plugin_id to the shared database in place, after a backup",
     "backup": "WAL-safe online backup of the shared database and plugin files",
     "restore": "put a backup back in place, keeping the file it replaces",

@@ -34,13 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from . import attribution
-from . import copy_ledger as cl
 from ._output import Progress, print_json, print_table, show_value
 from .attribution_report import AttributionReport, attribution_report
 from .cli import command_main
 from .config import StoreConfig, load_config
 from .db import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from .errors import StoreError
+from .ops.sync.check import CopyCheck, check_copies
+from .ops.sync.columns import columns_for
+from .ops.sync.files import READ, attach, check_regular_file, has_table, open_scratch
+from .ops.sync.identity import has_identity, mapping_changes, mapping_record, recorded_mapping, segment
 from .progress import NO_PROGRESS, ProgressSink
 from .schema import (
     ATTRIBUTION_ORDER,
@@ -107,7 +110,7 @@ def verify(config: StoreConfig, progress: ProgressSink = NO_PROGRESS) -> VerifyR
     """Run every check read-only; the report lists each one (never raises for a failed check)."""
     report = VerifyReport(progress=progress)
     progress.start("verify", _expected_checks(config), "checks")
-    conn = cl.open_scratch(BUSY_TIMEOUT_MS)
+    conn = open_scratch(BUSY_TIMEOUT_MS)
     try:
         present = _check_shared(conn, config, report)
         for path, pids in _isolated_files(config, report).items():
@@ -142,7 +145,7 @@ def _isolated_files(config: StoreConfig, report: VerifyReport) -> dict[Path, lis
         if path is None:
             report.add(f"config:{pid}", OK, "uses the shared file (no isolated_db)")
             continue
-        exists = cl.check_regular_file(path)
+        exists = check_regular_file(path)
         if exists:
             files.setdefault(path, []).append(pid)
         if plugin.use_shared:
@@ -160,7 +163,7 @@ def _isolated_files(config: StoreConfig, report: VerifyReport) -> dict[Path, lis
 def _attach(conn: sqlite3.Connection, path: Path, schema: str, report: VerifyReport) -> bool:
     try:
         with translated_errors(path):
-            cl.attach(conn, path, schema, cl.READ)
+            attach(conn, path, schema, READ)
             conn.execute(f"SELECT count(*) FROM {schema}.sqlite_master").fetchone()
     except StoreError as exc:
         report.add(f"integrity:{path.name}", FAIL, str(exc))
@@ -245,23 +248,23 @@ def _attribution(conn: sqlite3.Connection, schema: str, routed: Sequence[str] | 
 
 
 def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyReport) -> dict[str, set[str]] | None:
-    """File checks and attribution buckets of the shared file, attached as `src`; return its tables' columns."""
+    """File checks and attribution buckets of the shared file, attached as `sh`; return its tables' columns."""""
     path = config.shared_db
-    if not cl.check_regular_file(path):
+    if not check_regular_file(path):
         report.add("config:shared_db", FAIL, f"{path} does not exist")
         return None
     report.add("config:shared_db", OK, str(path))
-    if not _attach(conn, path, "src", report):
+    if not _attach(conn, path, "sh", report):
         return None
-    current = _file_checks(conn, "src", path, True, report)
+    current = _file_checks(conn, "sh", path, True, report)
     if current:
-        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "src", None))
+        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "sh", None))
     try:
         # One snapshot: the bot may commit between the attribution and the counts of the same table.
         with translated_errors(path), read_snapshot(conn):
-            present = attribution.build_owners(conn, "src", config.rules)
+            present = attribution.build_owners(conn, "sh", config.rules)
             _run(report, "buckets", lambda: _buckets(conn, present))
-            rules = attribution_report(conn, "src", config.rules, present)
+            rules = attribution_report(conn, "sh", config.rules, present)
         report.add("attribution:rules", *_rules(rules))
         report.add("duplicates", *_duplicates(rules))
     except StoreError as exc:  # a damaged page: already named by the integrity check; report, do not crash
@@ -273,7 +276,7 @@ def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyR
 def _buckets(conn: sqlite3.Connection, present: dict[str, set[str]]) -> tuple[str, str]:
     wrong = []
     for name in present:
-        b = attribution.count_buckets(conn, "src", name)
+        b = attribution.count_buckets(conn, "sh", name)
         if b.bucket_total != b.source_rows:
             wrong.append(f"{name}: buckets hold {b.bucket_total} rows, the table {b.source_rows}")
     return (FAIL, listed(wrong)) if wrong else (OK, f"every row of {len(present)} tables in exactly one bucket")
@@ -306,12 +309,12 @@ def _duplicates(rules: AttributionReport) -> tuple[str, str]:
 
 def _check_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, pids: list[str],
                     present: dict[str, set[str]] | None, report: VerifyReport) -> None:
-    if not _attach(conn, path, "dst", report):
+    if not _attach(conn, path, "iso", report):
         return
     try:
-        if not _file_checks(conn, "dst", path, False, report):
+        if not _file_checks(conn, "iso", path, False, report):
             return
-        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "dst", pids))
+        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "iso", pids))
         _run(report, f"mapping:{path.name}", lambda: _mapping(conn, config))
         for pid in pids:
             if config.plugins[pid].use_shared:
@@ -319,53 +322,39 @@ def _check_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, p
             elif present is not None:
                 _run(report, f"copies:{pid}", functools.partial(_copies, conn, pid, present))
     finally:
-        conn.execute("DETACH DATABASE dst")
+        conn.execute("DETACH DATABASE iso")
 
 
 def _mapping(conn: sqlite3.Connection, config: StoreConfig) -> tuple[str, str]:
-    recorded = cl.recorded_mapping(conn, "dst")
-    current = cl.mapping_record(config.mapping, config.default_plugin_id, config.mapping_columns)
+    recorded = recorded_mapping(conn, "iso")
+    current = mapping_record(config.mapping, config.default_plugin_id, config.mapping_columns)
     if recorded is None:
         return SKIP, "no split has written this file"
     if recorded != current:
-        return FAIL, f"split used another mapping ({cl.mapping_changes(recorded, current)}): run split --remap"
+        return FAIL, f"split used another mapping ({mapping_changes(recorded, current)}): run split --remap"
     return OK, "split used the current mapping"
 
 
 def _copies(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]]) -> tuple[str, str]:
-    """Every source row of `pid` copied, every copy equal to its source, money totals equal."""
-    problems, compared, pruned = [], 0, 0
+    """Every source row of `pid` copied; copies equal to their source or the bot's newer write (section 5a)."""
+    out = CopyCheck()
     for name in ATTRIBUTION_ORDER:
-        if name not in present or not cl.has_table(conn, "dst", name):
+        if name not in present or not has_table(conn, "iso", name):
             continue
         table = TABLE_BY_NAME[name]
-        seg = cl.segment(conn, "dst", table, pid)
-        if seg is not None:
-            problems += _compare_table(conn, table, cl.columns_for(conn, table, present[name]), pid, seg)
-            row = conn.execute(f"SELECT count(*), coalesce(sum(pruned), 0) FROM dst.{cl.LEDGER} WHERE seg = ?",
-                               (seg,)).fetchone()
-            compared, pruned = compared + row[0], pruned + row[1]
-        if unledgered := cl.unledgered_count(conn, table, pid, seg):
-            problems.append(f"{name}: {unledgered} rows of the plugin in the shared file not copied: run split")
-    if problems:
-        return FAIL, f"plugin {pid}: " + listed(problems)
-    return OK, f"{compared:,} copies traced to their source rows ({pruned:,} pruned from the shared file)"
-
-
-def _compare_table(conn: sqlite3.Connection, table: Any, cols: cl.Columns, pid: str, seg: int) -> list[str]:
-    money = [c for c in cl.MONEY.get(table.name, ()) if c in cols.values]
-    args = {"seg": seg, "p": pid}
-    count, _with_src, with_dst, differ, lost, *sums = conn.execute(
-        cl.compare_sql(table, cols, money, "1"), args).fetchone()
-    problems = []
-    if differ or lost or with_dst != count:
-        keys = cl.differing_keys(conn, table, cols, "1", args)
-        problems.append(f"{table.name}: {differ} copies differ from their source, {count - with_dst} copies "
-                        f"missing, {lost} source rows gone: {', '.join(keys)}")
-    for i, col in enumerate(money):
-        if sums[2 * i] != sums[2 * i + 1]:
-            problems.append(f"{table.name}: total {col} {sums[2 * i + 1]!r} != source {sums[2 * i]!r}")
-    return problems
+        if not has_identity(conn):
+            owned = conn.execute(f"SELECT count(DISTINCT src_rowid) FROM {attribution.owner_table(name)} "
+                                 "WHERE plugin_id = ?", (pid,)).fetchone()[0]
+            if owned:
+                out.problems.append(f"{name}: {owned} rows of the plugin in the shared file not copied: run split")
+            continue
+        check_copies(conn, table, columns_for(conn, table, present[name]), pid, segment(conn, table, pid), out)
+    if out.problems:
+        return FAIL, f"plugin {pid}: " + listed(out.problems)
+    detail = f"{out.compared:,} copies traced to their source rows ({out.newer:,} changed since by the bot)"
+    if out.warnings:
+        return WARN, f"plugin {pid}: " + listed(out.warnings) + f"; {detail}"
+    return OK, detail
 
 
 # --- command line ------------------------------------------------------------------------------------------

@@ -74,10 +74,8 @@ def isolated_state(project: Project) -> dict[str, tuple[str, dict[str, str], str
 
 
 def same_content(a: tuple[str, dict[str, str]], b: tuple[str, dict[str, str]]) -> bool:
-    """Equal schema and rows, the run log (zx_copy_runs: one row per run with its start time) left out."""
-    def rows(sums: dict[str, str]) -> dict[str, str]:
-        return {t: v for t, v in sums.items() if t != "zx_copy_runs"}
-    return a[0] == b[0] and rows(a[1]) == rows(b[1])
+    """Equal schema and rows."""
+    return a[0] == b[0] and a[1] == b[1]
 
 
 def backups_of(project: Project) -> dict[str, tuple[int, int, str]]:
@@ -161,8 +159,8 @@ def _assert_no_duplicates(project: Project, copied: int) -> None:
     """Every copy is ledgered once, and the files hold exactly the rows the first run copied."""
     total = 0
     for path in project.data.glob("zepix_*.db"):
-        (entries, distinct), = read_sql(path, "SELECT count(*), count(DISTINCT seg || ':' || src_rowid) "
-                                              "FROM zx_copy_ledger")
+        (entries, distinct), = read_sql(path, "SELECT count(*), count(DISTINCT seg || ':' || shared_rowid) "
+                                              "FROM zx_sync_pairs")
         assert entries == distinct
         total += int(entries)
     assert total == copied

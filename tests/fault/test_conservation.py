@@ -170,7 +170,7 @@ def _assert_unmapped_listed(runs: Runs, doc: dict[str, Any]) -> int:
 def _ledger(path: Path, table: str, plugin: str) -> dict[int, int]:
     """src_rowid -> dst_rowid of (table, plugin) in one isolated file."""
     return {int(s): int(d) for s, d in read_sql(
-        path, "SELECT l.src_rowid, l.dst_rowid FROM zx_copy_ledger l JOIN zx_copy_segments g USING (seg) "
+        path, "SELECT l.shared_rowid, l.iso_rowid FROM zx_sync_pairs l JOIN zx_sync_segments g USING (seg) "
               "WHERE g.table_name = ? AND g.plugin_id = ?", (table, plugin))}
 
 

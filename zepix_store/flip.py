@@ -1,0 +1,68 @@
+"""Move one plugin to its isolated file or back to the shared file, while the bot keeps running.
+
+The whole move as one command: a backup of the file that receives rows, the synchronisation (as split or
+merge do it: new rows copied, changed rows updated, the bot's newer writes kept, conflicts refused), its
+verification, then the plugin's config.json rewritten atomically (only database.use_shared changes; every other
+key, their order and the indentation stay), then one more synchronisation for what the bot wrote in the old
+place meanwhile. --prune then deletes the verified rows from the old place (after a backup of it). Run it again
+after an interruption: it finishes the move. Restart the bot (or use Store.move_plugin inside it) so it follows
+the new route.
+
+examples:
+  zepix-store flip v6-logic-01-1min --to isolated --dry-run   # what would be copied, nothing written
+  zepix-store flip v6-logic-01-1min --to isolated
+  zepix-store flip v6-logic-01-1min --to shared --prune       # back, then delete its rows from its own file
+
+exit codes: 0 done, 1 a verification failed or the plugin was refused (conflicts: see --prefer), 2 bad config or
+input, 3 disk full / I/O, 4 busy, 5 corrupt database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._output import Progress, emit_report
+from ._sync_output import print_sync
+from .cli import command_main
+from .ops.flip import TARGETS, FlipReport, flip
+from .ops.sync.job import PREFER
+
+__all__ = ["FlipReport", "flip", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plugin", metavar="PLUGIN", help="the plugin to move")
+    parser.add_argument("--to", choices=TARGETS, required=True, help="where the plugin's rows will live")
+    parser.add_argument("--prune", action="store_true", help="then delete the verified rows from the old place")
+    parser.add_argument("--dry-run", action="store_true", help="plan only: what would be copied; write nothing")
+    parser.add_argument("--prefer", choices=PREFER, help="resolve conflicts: the old place (source) or the new "
+                                                         "place (destination) wins")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = flip(args.config, args.plugin, args.to, prune=args.prune, dry_run=args.dry_run, prefer=args.prefer,
+                  progress=Progress(enabled=not args.quiet))
+    return emit_report("flip", report, args.json, print_report)
+
+
+def print_report(report: FlipReport) -> None:
+    print(f"{'dry run (nothing written): ' if report.dry_run else ''}flip {report.plugin_id} to {report.to}"
+          + (f" (backup {report.backup})" if report.backup else ""))
+    for n, sync in enumerate(report.syncs):
+        if n:
+            print("after the config rewrite (rows the bot wrote meanwhile):")
+        print_sync(sync, "source", report.dry_run)
+    if report.config_changed:
+        print(f"config: database.use_shared is now {'true' if report.to == 'shared' else 'false'}")
+    for key, value in report.prune.items():
+        print(f"prune {key.replace('_', ' ')}: {value}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return command_main("flip", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""flip: the whole move of one plugin, to its isolated file or back to the shared file.
+
+Backup of the file that will receive rows, synchronisation, verification, then the plugin's config.json is
+rewritten atomically (only `database.use_shared`), then one more synchronisation carries over what the bot
+wrote in the old place meanwhile; `prune` then deletes the verified rows from the old place. Killed at any
+point, the config says the old route until the rewrite and the new one after it, and each is consistent: a
+rerun finishes the move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import fault
+from ..backup import backup_file
+from ..backup_identity import identity_of
+from ..config import StoreConfig, load_config
+from ..config_edit import set_use_shared
+from ..errors import ConfigError
+from ..progress import NO_PROGRESS, ProgressSink
+from .merge import MergeReport, merge
+from .prune import prune_isolated
+from .split import SplitReport, split
+from .sync.files import check_regular_file
+from .sync.report import SyncReport
+
+TARGETS = ("isolated", "shared")
+
+
+@dataclass(kw_only=True)
+class FlipReport:
+    plugin_id: str
+    to: str
+    dry_run: bool = False
+    backup: str | None = None
+    config_changed: bool = False
+    syncs: list[SyncReport] = field(default_factory=list)
+    prune: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def longest_hold_ms(self) -> float:
+        return max((s.longest_hold_ms for s in self.syncs), default=0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plugin_id": self.plugin_id, "to": self.to, "dry_run": self.dry_run, "backup": self.backup,
+                "config_changed": self.config_changed, "prune": self.prune, "problems": self.problems,
+                "longest_hold_ms": round(self.longest_hold_ms, 1), "ok": self.ok,
+                "syncs": [s.to_json() for s in self.syncs]}
+
+
+def flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False, dry_run: bool = False,
+         prefer: str | None = None, progress: ProgressSink = NO_PROGRESS, max_hold_ms: float = 100.0) -> FlipReport:
+    """Move `plugin_id` to `to` ("isolated" or "shared"); see the module doc."""
+    if to not in TARGETS:
+        raise ConfigError(f"--to: {to!r}: say isolated or shared")
+    config = load_config(config_dir)
+    plugin = config.plugin(plugin_id)
+    if plugin.isolated_db is None:
+        raise ConfigError(f"{plugin.config_path}: database.isolated_db: plugin {plugin_id} has no isolated file")
+    report = FlipReport(plugin_id=plugin_id, to=to, dry_run=dry_run)
+    if dry_run:
+        report.syncs.append(_sync(config, plugin_id, to, prefer, progress, max_hold_ms, dry_run=True))
+        report.problems += report.syncs[-1].problems
+        return report
+    if to == "isolated" and check_regular_file(plugin.isolated_db):
+        report.backup = str(backup_file(plugin.isolated_db, config.backup_dir, "pre-flip",
+                                        identity=identity_of(config, plugin.isolated_db)))
+        fault.point("after_flip_backup")
+    first = _sync(config, plugin_id, to, prefer, progress, max_hold_ms)
+    report.syncs.append(first)
+    if to == "shared" and isinstance(first, MergeReport):
+        report.backup = first.backup
+    if not first.ok:
+        report.problems += first.problems
+        return report
+    fault.point("before_config_rewrite")
+    report.config_changed = set_use_shared(plugin.config_path, to == "shared")
+    fault.point("after_config_rewrite")
+    config = load_config(config_dir)
+    # The bot may have written the old place until it saw the new config: carry that over too.
+    last = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, prune=prune and to == "isolated")
+    report.syncs.append(last)
+    report.problems += last.problems
+    if isinstance(last, SplitReport):
+        report.prune = last.prune
+    elif prune and last.ok:
+        report.prune = _prune_isolated(config, plugin_id)
+    return report
+
+
+def _sync(config: StoreConfig, plugin_id: str, to: str, prefer: str | None, progress: ProgressSink,
+          max_hold_ms: float, dry_run: bool = False, prune: bool = False) -> SyncReport:
+    if to == "isolated":
+        return split(config, [plugin_id], dry_run=dry_run, prefer=prefer, progress=progress, max_hold_ms=max_hold_ms,
+                     prune=prune)
+    return merge(config, [plugin_id], dry_run=dry_run, prefer=prefer, progress=progress, max_hold_ms=max_hold_ms,
+                 routed=False)
+
+
+def _prune_isolated(config: StoreConfig, plugin_id: str) -> dict[str, Any]:
+    from .. import attribution
+    from ..schema import ATTRIBUTION_ORDER
+    from .sync.files import attach
+    from .sync.shared import open_shared
+
+    path = config.plugin(plugin_id).isolated_db
+    assert path is not None
+    conn = open_shared(config.shared_db, "rw")
+    try:
+        attach(conn, path, "iso", "rw")
+        present = {t: c for t in ATTRIBUTION_ORDER if (c := attribution.source_columns(conn, "sh", t))}
+        return prune_isolated(conn, config, plugin_id, path, present)
+    finally:
+        conn.close()

@@ -1,0 +1,176 @@
+"""merge: plugins' isolated rows back into the shared file, through the synchronisation.
+
+The shared file is backed up first (only when the merge will change something) and brought to the current
+schema if it is older; then each isolated file is synchronised into it in short committed chunks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import attribution, fault, upgrade
+from ..backup import backup_connection
+from ..backup_identity import identity_of
+from ..config import StoreConfig
+from ..db import connect_sync, transaction, translated_errors
+from ..errors import ConfigError
+from ..progress import NO_PROGRESS, ProgressSink
+from ..schema import ATTRIBUTION_ORDER
+from .sync import Direction, SyncJob, synchronise
+from .sync.files import READ, check_regular_file
+from .sync.preview import preview
+from .sync.report import SyncReport
+from .sync.shared import open_shared
+
+
+@dataclass(kw_only=True)
+class MergeReport(SyncReport):
+    shared_db: str
+    dry_run: bool = False
+    backup: str | None = None
+    upgraded_from: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = super().to_json()
+        doc["rows_merged"] = self.rows_copied()
+        return doc
+
+
+def check_plugins(config: StoreConfig, plugin_ids: Sequence[str], routed: bool = True) -> dict[Path, list[str]]:
+    """The isolated files to merge from and their plugins; each must have its file (and, if `routed`, be shared)."""
+    if not plugin_ids:
+        raise ConfigError("--plugin: name at least one plugin to merge back")
+    groups: dict[Path, list[str]] = {}
+    for pid in sorted(set(plugin_ids)):
+        plugin = config.plugin(pid)
+        if routed and not plugin.use_shared:
+            raise ConfigError(f"{plugin.config_path}: database.use_shared: plugin {pid} is still isolated; set it "
+                              "to true first, or use `zepix-store flip` (merge brings an isolated plugin's rows back "
+                              "to the shared file)")
+        if plugin.isolated_db is None or not check_regular_file(plugin.isolated_db):
+            raise ConfigError(f"{plugin.config_path}: database.isolated_db: {plugin.isolated_db} does not exist, "
+                              "nothing to merge")
+        groups.setdefault(plugin.isolated_db, []).append(pid)
+    return groups
+
+
+def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = False, prefer: str | None = None,
+          progress: ProgressSink = NO_PROGRESS, max_hold_ms: float = 100.0, routed: bool = True,
+          say: Callable[[str], None] = lambda _line: None) -> MergeReport:
+    """Synchronise the plugins' isolated rows into the shared file (see the module doc).
+
+    Raises:
+        ConfigError: unknown plugin, a plugin still isolated (with `routed`), or no isolated file.
+        StoreError: I/O, busy or corrupt files.
+    """
+    groups = check_plugins(config, plugin_ids, routed)
+    report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
+    changes = True
+    if dry_run or not _needs_migrate(config):
+        planned = _preview(config, groups, prefer, report)
+        if dry_run:
+            return report
+        changes = any(p.writes or p.conflicts for p in planned.values())
+        report.plugins.clear()
+        report.problems.clear()
+    # A rerun that will change nothing leaves no new backup behind.
+    report.backup, report.upgraded_from = prepare_shared(config, backup=changes)
+    conn = open_shared(config.shared_db, "rw")
+    try:
+        present = _present(conn)
+        for path, members in groups.items():
+            job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer, max_hold_ms=max_hold_ms,
+                          progress=progress, say=say)
+            progress.start(f"merge {path.name}", None, "tables")
+            synchronise(conn, job, report)
+            progress.done()
+            fault.point("after_merge_commit")
+    finally:
+        conn.close()
+    return report
+
+
+def _present(conn: Any) -> dict[str, set[str]]:
+    return {t: cols for t in ATTRIBUTION_ORDER if (cols := attribution.source_columns(conn, "sh", t))}
+
+
+def _needs_migrate(config: StoreConfig) -> bool:
+    if not check_regular_file(config.shared_db):
+        return True
+    conn = connect_sync(config.shared_db, create=False)
+    try:
+        return upgrade.is_empty(conn) or upgrade.needs_upgrade(conn, config.shared_db)
+    finally:
+        conn.close()
+
+
+def _preview(config: StoreConfig, groups: dict[Path, list[str]], prefer: str | None,
+             report: MergeReport) -> dict[str, Any]:
+    """Plan every file against the shared file as it is; the report shows what would change."""
+    with tempfile.TemporaryDirectory(prefix="zepix-merge-plan-") as scratch:
+        shared = config.shared_db
+        if _needs_migrate(config):
+            # Planned against what the merge would merge into: a private copy, brought to the current schema.
+            report.warnings.append(f"{shared}: would be brought to the current schema first")
+            shared = Path(scratch) / shared.name
+            if check_regular_file(config.shared_db):
+                src = connect_sync(config.shared_db, create=False)
+                dst = sqlite3.connect(shared)
+                try:
+                    src.backup(dst)
+                finally:
+                    dst.close()
+                    src.close()
+            own = connect_sync(shared, create=True)
+            try:
+                if upgrade.is_empty(own):
+                    with transaction(own):
+                        upgrade.initialise(own)
+                else:
+                    upgrade.upgrade(own, shared, config.rules)
+            finally:
+                own.close()
+        return _plan_against(config, shared, groups, prefer, report)
+
+
+def _plan_against(config: StoreConfig, shared: Path, groups: dict[Path, list[str]], prefer: str | None,
+                  report: MergeReport) -> dict[str, Any]:
+    conn = open_shared(shared, READ)
+    planned: dict[str, Any] = {}
+    try:
+        present = _present(conn)
+        for path, members in groups.items():
+            job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer, dry_run=True)
+            planned.update(preview(conn, job))
+    finally:
+        conn.close()
+    report.plugins.update(planned)
+    report.problems.extend(f"{pid}: would be refused: {p}" for pid, r in planned.items() for p in r.problems)
+    return planned
+
+
+def prepare_shared(config: StoreConfig, backup: bool = True) -> tuple[str | None, int | None]:
+    """Back up the shared file, then bring it to the current schema; return (backup, version upgraded from)."""
+    path = config.shared_db
+    conn = connect_sync(path, create=True, synchronous="FULL")
+    try:
+        made = None
+        if backup and not upgrade.is_empty(conn):
+            made = str(backup_connection(conn, path, config.backup_dir, "pre-merge",
+                                         identity=identity_of(config, path)))
+            fault.point("after_merge_backup")
+        version = upgrade.file_version(conn, path)
+        if upgrade.needs_upgrade(conn, path):
+            upgrade.upgrade(conn, path, config.rules)
+            return made, version
+        if upgrade.is_empty(conn):
+            with translated_errors(path), transaction(conn):
+                upgrade.initialise(conn)
+        return made, None
+    finally:
+        conn.close()

@@ -1,0 +1,188 @@
+"""synchronise(): one isolated file's plugins against the shared file, one way, planned then applied in chunks.
+
+The caller attaches the shared file as `sh` (read-only for a split: it is never written then; read-write for
+a merge, already at the current schema) and, for a split, builds the attribution's owner tables. Per plugin:
+plan every table (a conflict refuses the whole plugin before anything of it is written), apply, and plan again
+until nothing is left (the bot may write meanwhile), at most ROUNDS times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import nullcontext
+from ... import fault
+from ...db import read_snapshot, transaction, translated_errors
+from ...errors import VerifyError
+from ...schema import SCHEMA_VERSION, TABLES, create_schema_sql, index_sql
+from .apply import Writer, apply_segment
+from .chunks import ChunkClock
+from .columns import columns_for
+from .files import Target, attach, attach_isolated, detach, link_new_file, release
+from .identity import (has_identity, identity_ddl, mapping_record, pair_count, record_mapping, recorded_mapping,
+                       segment, upgrade_old_ledgers)
+from .job import Direction, SyncJob
+from .plan import (WRITES, Scope, conflict_details, counts, create_todo, other_side_names, plan_pairs, plan_unpaired,
+                   shared_rows, source_counts)
+from .remap import drop_remapped
+from .report import PluginSync, SyncReport
+
+ROUNDS = 4
+
+
+def synchronise(conn: sqlite3.Connection, job: SyncJob, report: SyncReport) -> None:
+    """Synchronise `job`'s plugins of one isolated file; results and problems go into `report`."""
+    results = {p: PluginSync(p, str(job.isolated_db)) for p in job.plugins}
+    report.plugins.update(results)
+    to_shared = job.direction is Direction.TO_SHARED
+    if to_shared:  # attached after the isolated file, so each chunk's pairs commit before its shared rows
+        detach(conn, "sh")
+    target = attach_isolated(conn, job.config, job.isolated_db, create=not to_shared)
+    if to_shared:
+        with translated_errors(job.config.shared_db):
+            attach(conn, job.config.shared_db, "sh", "rw")
+            conn.execute("PRAGMA sh.synchronous = FULL")
+    clock = ChunkClock(job.max_hold_ms, bounded=not target.created)
+    writer = Writer(conn, clock, outer=target.created)
+    try:
+        with translated_errors(target.file):
+            if target.created:
+                with transaction(conn):  # a new file is nobody's yet: built in one transaction, linked when verified
+                    _prepare(conn, job, target)
+                    _run(conn, job, writer, results)
+                    _finish_new(conn, results)
+                    fault.point(f"before_commit:{target.path.name}")
+                fault.point(f"after_commit:{target.path.name}")
+                if all(r.status != "failed" for r in results.values()):
+                    link_new_file(conn, target)
+            else:
+                with clock.held(), transaction(conn):
+                    _prepare(conn, job, target)
+                _run(conn, job, writer, results)
+                if any(r.writes for r in results.values()):
+                    with clock.held(), transaction(conn):
+                        conn.execute("PRAGMA analysis_limit = 400")
+                        conn.execute("ANALYZE iso")
+    finally:
+        release(conn, target)
+        report.longest_hold_ms = max(report.longest_hold_ms, clock.longest_ms)
+    for r in results.values():
+        report.problems.extend(f"{r.plugin_id}: {p}" for p in r.problems)
+        report.warnings.extend(f"{r.plugin_id}: written in the other place since the last sync, carried over: {n}"
+                               for n in r.other_side)
+
+
+def _prepare(conn: sqlite3.Connection, job: SyncJob, target: Target) -> None:
+    """Schema, identity map and mapping record of the isolated file (an old copy ledger converted)."""
+    if conn.execute("PRAGMA iso.user_version").fetchone()[0] == 0:
+        conn.execute(f"PRAGMA iso.user_version = {SCHEMA_VERSION}")
+    statements = create_schema_sql("iso")
+    if target.created:  # indexes after the load (cheaper), see _finish_new
+        indexes = {s for t in TABLES for s in index_sql(t, "iso")}
+        statements = [s for s in statements if s not in indexes]
+    fresh = not has_identity(conn)
+    for sql in [*statements, *identity_ddl("iso")]:
+        conn.execute(sql)
+    if fresh:
+        routed = {pid: not p.use_shared for pid, p in job.config.plugins.items()}
+        upgrade_old_ledgers(conn, routed)
+    if job.direction is Direction.TO_ISOLATED:
+        record = mapping_record(job.config.mapping, job.config.default_plugin_id, job.config.mapping_columns)
+        recorded = recorded_mapping(conn)
+        if job.remap and recorded not in (None, record):
+            for pid in job.plugins:
+                drop_remapped(conn, job, pid)
+        record_mapping(conn, record)
+
+
+def _finish_new(conn: sqlite3.Connection, results: dict[str, PluginSync]) -> None:
+    if any(r.status == "failed" for r in results.values()):
+        raise VerifyError("; ".join(f"{r.plugin_id}: {p}" for r in results.values() for p in r.problems))
+    for table in TABLES:
+        for sql in index_sql(table, "iso"):
+            conn.execute(sql)
+    conn.execute("PRAGMA analysis_limit = 1000")
+    conn.execute("ANALYZE iso")
+
+
+def _scopes(conn: sqlite3.Connection, job: SyncJob, pid: str, create: bool) -> list[Scope]:
+    scopes = []
+    for table in job.tables:
+        seg = segment(conn, table, pid, create=create) or 0  # 0: no segment yet, so no pair (ids start at 1)
+        scopes.append(Scope(table, pid, seg, columns_for(conn, table, job.present[table.name]), job.direction,
+                            had_pairs=pair_count(conn, seg) > 0))
+    return scopes
+
+
+def plan_plugin(conn: sqlite3.Connection, job: SyncJob, scopes: list[Scope]) -> dict[str, dict[str, int]]:
+    """Plan every table of one plugin in one read snapshot; returns table -> kind -> rows."""
+    create_todo(conn)
+    planned = {}
+    with nullcontext() if conn.in_transaction else read_snapshot(conn):
+        for scope in scopes:
+            shared_rows(conn, scope)
+            plan_pairs(conn, scope, job.prefer)
+            plan_unpaired(conn, scope, job.prefer)
+            planned[scope.table.name] = {**counts(conn, scope.seg), **source_counts(conn, scope)}
+    return planned
+
+
+def _run(conn: sqlite3.Connection, job: SyncJob, writer: Writer, results: dict[str, PluginSync]) -> None:
+    for pid in job.plugins:
+        result = results[pid]
+        try:
+            _run_plugin(conn, job, writer, result)
+        except VerifyError as exc:
+            result.status = "failed"
+            result.problems.append(str(exc).removeprefix(f"{pid}: "))
+            if writer.outer:
+                raise
+
+
+def _run_plugin(conn: sqlite3.Connection, job: SyncJob, writer: Writer, result: PluginSync) -> None:
+    pid = result.plugin_id
+    if not writer.outer:
+        with writer.clock.held(), transaction(conn):
+            scopes = _scopes(conn, job, pid, create=True)
+    else:
+        scopes = _scopes(conn, job, pid, create=True)
+    for round_ in range(ROUNDS):
+        planned = plan_plugin(conn, job, scopes)
+        if round_ == 0:
+            _first_counts(conn, scopes, planned, result)
+            conflicts = [d for s in scopes if planned[s.table.name].get("conflict") for d in conflict_details(conn, s)]
+            if conflicts:
+                result.status, result.conflicts = "refused", conflicts
+                result.problems.append("refused, nothing written for this plugin: changed on both sides or one key "
+                                       "on two rows (resolve with --prefer source|destination): " + "; ".join(conflicts))
+                return
+            result.other_side = [n for s in scopes if _moved_away(job, s) for n in other_side_names(conn, s)]
+        if not any(planned[s.table.name].get(k) for s in scopes for k in WRITES):
+            break
+        for scope in scopes:
+            if any(planned[scope.table.name].get(k) for k in WRITES):
+                apply_segment(writer, scope, result)
+                tr = result.table(scope.table.name)
+                job.say(f"{job.direction.command}: {pid} {scope.table.name}: {tr.copied:,} copied, {tr.updated:,} "
+                        f"updated, {tr.source_rows:,} in the source")
+    else:
+        result.problems.append(f"still changing after {ROUNDS} rounds (is the bot writing this plugin in both "
+                               "places?); run again")
+    result.status = ("copied" if job.direction is Direction.TO_ISOLATED else "merged") if result.writes \
+        else "up to date"
+
+
+def _moved_away(job: SyncJob, scope: Scope) -> bool:
+    """Whether the source is the place the plugin is not routed to (rows written there are an old bot's)."""
+    plugin = job.config.plugins.get(scope.plugin)
+    if plugin is None or not scope.had_pairs:
+        return False
+    return plugin.use_shared == (job.direction is Direction.TO_SHARED)
+
+
+def _first_counts(conn: sqlite3.Connection, scopes: list[Scope], planned: dict[str, dict[str, int]],
+                  result: PluginSync) -> None:
+    for scope in scopes:
+        tr, kinds = result.table(scope.table.name), planned[scope.table.name]
+        tr.kept, tr.source_gone, tr.conflicts = kinds.get("keep", 0) + kinds.get("deleted", 0), kinds.get("gone", 0), \
+            kinds.get("conflict", 0)
+        tr.source_rows, tr.unchanged = kinds.get("source_rows", 0), kinds.get("unchanged", 0)
