@@ -10,6 +10,7 @@ restored backup or the way back finds its rows' ids again.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids:
             continue
         after = -1 << 62
         while True:
+            start = time.perf_counter()
             with translated_errors("shared file"), clock.held(), transaction(conn):
                 ids = [r[0] for r in conn.execute(
                     "SELECT src_rowid FROM temp.zx_doomed WHERE table_name = ? AND src_rowid > ? ORDER BY src_rowid "
@@ -147,7 +149,7 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids:
                     f"JOIN iso.{name} i ON i.rowid = p.iso_rowid AND i.plugin_id = :p WHERE {c.same('s', 'i')})",
                     {"seg": seg, "p": pid}).rowcount
                 fault.point("before_prune_commit")
-            clock.chunk_done(len(ids), 1.0)
+            clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
     return done
 
 
@@ -170,6 +172,7 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
         conn.execute(f"CREATE TEMP TABLE zx_doomed_iso AS {still_equal}", args)
         n, after = 0, -1 << 62
         while True:
+            start = time.perf_counter()
             with translated_errors(path), clock.held(), transaction(conn):
                 ids = [r[0] for r in conn.execute("SELECT iso_rowid FROM temp.zx_doomed_iso WHERE iso_rowid > ? "
                                                   "ORDER BY iso_rowid LIMIT ?", (after, clock.size))]
@@ -184,7 +187,7 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                 # The delete trigger kept each row as a base row: a prune is not the bot's delete.
                 conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "
                              f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch))")
-            clock.chunk_done(len(ids), 1.0)
+            clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
         result["deleted"][name] = n
     result["longest_hold_ms"] = round(clock.longest_ms, 1)
     return result
