@@ -17,7 +17,20 @@ from .db import Database
 from .errors import RowError
 from .rows import BatchShape, NotUniform, Row, Trade, check_row, utc_now
 from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL, START_KEY_SQL
-from .statements import decode_state, fetch_all, fetch_one, get_state, insert, save_trade, state_row, upsert
+from .statements import (
+    SESSIONS_STARTED_IN,
+    TRADES_CLOSED_IN,
+    as_day,
+    by_time,
+    decode_state,
+    fetch_all,
+    fetch_one,
+    get_state,
+    insert,
+    save_trade,
+    state_row,
+    upsert,
+)
 
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
 # Finite numbers only: NULL, text, blobs (legacy values in the REAL column) and +-infinity all fail it, so one bad
@@ -65,24 +78,6 @@ def _save_trade_batch(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id
     # max(rowid) first would read every plugin's rows; a handle reads only its own.)
     last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
     return list(range(last - len(trades) + 1, last + 1))
-
-
-TRADES_CLOSED_IN = f"SELECT * FROM trades WHERE plugin_id = ? AND {timefmt.window_sql(CLOSE_KEY_SQL)}"
-SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {timefmt.window_sql(START_KEY_SQL)}"
-
-
-def _day(day: date | datetime | str) -> date:
-    if isinstance(day, str):
-        return date.fromisoformat(day[:10])
-    return day.date() if isinstance(day, datetime) else day
-
-
-def _by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:
-    """Rows in time order, ties by id: the window's rows read as instants (naive local ones in `zone`)."""
-    oldest = datetime.min.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r["id"] if "id" in r else 0),
-              reverse=newest_first)
-    return rows
 
 
 class PluginStore:
@@ -147,13 +142,13 @@ class PluginStore:
         """Trades closed in the last `days` days, newest first (every stored time form read as its instant)."""
         since = datetime.now(UTC) - timedelta(days=days)
         rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(since, None, self.zone))
-        return _by_time(rows, "close_time", self.zone, newest_first=True)
+        return by_time(rows, "close_time", self.zone, newest_first=True)
 
     async def get_trades_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
         """Trades closed on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
-        start, end = timefmt.day_bounds(_day(day), zone or self.zone)
+        start, end = timefmt.day_bounds(as_day(day), zone or self.zone)
         rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(start, end, self.zone))
-        return _by_time(rows, "close_time", self.zone)
+        return by_time(rows, "close_time", self.zone)
 
     async def get_statistics(self) -> Row:
         """Closed-trade statistics (the seed plan's keys); pnl that is not a number is not summed."""
@@ -314,9 +309,9 @@ class PluginStore:
 
     async def get_sessions_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
         """Sessions started on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
-        start, end = timefmt.day_bounds(_day(day), zone or self.zone)
+        start, end = timefmt.day_bounds(as_day(day), zone or self.zone)
         rows = await self._all(SESSIONS_STARTED_IN, *timefmt.band_bounds(start, end, self.zone))
-        return _by_time(rows, "start_time", self.zone)
+        return by_time(rows, "start_time", self.zone)
 
     async def get_session_details(self, session_id: str) -> Row | None:
         """The session with its trades under the key 'trades', or None."""

@@ -12,10 +12,12 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
+from . import timefmt
 from .errors import RowError
-from .schema import TABLE_BY_NAME
+from .schema import CLOSE_KEY_SQL, START_KEY_SQL, TABLE_BY_NAME
 
 Row = dict[str, Any]
 # System state values other than text are stored as this mark + JSON, so a False reads back False, not 'False'.
@@ -96,6 +98,27 @@ def save_trade(conn: sqlite3.Connection, row: Row, plugin_id: str) -> int:
                                  [*row.values(), found, plugin_id])
             return int(found)
     return insert(conn, "trades", row, plugin_id)
+
+
+# -- time windows ------------------------------------------------------------------------------------------------
+
+TRADES_CLOSED_IN = f"SELECT * FROM trades WHERE plugin_id = ? AND {timefmt.window_sql(CLOSE_KEY_SQL)}"
+SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {timefmt.window_sql(START_KEY_SQL)}"
+
+
+def as_day(day: date | datetime | str) -> date:
+    if isinstance(day, str):
+        return date.fromisoformat(day[:10])
+    return day.date() if isinstance(day, datetime) else day
+
+
+def by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:
+    """Rows in time order, ties by id: the window's rows read as instants (naive local ones in `zone`)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r["id"] if "id" in r else 0),
+              reverse=newest_first)
+    return rows
+
 
 
 # -- system state ------------------------------------------------------------------------------------------------
