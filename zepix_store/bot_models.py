@@ -40,6 +40,8 @@ def _dump(obj: Any, method: str, **options: Any) -> dict[str, Any] | None:
 def model_fields(obj: Any, names: Iterable[str]) -> dict[str, Any]:
     """The fields of `obj` among `names`: from its dump by field name, then by alias, else its attributes."""
     wanted = set(names)
+    if isinstance(obj, Mapping):
+        return {k: v for k, v in obj.items() if k in wanted}
     for method in ("model_dump", "dict"):
         plain = _dump(obj, method)
         if plain is not None:
