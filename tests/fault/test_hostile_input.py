@@ -92,7 +92,7 @@ def _write_plugin(project: Project, folder: str, plugin_id: object) -> Path:
 
 def _folder_ok(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name \
-        and len(name.encode()) < 255 and not name.startswith(".")
+        and len(name.encode()) < 255 and not name.startswith((".", "_"))  # those folders are skipped, not plugins
 
 
 def test_hostile_ids_in_config_files_are_refused_before_any_file(project: Project, figures) -> None:
