@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import plugin_store
+from . import plugin_store, statements
 from .bench_core import Figure, Say, median, ratio_figure, timed, write_project
 from .registry import Store
 
@@ -47,17 +47,18 @@ class Plan:
 def captured_sql() -> Iterator[list[Query]]:
     """Record every (sql, params) PluginStore sends through fetch_all while the block runs."""
     calls: list[Query] = []
-    original = plugin_store.fetch_all
+    original = statements.fetch_all
 
     def recording(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         calls.append((sql, tuple(params)))
         return original(conn, sql, params)
 
-    plugin_store.fetch_all = recording
+    # PluginStore calls it by name, and through statements.fetch_one
+    plugin_store.fetch_all = statements.fetch_all = recording
     try:
         yield calls
     finally:
-        plugin_store.fetch_all = original
+        plugin_store.fetch_all = statements.fetch_all = original
 
 
 def explain(conn: sqlite3.Connection, name: str, database: str, query: Query) -> Plan:
