@@ -11,14 +11,18 @@ import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import upgrade
 from .config import StoreConfig, load_config
 from .db import Database, transaction
 from .errors import IsolationError
+from ._routing import MoveGate, RoutedDatabase
 from .plugin_store import PluginStore
 from .rows import Row
+
+if TYPE_CHECKING:
+    from .ops.flip import FlipReport
 
 T = TypeVar("T")
 log = logging.getLogger("zepix_store")
@@ -33,6 +37,7 @@ class Store:
         self._databases: dict[Path, Database] = {}
         self._opening: dict[Path, asyncio.Lock] = {}
         self._handles: dict[str, PluginStore] = {}
+        self._gates: dict[str, MoveGate] = {}
         self._unattributed: PluginStore | None = None
         self.zone = config.zone
         self._closed = False
@@ -68,12 +73,39 @@ class Store:
 
     def for_plugin(self, plugin_id: str) -> PluginStore:
         """The handle of `plugin_id`, routed where its config.json says (UnknownPluginError if none)."""
-        plugin = self.config.plugin(plugin_id)
+        self.config.plugin(plugin_id)
         handle = self._handles.get(plugin_id)
         if handle is None:
-            handle = PluginStore(plugin_id, lambda: self._database(plugin.db_path), zone=self.zone)
+            gate = self._gates.setdefault(plugin_id, MoveGate())
+
+            async def route() -> Database:  # where the config routes the plugin now (move_plugin changes it)
+                return await self._database(self.config.plugin(plugin_id).db_path)
+
+            routed = RoutedDatabase(route, gate)
+
+            async def database() -> Database:
+                return routed
+
+            handle = PluginStore(plugin_id, database, zone=self.zone)
             self._handles[plugin_id] = handle
         return handle
+
+    async def move_plugin(self, plugin_id: str, to: str, *, prune: bool = False) -> FlipReport:
+        """Move a plugin to "isolated" or "shared" while the bot runs: `zepix-store flip` from inside the process.
+
+        That plugin's calls wait (those in flight finish first); every other plugin's go on. The rows are
+        synchronised and verified, config.json rewritten, and the handle routed to the new place; a refused or
+        failed move leaves the old route (the report says why). Raises what flip raises for bad input.
+        """
+        self.for_plugin(plugin_id)
+        from .ops.flip import flip  # the commands' machinery, only when a move is asked for
+
+        async with self._gates[plugin_id].closed():
+            report = await asyncio.to_thread(flip, str(self.config.config_dir), plugin_id, to, prune=prune)
+            if report.ok:
+                moved = load_config(self.config.config_dir).plugin(plugin_id)
+                self.config.plugins[plugin_id] = moved
+        return report
 
     def unattributed(self) -> PluginStore:
         """A read-only handle on the shared file's rows no plugin owns (the default id's): every write refuses.

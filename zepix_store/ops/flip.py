@@ -45,7 +45,8 @@ class FlipReport:
 
     @property
     def longest_hold_ms(self) -> float:
-        return max((s.longest_hold_ms for s in self.syncs), default=0.0)
+        """The longest write transaction held on a file the bot may use (syncs and prune)."""
+        return max([s.longest_hold_ms for s in self.syncs] + [float(self.prune.get("longest_hold_ms", 0.0))])
 
     def to_json(self) -> dict[str, Any]:
         return {"plugin_id": self.plugin_id, "to": self.to, "dry_run": self.dry_run, "backup": self.backup,
