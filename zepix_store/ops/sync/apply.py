@@ -250,3 +250,47 @@ _KINDS: dict[str, Callable[[Writer, Scope, TableSync, PluginSync], None]] = {
     "copy": _copy, "recopy": _copy, "update": _update, "overwrite": _overwrite, "pair": _pair,
     "adopt": _adopt, "clean": _clean, "drop": _drop,
 }
+
+
+def fresh_copy(w: Writer, scope: Scope, result: PluginSync) -> None:
+    """Into a new file (nobody else's yet): every row of the plugin in a few set statements, then checked.
+
+    The plan's machinery is not needed there: no pair, no base row, no bot write can exist yet. A row keeps its
+    shared rowid unless another plugin of the same file took it (shared lineage), then gets one above all.
+    """
+    conn, t, c, tr = w.conn, scope.table.name, scope.cols, result.table(scope.table.name)
+    conn.execute("DROP TABLE IF EXISTS temp.zx_fresh")
+    conn.execute("CREATE TEMP TABLE zx_fresh (src INTEGER PRIMARY KEY, dst INTEGER)")
+    conn.execute(f"INSERT INTO temp.zx_fresh SELECT r, CASE WHEN EXISTS (SELECT 1 FROM iso.{t} x WHERE x.rowid = r) "
+                 "THEN NULL ELSE r END FROM temp.zx_mine")
+    top = conn.execute(f"SELECT max(coalesce((SELECT max(rowid) FROM iso.{t}), 0), "
+                       "coalesce((SELECT max(src) FROM temp.zx_fresh), 0))").fetchone()[0]
+    tr.renumbered += conn.execute(
+        "UPDATE temp.zx_fresh AS f SET dst = :top + r.k FROM (SELECT src, row_number() OVER (ORDER BY src) AS k "
+        "FROM temp.zx_fresh WHERE dst IS NULL) r WHERE r.src = f.src", {"top": top}).rowcount
+    rid = rowid_alias(scope.table) or "rowid"
+    sep = ", " if c.values else ""
+    written = conn.execute(
+        f"INSERT INTO iso.{t} ({rid}, {c.listed()}{sep}plugin_id) SELECT f.dst, {c.listed('s')}{sep}:p "
+        f"FROM temp.zx_fresh f JOIN sh.{t} s ON s.rowid = f.src ORDER BY f.dst", scope.args).rowcount
+    conn.execute(f"INSERT INTO iso.{PAIRS} (seg, iso_rowid, shared_rowid) SELECT :seg, dst, src FROM temp.zx_fresh",
+                 scope.args)
+    money = money_columns(scope.table, c)
+    sums = "".join(f", total(s.{m}), total(i.{m})" for m in money)
+    n, differ, *totals = conn.execute(
+        f"SELECT count(*), coalesce(sum(NOT ({c.same('s', 'i')})), 0){sums} FROM temp.zx_fresh f "
+        f"JOIN sh.{t} s ON s.rowid = f.src JOIN iso.{t} i ON i.rowid = f.dst AND i.plugin_id = :p",
+        scope.args).fetchone()
+    problems = []
+    if n != written or differ:
+        problems.append(f"{t}: copied {written} rows, {n} found in the destination, {differ} differ from the source")
+    for k, m in enumerate(money):
+        pair = result.money.setdefault(m, [0.0, 0.0])
+        pair[0] += totals[2 * k]
+        pair[1] += totals[2 * k + 1]
+        if totals[2 * k] != totals[2 * k + 1]:
+            problems.append(f"{t}: total {m} of the copies {totals[2 * k + 1]!r} != source {totals[2 * k]!r}")
+    if problems:
+        raise VerifyError(f"{scope.plugin}: " + "; ".join(problems))
+    tr.copied += written
+    fault.point(f"after_copy:{scope.plugin}:{t}")
