@@ -26,7 +26,7 @@ from zepix_store.schema import SCHEMA_VERSION
 from zepix_store import upgrade
 from zepix_store.backup_identity import IDENTITY_TABLE
 from zepix_store.db import connect_sync, transaction
-from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
+from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
 
 from .conftest import REPO, Project, copy_database
 

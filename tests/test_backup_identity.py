@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from zepix_store.schema import SCHEMA_VERSION
-from zepix_store import backup as backup_module
+from zepix_store.ops import backup as backup_module
 from zepix_store.backup_identity import IDENTITY_TABLE, identity_of
 from zepix_store.config import load_config
-from zepix_store.legacy_data import build_legacy_db
+from zepix_store._sample.legacy import build_legacy_db
 
 from .conftest import REPO, Project, copy_database
 from .test_backup import (

@@ -18,7 +18,7 @@ import pytest
 
 from zepix_store import IsolationError, Store
 from zepix_store._sample.bot_history import RE_ENTRIES, SIM_TICKET, build_bot_history
-from zepix_store.legacy_data import LEGACY_SCHEMA, MAPPING
+from zepix_store._sample.legacy import LEGACY_SCHEMA, MAPPING
 
 from .conftest import Project, copy_database, query
 from .test_split import connect_ro, legacy_rows, run_cli, trade_owners

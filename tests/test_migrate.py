@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store import migrate
-from zepix_store.legacy_data import MAPPING, build_legacy_db
+from zepix_store.ops import migrate
+from zepix_store._sample.legacy import MAPPING, build_legacy_db
 from zepix_store.schema import SCHEMA_VERSION, TABLES
 
 from .conftest import REPO, Project, copy_database, hold_write_lock
@@ -417,7 +417,7 @@ def test_upgrade_rechecks_the_version_under_the_write_lock(tmp_path: Path) -> No
     from zepix_store import upgrade as upgrade_module
     from zepix_store.db import connect_sync
     from zepix_store.attribution import AttributionRules
-    from zepix_store.legacy_data import MAPPING, build_legacy_db
+    from zepix_store._sample.legacy import MAPPING, build_legacy_db
 
     rules = AttributionRules(MAPPING)
     path = tmp_path / "race.db"

@@ -11,7 +11,7 @@ import pytest
 
 from zepix_store import _output, backup, migrate, verify
 from zepix_store._output import Progress
-from zepix_store.legacy_data import build_legacy_db
+from zepix_store._sample.legacy import build_legacy_db
 
 from .conftest import Project, copy_database
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from zepix_store import Store, load_config
-from zepix_store.legacy_data import LEGACY_SCHEMA, build_legacy_db, write_wal_only_trades
+from zepix_store._sample.legacy import LEGACY_SCHEMA, build_legacy_db, write_wal_only_trades
 from zepix_store.plot import PLOT_SIZE
 from zepix_store.schema import SCHEMA_VERSION
-from zepix_store.stats import collect_stats
+from zepix_store.ops.stats import collect_stats
 
 from .conftest import Project, query
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from zepix_store import Store
-from zepix_store.bench_reads import captured_sql, explain
+from zepix_store._bench.reads import captured_sql, explain
 from zepix_store.schema import CLOSE_INDEX, SCHEMA_VERSION
 
 from .conftest import Project, query

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db
+from zepix_store._sample.legacy import build_legacy_db
 
 from .conftest import Project, copy_database
 from .test_split import run_cli

@@ -25,26 +25,11 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from ._fs import ensure_private_dir
 from .errors import CorruptDatabaseError, StoreError, StoreIOError, translate_sqlite_error
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create `path` and any missing parents owner-only; never change an existing folder."""
-    missing = []
-    while not path.is_dir() and path.parent != path:
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):  # mkdir(parents=True) would give the parents the umask's 0755
-        try:
-            folder.mkdir(mode=0o700)
-        except FileExistsError:
-            if not folder.is_dir():
-                raise
-            continue  # made by someone else meanwhile: theirs to set
-        os.chmod(folder, 0o700)
 
 
 def _check_file_kind(path: Path) -> bool:
@@ -237,6 +222,25 @@ def read_snapshot(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Co
     makes, for instance, an attribution and a count of the same table disagree. Temp tables may be written inside.
     """
     return _transaction(conn, "BEGIN")
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[sqlite3.Connection]:
+    """SAVEPOINT `name` ... RELEASE, or ROLLBACK TO and RELEASE on any exception: undo only the block's work.
+
+    Inside a transaction this nests (the outer transaction goes on after an undone block); outside one it is
+    a transaction of its own.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"bad savepoint name {name!r}")
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
 
 
 def quick_check(conn: sqlite3.Connection, path: object, schema: str = "main") -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
+from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
 
 from ..conftest import Project
 from .cli_support import (

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db
+from zepix_store._sample.legacy import build_legacy_db
 from zepix_store.schema import SCHEMA_VERSION
 
 from ..conftest import Project, hold_write_lock

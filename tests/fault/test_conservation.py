@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from zepix_store.legacy_data import MAPPING, build_legacy_db
+from zepix_store._sample.legacy import MAPPING, build_legacy_db
 from zepix_store.schema import TABLE_BY_NAME, TABLES
 
 from ..conftest import Project

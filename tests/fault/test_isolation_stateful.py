@@ -220,7 +220,7 @@ def _plugin_id_guard(path: Path) -> list[str]:
 
 
 async def _fresh_and_upgraded(project: Project, tmp_path: Path) -> list[Path]:
-    from zepix_store.legacy_data import build_legacy_db
+    from zepix_store._sample.legacy import build_legacy_db
 
     project.set_use_shared("v6-logic-02-5min", True)
     build_legacy_db(project.shared_db, trades=40)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from zepix_store import StoreBusyError, Trade
-from zepix_store.backup import backup_file
+from zepix_store.ops.backup import backup_file
 from zepix_store.cli import COMMANDS
 from zepix_store.config import load_config
 from zepix_store.registry import Store

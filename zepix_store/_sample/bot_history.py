@@ -10,7 +10,7 @@ trade still running has only its snapshot. Times are naive local ISO with micros
 
 Planted on purpose: a simulation ticket (999999) reused by two closed trades, a chain two logics opened
 (its recovery is ambiguous), manual trades no mapping knows; `with_edge_cases` first writes the edge rows of
-`legacy_data` (odd logic_types, storage classes, timestamp forms, orphans). `older=True` is an older bot's
+`legacy` (odd logic_types, storage classes, timestamp forms, orphans). `older=True` is an older bot's
 file: six tables, no logic_type (nor the profit-booking and session columns), no order B.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
-from .. import legacy_data
+from . import legacy as legacy_data
 from ..timefmt import LOCAL, resolve_zone
 
 __all__ = ["LOGICS", "OLDER_TABLES", "BotHistory", "build_bot_history"]

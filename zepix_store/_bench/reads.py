@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import plugin_store
-from .bench_core import Figure, Say, median, ratio_figure, timed, write_project
-from .registry import Store
+from .. import plugin_store
+from ..registry import Store
+from .core import Figure, Say, median, ratio_figure, timed, write_project
 
 Query = tuple[str, tuple[Any, ...]]
 
