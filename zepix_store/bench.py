@@ -10,8 +10,8 @@ as the median, so the ratios hold on a noisy machine.
            with EXPLAIN QUERY PLAN (must SEARCH an index, never SCAN trades)
   migrate  upgrade vs plain ALTER + UPDATE + CREATE INDEX; backup_file vs the raw backup API
 
-The legacy database is generated (zepix_store._sample.legacy.build_legacy_db); --config names the configs copied into the
-scratch project (default: configs). Scratch files go to a temp folder (--dir), removed unless --keep.
+The legacy database is generated (zepix_store._sample.legacy.build_legacy_db); --config names the configs copied
+into the scratch project (default: configs). Scratch files go to a temp folder (--dir), removed unless --keep.
 
 examples:
   zepix-store bench --quick              # smoke run with 5,000 trades (~25 s)

@@ -22,8 +22,26 @@ from contextlib import contextmanager
 from types import FrameType
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_CODES, EXIT_INTERRUPTED, StoreError, translate_sqlite_error
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    StoreError,
+    translate_sqlite_error,
+)
 from .readonly import in_sqlite_callback
+
+__all__ = [
+    "COMMANDS",
+    "UMBRELLA_DOC",
+    "UMBRELLA_EPILOG",
+    "command_main",
+    "common_parser",
+    "help_parts",
+    "interrupts_outside_sqlite_callbacks",
+    "main",
+]
 
 COMMANDS: dict[str, str] = {
     "split": "copy each plugin's rows from the shared database into its isolated file, verified",

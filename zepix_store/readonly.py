@@ -25,6 +25,15 @@ from types import FrameType
 from .db import BUSY_TIMEOUT_MS, check_wal_pairing, translated_errors
 from .errors import StoreIOError
 
+__all__ = [
+    "WriteGuard",
+    "attach_uri",
+    "in_sqlite_callback",
+    "open_reader",
+    "reader_uri",
+    "remove_unused_side_files",
+]
+
 # CREATE/DROP of tables, indexes, views, triggers; INSERT, UPDATE, DELETE; REINDEX, ANALYZE; virtual tables
 # (the 4th argument of the authorizer names the schema written)
 _WRITE_ACTIONS = frozenset({1, 2, 7, 8, 9, 10, 11, 16, 17, 18, 23, 27, 28, 29, 30})

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 from pathlib import Path
 
-from . import plot
+from . import _plot as plot
 from ._output import format_table, print_json
 from .cli import command_main
 from .config import StoreConfig, load_config

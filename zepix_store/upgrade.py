@@ -28,6 +28,8 @@ from .schema import (
     index_sql,
 )
 
+__all__ = ["SINGLE_OWNER", "UpgradeReport", "file_version", "initialise", "is_empty", "needs_upgrade", "upgrade"]
+
 
 @dataclass
 class UpgradeReport:

@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import REPO, Project, byte_checksum, listing, query, run_python, schema_checksum
 from zepix_store import (
     ConfigError,
     CorruptDatabaseError,
@@ -42,9 +43,6 @@ from zepix_store.config import (
 )
 from zepix_store.registry import Store
 from zepix_store.schema import SCHEMA_VERSION, TABLES
-
-from ..conftest import Project, query
-from .conftest import REPO, byte_checksum, listing, run_python, schema_checksum
 
 PACKAGE = REPO / "zepix_store"
 REAL = "v6-logic-01-1min"

@@ -29,11 +29,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.helpers import REPO, Project
 from zepix_store import Store, Trade
 from zepix_store.schema import TABLES
-
-from ..conftest import Project
-from .conftest import REPO
 
 T = TypeVar("T")
 PLUGINS = ("v3-logic-01-5min", "v3-logic-02-15min", "v6-logic-01-1min")

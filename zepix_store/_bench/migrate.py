@@ -25,6 +25,8 @@ from .core import (
     remove_db,
 )
 
+__all__ = ["MigrateBench", "make_migrated", "measure_migrate", "raw_migrate_sql"]
+
 
 def raw_migrate_sql(mapping: Mapping[str, str]) -> list[tuple[str, tuple[object, ...]]]:
     """The migration a plain-SQL engineer writes: add the column, attribute trades and children, index, analyze."""

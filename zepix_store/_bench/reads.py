@@ -20,6 +20,18 @@ from .. import plugin_store
 from ..registry import Store
 from .core import Figure, Say, median, ratio_figure, timed, write_project
 
+__all__ = [
+    "Plan",
+    "Query",
+    "READS",
+    "busiest_plugin",
+    "captured_sql",
+    "explain",
+    "measure_reads",
+    "plans_for",
+    "scan_sql",
+]
+
 Query = tuple[str, tuple[Any, ...]]
 
 

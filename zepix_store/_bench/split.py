@@ -31,6 +31,21 @@ from .core import (
     run_child,
 )
 
+__all__ = [
+    "COPY_GOAL",
+    "MEMORY_FLAT",
+    "MEMORY_GOAL",
+    "SPLIT_GOAL",
+    "SplitBench",
+    "SplitRuns",
+    "copied_tables",
+    "raw_split",
+    "run_pair",
+    "split_available",
+    "split_figures",
+    "targets",
+]
+
 SPLIT_GOAL = "ratio <= 1.5"
 COPY_GOAL = "ratio <= 1.1"
 MEMORY_GOAL = "ratio <= 1.25"

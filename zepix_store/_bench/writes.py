@@ -23,6 +23,8 @@ from .core import (
     write_project,
 )
 
+__all__ = ["COLUMNS", "INSERT_SQL", "PLUGIN", "WriteBench", "measure_writes", "trade_rows"]
+
 PLUGIN = "bench-writer"
 COLUMNS = tuple(c for c in TRADES.column_names if c != "id")
 INSERT_SQL = f"INSERT INTO trades ({', '.join(COLUMNS)}, plugin_id) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"

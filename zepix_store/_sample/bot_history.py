@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
-from . import legacy as legacy_data
 from ..timefmt import LOCAL, resolve_zone
+from . import legacy as legacy_data
 
 __all__ = ["LOGICS", "OLDER_TABLES", "BotHistory", "build_bot_history"]
 

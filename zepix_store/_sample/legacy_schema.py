@@ -1,9 +1,9 @@
-"""The legacy bot's schema as the generators write it, store.yaml's shipped mapping, and the seed plan's flawed migration."""
+"""The legacy bot's schema as the generators write it, the shipped mapping, and the seed plan's flawed migration."""
 
 from __future__ import annotations
 
-__all__ = ["INDEXES", "INDEX_SQL", "LEGACY_SCHEMA", "LEGACY_TABLES_SQL", "MAPPING", "SEED_PLAN_COLUMN", "SEED_PLAN_INDEXES",
-           "SEED_PLAN_TABLES", "TABLES", "TABLE_SQL"]
+__all__ = ["INDEXES", "INDEX_SQL", "LEGACY_SCHEMA", "LEGACY_TABLES_SQL", "MAPPING", "SEED_PLAN_COLUMN",
+           "SEED_PLAN_INDEXES", "SEED_PLAN_TABLES", "TABLES", "TABLE_SQL"]
 
 LEGACY_TABLES_SQL = """\
 CREATE TABLE trades (

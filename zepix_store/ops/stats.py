@@ -23,6 +23,7 @@ is not created.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Sequence
@@ -240,10 +241,9 @@ async def _shifts(source: TradeSource, window: str, params: Sequence[str]) -> li
     ends: list[datetime] = []
     for order in ("ASC", "DESC"):
         for row in await source.read(f"SELECT {CLOSE_KEY_SQL} AS k {band} ORDER BY 1 {order} LIMIT 1", *params):
-            try:
+            # A value that is no wall time datetime() can shift either: its t is NULL whatever the shifts.
+            with contextlib.suppress(ValueError):
                 ends.append(datetime.fromisoformat(str(row["k"])[1:]))
-            except ValueError:
-                pass  # not a wall time datetime() can shift either: its t is NULL whatever the shifts
     return timefmt.zone_shifts(source.zone, min(ends), max(ends)) if ends else timefmt.zone_shifts(source.zone)
 
 
