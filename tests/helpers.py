@@ -26,6 +26,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -165,13 +166,15 @@ def run_cli(command: str, *args: object, config: Project | Path | str | None = N
     """`zepix-store <command> ARGS [--config DIR]`: in this process through `cli.main`, unless it needs one.
 
     A real process (`python -m zepix_store.<command>` from the repository root) runs it when asked (`process`)
-    or when the run needs one: a fault point (`fault`, the process kills itself), a `umask`, an environment, or
-    a wrapper `prefix` (nsenter, setpriv). `config` is a Project or its configs folder as the command sees it.
+    or when the run needs one: a fault point (`fault`, the process kills itself), a `umask`, an environment, a
+    wrapper `prefix` (nsenter, setpriv), or a caller off the main thread. `config` is a Project or its configs folder as the command sees it.
     """
     argv = [str(a) for a in args]
     if config is not None:
         argv += ["--config", str(config.configs if isinstance(config, Project) else config)]
-    if process or fault or umask is not None or env is not None or prefix:
+    # Output is captured by swapping sys.stdout/sys.stderr, which only one thread at a time can do.
+    in_thread = threading.current_thread() is not threading.main_thread()
+    if process or in_thread or fault or umask is not None or env is not None or prefix:
         return _run_process(command, argv, prefix, fault, umask, env, timeout)
     return _run_in_process(command, argv)
 
@@ -291,8 +294,8 @@ def logical_checksum(path: Path, columns: Mapping[str, Sequence[str]] | None = N
 
     repr() of the fetched rows is the type tag: 1, 1.0, '1', b'1' and None all print differently (so do -0.0
     and 0.0), and it is several times faster than tagging each value by hand. The rowid is hashed too, so a
-    row that moved counts as a change. With `columns`, only those tables and columns (a migrated file compared
-    with its source).
+    row that moved counts as a change (a WITHOUT ROWID table, which has none, is hashed in key order). With
+    `columns`, only those tables and columns (a migrated file compared with its source).
     """
     conn = _reader(path)
     try:
@@ -300,13 +303,22 @@ def logical_checksum(path: Path, columns: Mapping[str, Sequence[str]] | None = N
         for table in (columns or {t: [] for t in user_tables(conn)}):
             cols = ", ".join(f'"{c}"' for c in (columns or {}).get(table, [])) or "*"
             digest = hashlib.sha256()
-            cursor = conn.execute(f'SELECT rowid, {cols} FROM "{table}" ORDER BY rowid')
+            cursor = conn.execute(_rows_sql(conn, table, cols))
             while rows := cursor.fetchmany(5000):
                 digest.update(repr(rows).encode())
             out[table] = digest.hexdigest()
         return out
     finally:
         conn.close()
+
+
+def _rows_sql(conn: sqlite3.Connection, table: str, cols: str) -> str:
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if "WITHOUT ROWID" not in str(sql).upper():
+        return f'SELECT rowid, {cols} FROM "{table}" ORDER BY rowid'
+    info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+    key = ", ".join(f'"{r[1]}"' for r in sorted(info, key=lambda r: r[5]) if r[5] > 0)
+    return f'SELECT {cols} FROM "{table}" ORDER BY {key}'
 
 
 def schema_checksum(path: Path) -> str:

@@ -73,16 +73,18 @@ class WriteGuard:
 _GUARD_CODE = WriteGuard.__call__.__code__
 
 
-def in_sqlite_callback(frame: FrameType | None, depth: int = 4) -> bool:
-    """Whether `frame` (or one of its few callers) is a WriteGuard call, which SQLite makes into Python.
+def in_sqlite_callback(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside a WriteGuard call, which SQLite makes into Python: the guard or a caller of it.
 
     sqlite3 turns any exception raised in such a callback into SQLITE_DENY and drops it, so a KeyboardInterrupt
-    there became "not authorized to use function: count" and was lost; the CLI defers it (cli.py).
+    there became "not authorized to use function: count" and was lost; the CLI defers it (cli.py). The whole
+    stack is searched: a second Ctrl-C can land while the CLI's handler, itself called inside the guard, is
+    still starting its timer thread, several frames below the guard.
     """
-    while frame is not None and depth > 0:
+    while frame is not None:
         if frame.f_code is _GUARD_CODE:
             return True
-        frame, depth = frame.f_back, depth - 1
+        frame = frame.f_back
     return False
 
 
