@@ -21,6 +21,13 @@ def test_demo_configs_match_the_shipped_ones(tmp_path: Path) -> None:
             for p, c in shipped.plugins.items()}
 
 
+def test_the_packaged_configs_are_the_checkouts_byte_for_byte() -> None:
+    packaged = REPO / "zepix_store" / "_sample" / "configs"
+    files = sorted(p.relative_to(REPO / "configs") for p in (REPO / "configs").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(packaged) for p in packaged.rglob("*") if p.is_file())
+    assert all((packaged / f).read_bytes() == (REPO / "configs" / f).read_bytes() for f in files)
+
+
 def test_demo_runs_every_step_and_makes_the_files(tmp_path: Path) -> None:
     scratch = tmp_path / "demo"
     result = run_cli("demo", "--dir", str(scratch), "--trades", "800", "--json")

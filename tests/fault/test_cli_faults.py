@@ -1,10 +1,11 @@
 """A5, B1-B3, C2, C3, E1/E3 through the command line: reruns, full disks, lock holders, a running bot, bad configs.
 
-Each command runs as a real subprocess (`python -m zepix_store <command>`). Every refusal is checked for the plan's
+Each command runs through helpers.run_cli: in this process, or as a real subprocess where the case needs one (a
+fault point that kills it, a mount namespace, a setpriv wrapper, a worker thread). Every refusal is checked for the plan's
 four things: the documented exit code (2 config, 3 disk full / I/O / read-only, 4 locked), one stderr line naming
 the path and the cause without a traceback, the source unchanged (schema, logical and byte checksums), and no
 stray file under a final name. Full disks are real tmpfs mounts in a private mount namespace (root only; see
-cli_support.MountedTmpfs).
+helpers.MountedTmpfs).
 
 What happens beside a running bot (C3), documented here and in the figures:
 - a bot of the legacy schema (plain sqlite3, before zepix_store) keeps writing while `migrate` runs: migrate takes

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from ..timefmt import LOCAL, resolve_zone
-from . import legacy as legacy_data
+from . import legacy
 
 __all__ = ["LOGICS", "OLDER_TABLES", "BotHistory", "build_bot_history"]
 
@@ -112,7 +112,7 @@ def build_bot_history(path: str | os.PathLike[str], *, trades: int = 2000, seed:
     if now is None:
         ref += timedelta(hours=1)  # rounded up: every row stays in the past, two builds in one hour agree
     writer = _Writer(random.Random(seed), resolve_zone(zone), older)
-    edge = {} if older or not with_edge_cases else legacy_data.edge_rows(ref, zone)
+    edge = {} if older or not with_edge_cases else legacy.edge_rows(ref, zone)
     signals = _simulate(writer, ref, max(1, trades - len(edge.get("trades", []))), logics, days)
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
@@ -281,7 +281,7 @@ def _write(target: Path, w: _Writer, edge: Mapping[str, list[dict[str, object]]]
     conn = sqlite3.connect(target, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=OFF")
-        conn.executescript(legacy_data.LEGACY_SCHEMA)  # before BEGIN: executescript commits what is open
+        conn.executescript(legacy.LEGACY_SCHEMA)  # before BEGIN: executescript commits what is open
         conn.execute("BEGIN")
         _sessions_closed(w)
         w.add("system_state", key="trading_paused", value="0", updated_at=w.local(ref))
