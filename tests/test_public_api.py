@@ -5,9 +5,13 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import sqlite3
 from pathlib import Path
 
+import pytest
+
 import zepix_store
+from zepix_store.errors import EXIT_CODES, EXIT_INTERRUPTED, translate_sqlite_error
 
 from .helpers import REPO
 
@@ -134,3 +138,27 @@ def test_modules_stay_under_about_400_lines() -> None:
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 420 and p.stem not in PENDING_SIZE}
     assert long == {}
+
+
+@pytest.mark.parametrize(("error", "typed", "says"), [
+    (sqlite3.OperationalError("database or disk is full"), zepix_store.StoreFullError, "disk full"),
+    (sqlite3.OperationalError("database is locked"), zepix_store.StoreBusyError, "locked by another process"),
+    (sqlite3.DatabaseError("file is not a database"), zepix_store.CorruptDatabaseError, "not a database or corrupt"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), zepix_store.StoreIOError, "read-only"),
+    (sqlite3.OperationalError("disk I/O error"), zepix_store.StoreIOError, "I/O error"),
+], ids=["full", "busy", "corrupt", "read-only", "io"])
+def test_sqlite_errors_become_typed_errors_naming_the_file(error: sqlite3.Error, typed: type[Exception],
+                                                          says: str, tmp_path: Path) -> None:
+    path = tmp_path / "x.db"  # on a writable file system: not the read-only-mount message
+    got = translate_sqlite_error(error, path)
+    assert type(got) is typed and got is not None
+    assert (str(got), got.path) == (f"{path}: {says} ({error})", str(path))
+
+
+def test_an_unknown_sqlite_error_stays_untyped() -> None:
+    assert translate_sqlite_error(sqlite3.OperationalError("no such table: x"), "x.db") is None
+
+
+def test_one_exit_code_table() -> None:
+    assert EXIT_CODES[EXIT_INTERRUPTED] == "interrupted" and EXIT_INTERRUPTED == 130
+    assert sorted(EXIT_CODES) == [0, 1, 2, 3, 4, 5, 130]

@@ -39,7 +39,7 @@ def check_wal_pairing(path: Path) -> None:
         raise CorruptDatabaseError(
             f"{wal}: unpaired write-ahead log: it holds frames but no {shm.name} sits beside it, so no SQLite "
             f"connection to {path.name} left it (copied from another database?); nothing was read or replayed. "
-            f"Move it aside; only if it is this file's own log, open the file once with sqlite3 to replay it")
+            f"Move it aside; only if it is this file's own log, open the file once with sqlite3 to replay it", path=wal)
 
 
 def _first_frame_valid(header: bytes, page: bytes) -> bool:

@@ -58,10 +58,10 @@ def _check_file_kind(path: Path) -> bool:
         return False
     if stat.S_ISLNK(st.st_mode):
         # Config paths arrive resolved; a symlink here appeared since and may lead out of data_dir.
-        raise StoreIOError(f"{path}: is a symlink; refusing to follow it (name the real file in the config)")
+        raise StoreIOError(f"{path}: is a symlink; refusing to follow it (name the real file in the config)", path=path)
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise StoreIOError(f"{path}: is {kind}, not a database file")
+        raise StoreIOError(f"{path}: is {kind}, not a database file", path=path)
     return True
 
 
@@ -98,7 +98,7 @@ def connect_sync(
     path = Path(path)
     exists = _check_file_kind(path)
     if not exists and not create:
-        raise StoreIOError(f"{path}: no such database file")
+        raise StoreIOError(f"{path}: no such database file", path=path)
     check_wal_pairing(path)
     with translated_errors(path):
         if not exists:
@@ -202,7 +202,7 @@ def quick_check(conn: sqlite3.Connection, path: object, schema: str = "main") ->
     """Raise CorruptDatabaseError unless PRAGMA quick_check says ok."""
     rows = [r[0] for r in conn.execute(f"PRAGMA {schema}.quick_check")]
     if rows != ["ok"]:
-        raise CorruptDatabaseError(f"{path}: integrity check failed: {'; '.join(map(str, rows[:3]))}")
+        raise CorruptDatabaseError(f"{path}: integrity check failed: {'; '.join(map(str, rows[:3]))}", path=path)
 
 
 class Database:

@@ -148,7 +148,7 @@ def open_reader(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.C
     with translated_errors(path):
         st = os.stat(path)  # FileNotFoundError -> "No such file or directory"
         if not stat.S_ISREG(st.st_mode):
-            raise StoreIOError(f"{path}: not a regular file")
+            raise StoreIOError(f"{path}: not a regular file", path=path)
         check_wal_pairing(path)
         conn = sqlite3.connect(reader_uri(path), uri=True, isolation_level=None, check_same_thread=False)
         try:

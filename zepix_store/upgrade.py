@@ -54,7 +54,7 @@ def file_version(conn: sqlite3.Connection, path: object) -> int:
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema version {version} is newer than this zepix_store knows ({SCHEMA_VERSION}); "
-            "upgrade zepix_store, never downgrade the file")
+            "upgrade zepix_store, never downgrade the file", path=path)
     return version
 
 

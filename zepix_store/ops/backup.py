@@ -180,7 +180,7 @@ def _copy_into(src: sqlite3.Connection, source: Path, tmp: Path, check: bool, id
                         quick_check(dst, tmp)
                 except CorruptDatabaseError as exc:
                     raise CorruptDatabaseError(f"{source}: its backup fails the integrity check, the source is "
-                                               f"probably corrupt (run verify): {exc}") from exc
+                                               f"probably corrupt (run verify): {exc}", path=source) from exc
     finally:
         dst.close()
     return version
@@ -276,13 +276,13 @@ def back_up(source: Path, backup_dir: Path, keep: int | None = None, *, identity
             progress: ProgressSink = NO_PROGRESS) -> BackupResult:
     """Back up one file, then apply the retention of `keep` (if given) to its plain backups."""
     if not source.exists() and not source.is_symlink():
-        raise ConfigError(f"{source}: no such database file")
+        raise ConfigError(f"{source}: no such database file", path=source)
     identity = identity or fallback_identity(source)
     started = time.monotonic()
     src = open_reader(source)
     try:
         if table_count(src) == 0:  # rotating real backups out for copies of nothing would lose them
-            raise SchemaError(f"{source}: source has no tables (an empty file); nothing backed up")
+            raise SchemaError(f"{source}: source has no tables (an empty file); nothing backed up", path=source)
         path = backup_connection(src, source, backup_dir, identity=identity, progress=progress)
     finally:
         src.close()

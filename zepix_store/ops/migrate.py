@@ -116,7 +116,7 @@ def migrate_file(
     started = time.monotonic()
     report = MigrateReport(path=path)
     if not path.exists() and not path.is_symlink():
-        raise ConfigError(f"{path}: no such database file (shared_db in store.yaml)")
+        raise ConfigError(f"{path}: no such database file (shared_db in store.yaml)", path=path)
     with _busy_message(path, busy_timeout_ms), translated_errors(path):
         reader = open_reader(path, busy_timeout_ms)
         try:
@@ -143,7 +143,7 @@ def _busy_message(path: Path, busy_timeout_ms: int) -> Iterator[None]:
     except StoreBusyError as exc:
         raise StoreBusyError(
             f"locked by another process: {path} (waited {busy_timeout_ms / 1000:g} s for the write lock; "
-            "stop the bot, or retry with a longer --busy-timeout); nothing was changed") from exc
+            "stop the bot, or retry with a longer --busy-timeout); nothing was changed", path=path) from exc
 
 
 def _preflight(conn: sqlite3.Connection, report: MigrateReport) -> None:
@@ -153,7 +153,7 @@ def _preflight(conn: sqlite3.Connection, report: MigrateReport) -> None:
     names = {r[0] for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
     if not names & set(TABLE_BY_NAME):
         raise SchemaError(f"{report.path}: source has no tables of the trading bot (an empty or foreign file); "
-                          "nothing to migrate")
+                          "nothing to migrate", path=report.path)
     page_count, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
     report.db_bytes = int(page_count) * int(page_size)
     if report.from_version == SCHEMA_VERSION:

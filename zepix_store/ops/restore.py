@@ -124,7 +124,7 @@ def _check_identity(report: RestoreReport, config: StoreConfig | None) -> None:
     right = f"restore it where it belongs ({hint}), or " if hint else ""
     raise ConfigError(f"{report.backup}: refusing to restore: it is a backup of {what}, but the target "
                       f"{report.target} is {target_is.describe()}; nothing was restored. {right.capitalize()}"
-                      "add --force to restore it onto this file anyway")
+                      "add --force to restore it onto this file anyway", path=report.backup)
 
 
 def _where_it_belongs(backup_of: FileIdentity, config: StoreConfig | None) -> str | None:
@@ -144,9 +144,9 @@ def _where_it_belongs(backup_of: FileIdentity, config: StoreConfig | None) -> st
 
 def _check_paths(backup: Path, target: Path) -> None:
     if not backup.is_file():
-        raise ConfigError(f"{backup}: no such backup file")
+        raise ConfigError(f"{backup}: no such backup file", path=backup)
     if target.exists() and os.path.samefile(backup, target):
-        raise ConfigError(f"{backup}: the backup and the target are the same file")
+        raise ConfigError(f"{backup}: the backup and the target are the same file", path=backup)
 
 
 def _open_backup(backup: Path, target: Path) -> sqlite3.Connection:
@@ -161,16 +161,17 @@ def _open_backup(backup: Path, target: Path) -> sqlite3.Connection:
                 conn.close()
                 raise
     except (CorruptDatabaseError, SchemaError) as exc:
-        raise type(exc)(f"{exc}{untouched}") from exc
+        raise type(exc)(f"{exc}{untouched}", path=exc.path or backup) from exc
     return conn
 
 
 def _check_backup(conn: sqlite3.Connection, backup: Path) -> None:
     rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     if rows != ["ok"]:
-        raise CorruptDatabaseError(f"{backup}: backup fails its integrity check: {'; '.join(map(str, rows[:3]))}")
+        raise CorruptDatabaseError(f"{backup}: backup fails its integrity check: {'; '.join(map(str, rows[:3]))}",
+                                   path=backup)
     if table_count(conn) == 0:
-        raise CorruptDatabaseError(f"{backup}: backup has no tables (an empty file)")
+        raise CorruptDatabaseError(f"{backup}: backup has no tables (an empty file)", path=backup)
     upgrade.file_version(conn, backup)  # refuses a file from a newer zepix_store
 
 
@@ -221,7 +222,7 @@ def _lock(conn: sqlite3.Connection, target: Path) -> None:
         raise _busy(target) from None
     except CorruptDatabaseError as exc:
         raise CorruptDatabaseError(f"{exc}: the file to replace is not a readable database; move it aside "
-                                   "and run restore again; nothing was restored") from exc
+                                   "and run restore again; nothing was restored", path=target) from exc
     if str(mode).lower() != "delete":
         raise _busy(target)
 
