@@ -312,7 +312,9 @@ JSON_CASES = [
     pytest.param(lambda c: edit_plugin(c, database=DELETE), ["database: missing"], id="no-database"),
     pytest.param(lambda c: edit_plugin(c, database=[]), ["database: must be an object, got list"], id="db-list"),
     pytest.param(lambda c: edit_plugin(c, database=None), ["database: must be an object, got nothing"], id="db-null"),
-    pytest.param(lambda c: edit_database(c, path="x.db"), ["database.path: unknown key"], id="unknown-db-key"),
+    pytest.param(lambda c: edit_database(c, colour="red"), ["database.colour: unknown key"], id="unknown-db-key"),
+    pytest.param(lambda c: edit_database(c, path="data/x.db"), ["database.path: names the isolated file"],
+                 id="path-with-isolated_db"),
     pytest.param(
         lambda c: edit_database(c, use_shared="false"),
         ["database.use_shared", "JSON boolean", "str 'false'"],
@@ -385,10 +387,10 @@ def test_config_json_that_is_a_folder_is_rejected(tmp_path: Path) -> None:
     expect_error(configs, f"{TARGET}/config.json: file: is not a regular file")
 
 
-def test_plugin_folder_without_config_is_rejected(tmp_path: Path) -> None:
+def test_plugin_folder_without_config_is_skipped(tmp_path: Path) -> None:
     configs = make_project(tmp_path)
     (configs / "plugins" / "v7-new").mkdir()
-    expect_error(configs, "v7-new/config.json: file: not found")
+    assert "v7-new" not in load_config(configs).plugins
 
 
 def test_plugin_folder_with_invalid_name_is_rejected(tmp_path: Path) -> None:
@@ -793,3 +795,82 @@ def test_symlinked_data_dir_is_followed(tmp_path: Path) -> None:
 def test_plugin_config_requires_isolated_db_when_not_shared(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="isolated_db"):
         PluginConfig("p", False, tmp_path / "s.db", None, tmp_path / "config.json")
+
+
+# --- the bot's own plugin template, and a running bot's lenient load ------------------------------------------
+
+
+def test_bot_template_block_means_isolated_at_its_path(tmp_path: Path) -> None:
+    configs = make_project(tmp_path)
+    write_plugin(configs, json.dumps({"plugin_id": TARGET, "enabled": True,
+                                      "database": {"path": "data/zepix_mine.db", "backup_enabled": False}}))
+    plugin = load_config(configs).plugin(TARGET)
+    assert (plugin.use_shared, plugin.backup_enabled) == (False, False)
+    assert plugin.db_path == configs.parent.resolve() / "data" / "zepix_mine.db"
+    assert plugin.shared_db == load_config(configs).shared_db
+
+
+@pytest.mark.parametrize(("block", "parts"), [
+    ({"path": "data/a.db", "isolated_db": "data/a.db"}, ["database.path: names the isolated file"]),
+    ({"path": "data/a.db", "backup_enabled": "false"}, ["database.backup_enabled: must be true or false"]),
+    ({"path": "../a.db"}, ["database.path:", "escapes data dir"]),
+    ({"path": 7}, ["database.path: must be a string"]),
+], ids=["with-isolated_db", "backup-string", "escape", "not-a-string"])
+def test_bad_bot_template_blocks_are_rejected(tmp_path: Path, block: dict[str, object], parts: list[str]) -> None:
+    configs = make_project(tmp_path)
+    write_plugin(configs, json.dumps({"plugin_id": TARGET, "database": block}))
+    expect_error(configs, f"{TARGET}/config.json: ", *parts)
+
+
+def test_template_and_hidden_folders_are_skipped(tmp_path: Path) -> None:
+    configs = make_project(tmp_path)
+    for name in ("_template", ".cache"):
+        (configs / "plugins" / name).mkdir()
+        (configs / "plugins" / name / "config.json").write_text('{"plugin_id": "<id>", "database": {"path": 1}}')
+    assert "_template" not in load_config(configs).plugins
+
+
+def test_one_bad_plugin_config_disables_only_that_plugin_in_store_open(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from zepix_store import Store
+
+    configs = make_project(tmp_path)
+    write_plugin(configs, '{"plugin_id": "%s", "database": {"use_shared": "false"}}' % TARGET)
+    expect_error(configs, f"{TARGET}/config.json: database.use_shared: must be true or false")  # commands: strict
+    with caplog.at_level("WARNING", logger="zepix_store"):
+        store = Store.open(configs)
+    assert f"{TARGET}/config.json: database.use_shared" in caplog.text
+    with pytest.raises(ConfigError, match=f"{TARGET}/config.json: database.use_shared"):
+        store.for_plugin(TARGET)
+    assert store.for_plugin("v6-logic-02-5min").plugin_id == "v6-logic-02-5min"
+    assert TARGET not in store.config.plugins
+    with pytest.raises(ConfigError, match="database.use_shared"):
+        Store.open(configs, strict=True)
+
+
+def test_malformed_plugin_json_disables_only_that_plugin(tmp_path: Path) -> None:
+    from zepix_store import Store
+
+    configs = make_project(tmp_path)
+    write_plugin(configs, '{"plugin_id": ')
+    store = Store.open(configs)
+    with pytest.raises(ConfigError, match=f"{TARGET}/config.json: line 1"):
+        store.for_plugin(TARGET)
+    assert len(store.config.plugins) == 7
+
+
+@pytest.mark.parametrize("problem", ["escape", "shared-as-isolated", "duplicate-id"])
+def test_what_endangers_isolation_still_stops_store_open(tmp_path: Path, problem: str) -> None:
+    from zepix_store import Store
+
+    configs = make_project(tmp_path)
+    if problem == "escape":
+        edit_database(configs, isolated_db="../elsewhere.db")
+    elif problem == "shared-as-isolated":
+        edit_database(configs, isolated_db="data/trading_bot.db")
+    else:
+        doc = json.loads(plugin_file(configs, TARGET).read_text())
+        (configs / "plugins" / "v7-copy").mkdir()
+        (configs / "plugins" / "v7-copy" / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError):
+        Store.open(configs)

@@ -103,7 +103,7 @@ def test_migrate_interrupted_at_random_moments_stops_cleanly(tmp_path: Path, leg
         if proc.returncode == 130:
             assert err.strip().splitlines()[-1] == "zepix-store migrate: interrupted", err
         version = scalar(project.shared_db, "PRAGMA user_version")
-        assert version in (0, SCHEMA_VERSION)  # fully old or fully new (the schema was 1 when this was written)
+        assert version in (0, SCHEMA_VERSION)  # fully old or fully new (a v0 file migrates straight to the current)
         if version == 0:  # fully old: not a byte of the content changed
             assert logical_checksum(project.shared_db) == original
         outcome = f"exit {proc.returncode}, schema version {version}"

@@ -130,11 +130,11 @@ async def test_random_operations_stay_isolated(project: Project, layout: str, se
 
 
 async def test_order_cannot_attach_to_another_plugins_chain(project: Project) -> None:
-    import sqlite3
+    from zepix_store import RowError
 
     async with Store.open(project.configs) as store:
         a, b = (store.for_plugin(p) for p in PLUGINS[:2])
         await a.save_profit_booking_chain({"chain_id": "P", "symbol": "X", "direction": "buy", "base_lot": 1.0})
-        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        with pytest.raises(RowError, match=r"profit_booking_orders \(order_id='O', chain_id='P'\).*FOREIGN KEY"):
             await b.save_profit_booking_order({"order_id": "O", "chain_id": "P"})
         assert await a.get_profit_booking_orders("P") == []

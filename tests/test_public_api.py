@@ -37,7 +37,8 @@ EXPORTED = [
     "load_config",
 ]
 # Being rewritten on other branches; each gains its __all__ there.
-PENDING_ALL = {"config", "copy_ledger", "merge", "plugin_store", "registry", "rows", "split", "verify"}
+PENDING_ALL = {"bot_models", "bot_queries", "compat", "config", "copy_ledger", "merge", "plugin_store", "registry", "rows",
+               "split", "statements", "values", "verify"}
 # Over ~400 lines and being split on other branches.
 PENDING_SIZE = {"config", "copy_ledger", "split", "verify"}
 

@@ -116,11 +116,21 @@ def assert_figures(got: Mapping[str, Any], want: Mapping[str, Any]) -> None:
 
 # -- helpers --------------------------------------------------------------------------------------------
 def seed(project: Project, history: Mapping[str, Sequence[Mapping[str, object]]]) -> None:
+    """Write `history`; a text pnl (which the API refuses, SPEC 4) is put in by hand, as legacy data holds it."""
+    legacy = {(p, t["trade_id"]): t["pnl"] for p, ts in history.items() for t in ts if isinstance(t.get("pnl"), str)}
+
     async def write() -> None:
         async with Store.open(project.configs) as store:
             for plugin_id, trades in history.items():
-                await store.for_plugin(plugin_id).save_trades(trades)
+                await store.for_plugin(plugin_id).save_trades(
+                    [{**t, "pnl": None} if (plugin_id, t["trade_id"]) in legacy else t for t in trades])
     asyncio.run(write())
+    config = load_config(project.configs)
+    for (plugin_id, trade_id), pnl in legacy.items():
+        conn = sqlite3.connect(config.plugin(plugin_id).db_path)
+        with conn:
+            conn.execute("UPDATE trades SET pnl = ? WHERE plugin_id = ? AND trade_id = ?", (pnl, plugin_id, trade_id))
+        conn.close()
 
 
 def stats_json(project: Project, *args: str) -> dict[str, dict[str, Any]]:

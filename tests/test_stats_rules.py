@@ -91,7 +91,7 @@ def test_csv_numbers_are_numbers(rough: Project) -> None:
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     for row in rows:
         for key, value in row.items():
-            if key not in ("plugin_id", "database", "source", "attributed") and value != "":  # attributed: a flag
+            if key not in ("plugin_id", "database", "source") and value != "":
                 assert math.isfinite(float(value)), (row["plugin_id"], key, value)
     by_id = {r["plugin_id"]: r for r in rows}
     assert (by_id[W]["total_pnl"], by_id[W]["unpriced_trades"], by_id[W]["winning_trades"]) == ("6.15", "4", "2")

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -31,7 +31,7 @@ PLUGIN_FILE = "config.json"
 
 _STORE_KEYS = ("data_dir", "shared_db", "backup_dir", "plugins_dir", "default_plugin_id", "mapping")
 _OPTIONAL_STORE_KEYS = ("mapping_columns", "timezone")  # absent: DEFAULT_MAPPING_COLUMNS, LOCAL
-_DATABASE_KEYS = frozenset({"use_shared", "shared_db", "isolated_db"})
+_DATABASE_KEYS = frozenset({"use_shared", "shared_db", "isolated_db", "path", "backup_enabled"})
 _YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -44,6 +44,7 @@ class PluginConfig:
     shared_db: Path
     isolated_db: Path | None
     config_path: Path
+    backup_enabled: bool = True  # false: no automatic pre-change backup of its own file (the bot template's key)
 
     def __post_init__(self) -> None:
         if not self.use_shared and self.isolated_db is None:
@@ -72,6 +73,8 @@ class StoreConfig:
     plugins: dict[str, PluginConfig]
     mapping_columns: tuple[str, ...] = DEFAULT_MAPPING_COLUMNS
     timezone: str = LOCAL
+    # plugin (folder name) -> why its own config.json was refused; only a lenient load (Store.open) keeps any
+    disabled: dict[str, ConfigError] = field(default_factory=dict)
 
     @property
     def rules(self) -> AttributionRules:
@@ -89,6 +92,8 @@ class StoreConfig:
         Raises:
             UnknownPluginError: no folder of `plugins_dir` holds a config for this id.
         """
+        if isinstance(plugin_id, str) and plugin_id in self.disabled:
+            raise self.disabled[plugin_id]
         try:
             return self.plugins[plugin_id]
         except (KeyError, TypeError):
@@ -123,10 +128,13 @@ def validate_plugin_id(value: object, where: str) -> str:
     return value
 
 
-def load_config(config_dir: str | os.PathLike[str]) -> StoreConfig:
+def load_config(config_dir: str | os.PathLike[str], *, strict: bool = True) -> StoreConfig:
     """Read and check `<config_dir>/store.yaml` and every plugin config under its `plugins_dir`.
 
-    Relative paths resolve against the parent of `config_dir`, never the working directory.
+    Relative paths resolve against the parent of `config_dir`, never the working directory. With
+    `strict=False` (a running bot), a plugin whose own config.json is malformed or invalid is left out and
+    its error kept in `disabled`; store.yaml errors and whatever endangers isolation (two configs with one id,
+    the shared file claimed as an isolated one, a path out of data_dir) are still refused.
 
     Raises:
         ConfigError: any file or field is invalid; the message names both.
@@ -136,9 +144,9 @@ def load_config(config_dir: str | os.PathLike[str]) -> StoreConfig:
     folder = Path(os.path.abspath(config_dir))  # not realpath: a symlinked configs/ keeps its own parent as root
     root = folder.parent
     store = _load_store_file(folder / STORE_FILE, root)
-    plugins = _load_plugins(store, root)
+    plugins, disabled = _load_plugins(store, root, strict)
     for logic_type, target in store.mapping.items():
-        if target not in plugins:
+        if target not in plugins and target not in disabled:
             raise _error(store.path, f"mapping.{_key(logic_type)}", f"mapping target {target!r} has no plugin config")
     return StoreConfig(
         config_dir=folder,
@@ -152,6 +160,7 @@ def load_config(config_dir: str | os.PathLike[str]) -> StoreConfig:
         plugins=dict(sorted(plugins.items())),
         mapping_columns=store.mapping_columns,
         timezone=store.timezone,
+        disabled=disabled,
     )
 
 
@@ -297,9 +306,24 @@ def _parse_yaml(path: Path) -> object:
 # --- plugins/<id>/config.json -------------------------------------------------------------------------------------
 
 
-def _load_plugins(store: _StoreFile, root: Path) -> dict[str, PluginConfig]:
+class _IsolationConfigError(ConfigError):
+    """A config error that endangers isolation: refused even by a lenient load."""
+
+
+def _load_plugins(store: _StoreFile, root: Path, strict: bool = True
+                  ) -> tuple[dict[str, PluginConfig], dict[str, ConfigError]]:
     files = {name: store.plugins_dir / name / PLUGIN_FILE for name in _plugin_folders(store.plugins_dir)}
-    docs = {name: _parse_json(file) for name, file in files.items()}
+    docs: dict[str, dict[str, object]] = {}
+    disabled: dict[str, ConfigError] = {}
+    for name, file in files.items():
+        try:
+            docs[name] = _parse_json(file)
+            _plugin_id(file, docs[name])
+        except ConfigError as exc:
+            if strict:
+                raise
+            docs.pop(name, None)
+            disabled[name] = exc
     owners: dict[str, Path] = {}
     for name, doc in docs.items():
         plugin_id = _plugin_id(files[name], doc)
@@ -308,13 +332,26 @@ def _load_plugins(store: _StoreFile, root: Path) -> dict[str, PluginConfig]:
             first, second = (files[name], owners[plugin_id]) if name != plugin_id else (owners[plugin_id], files[name])
             raise _error(first, "plugin_id", f"{plugin_id!r} is also claimed by {second}")
         owners[plugin_id] = files[name]
-    return {name: _plugin_config(files[name], name, docs[name], store, root) for name in docs}
+    plugins: dict[str, PluginConfig] = {}
+    for name, doc in docs.items():
+        try:
+            plugins[name] = _plugin_config(files[name], name, doc, store, root)
+        except _IsolationConfigError:
+            raise
+        except ConfigError as exc:
+            if strict:
+                raise
+            disabled[name] = exc
+    return plugins, disabled
 
 
 def _plugin_folders(plugins_dir: Path) -> list[str]:
     try:
         with os.scandir(plugins_dir) as entries:
-            names = sorted(entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir())
+            # `_template` and hidden folders are not plugins (the bot's registry skips `_` folders too), nor
+            # is a folder without a config.json
+            names = sorted(entry.name for entry in entries if not entry.name.startswith((".", "_"))
+                           and entry.is_dir() and os.path.lexists(os.path.join(entry.path, PLUGIN_FILE)))
     except OSError as exc:
         raise _error(plugins_dir, "folder", f"cannot list ({exc.strerror})") from exc
     for name in names:
@@ -334,43 +371,70 @@ def _plugin_config(path: Path, folder: str, doc: dict[str, object], store: _Stor
         raise _error(path, "plugin_id", f"{plugin_id!r} differs from its folder name {folder!r}")
     if plugin_id == store.default_plugin_id:
         raise _error(path, "plugin_id", f"{plugin_id!r} is reserved: it is default_plugin_id in {store.path}")
-    use_shared, shared_raw, isolated_raw = _database_block(path, doc)
-    shared_db = _resolve_inside(path, "database.shared_db", shared_raw, root, store.data_dir)
-    if shared_db != store.shared_db:
-        problem = f"{shared_db} differs from shared_db {store.shared_db} in {store.path}"
-        raise _error(path, "database.shared_db", problem)
+    block = _database_block(path, doc)
+    shared_db = store.shared_db
+    if block.shared is not None:
+        shared_db = _resolve_inside(path, "database.shared_db", block.shared, root, store.data_dir)
+        if shared_db != store.shared_db:
+            problem = f"{shared_db} differs from shared_db {store.shared_db} in {store.path}"
+            raise _error(path, "database.shared_db", problem)
     isolated_db = None
-    if isolated_raw is not None:
-        isolated_db = _resolve_inside(path, "database.isolated_db", isolated_raw, root, store.data_dir)
+    if block.isolated is not None:
+        isolated_db = _resolve_inside(path, block.isolated_field, block.isolated, root, store.data_dir)
         if isolated_db == shared_db:
-            raise _error(path, "database.isolated_db", f"is the shared database {shared_db}; name a file of its own")
-    return PluginConfig(plugin_id, use_shared, shared_db, isolated_db, path)
+            raise _IsolationConfigError(f"{path}: {block.isolated_field}: is the shared database {shared_db}; "
+                                        "name a file of its own")
+    return PluginConfig(plugin_id, block.use_shared, shared_db, isolated_db, path, block.backup_enabled)
 
 
-def _database_block(path: Path, doc: dict[str, object]) -> tuple[bool, str, str | None]:
+@dataclass(frozen=True, slots=True)
+class _DatabaseBlock:
+    use_shared: bool
+    shared: str | None
+    isolated: str | None
+    isolated_field: str
+    backup_enabled: bool
+
+
+def _database_block(path: Path, doc: dict[str, object]) -> _DatabaseBlock:
     block = doc.get("database")
     if "database" not in doc:
-        raise _error(path, "database", 'missing (add {"use_shared": ..., "shared_db": ..., "isolated_db": ...})')
+        raise _error(path, "database", 'missing (add {"use_shared": ..., "shared_db": ..., "isolated_db": ...}, '
+                                       'or the bot template\'s {"path": ...})')
     if not isinstance(block, dict):
         raise _error(path, "database", f"must be an object, got {_describe(block)}")
     for key in block:
         if key not in _DATABASE_KEYS:
             raise _error(path, f"database.{_key(key)}", f"unknown key (expected {', '.join(sorted(_DATABASE_KEYS))})")
-    use_shared = block.get("use_shared")
-    if "use_shared" not in block:
-        raise _error(path, "database.use_shared", "missing (true or false)")
-    if not isinstance(use_shared, bool):
-        problem = f"must be true or false (a JSON boolean), got {_describe(use_shared)}"
-        raise _error(path, "database.use_shared", problem)
+    if "path" in block and "isolated_db" in block:
+        raise _error(path, "database.path", "names the isolated file, as isolated_db does: give one of the two")
+    template = "path" in block  # the bot's plugin template: {"path": ..., "backup_enabled": ...}
+    isolated_field = "database.path" if template else "database.isolated_db"
+    use_shared = _json_bool(path, "database.use_shared", block, None if template else "missing (true or false)")
+    backup_enabled = _json_bool(path, "database.backup_enabled", block, None)
     shared = block.get("shared_db")
-    if not isinstance(shared, str):
+    if not isinstance(shared, str) and (shared is not None or not template):
         raise _error(path, "database.shared_db", f"must be a string, got {_describe(shared)}")
-    isolated = block.get("isolated_db")
+    isolated = block.get("path" if template else "isolated_db")
     if isolated is None and not use_shared:
-        raise _error(path, "database.isolated_db", "required when use_shared is false")
+        raise _error(path, isolated_field, "required when use_shared is false")
     if isolated is not None and not isinstance(isolated, str):
-        raise _error(path, "database.isolated_db", f"must be a string, got {_describe(isolated)}")
-    return use_shared, shared, isolated
+        raise _error(path, isolated_field, f"must be a string, got {_describe(isolated)}")
+    return _DatabaseBlock(bool(use_shared), shared, isolated, isolated_field,
+                          True if backup_enabled is None else backup_enabled)
+
+
+def _json_bool(path: Path, field_name: str, block: dict[str, object], missing: str | None) -> bool | None:
+    """A JSON boolean of `block`; None when absent and `missing` is None (else absent is that error)."""
+    key = field_name.rpartition(".")[2]
+    if key not in block:
+        if missing is not None:
+            raise _error(path, field_name, missing)
+        return None
+    value = block[key]
+    if not isinstance(value, bool):
+        raise _error(path, field_name, f"must be true or false (a JSON boolean), got {_describe(value)}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,17 +546,17 @@ def _resolve_inside(file: Path, field: str, raw: str, root: Path, data_dir: Path
     """Resolve `raw` against `root`, following symlinks, and require the result inside `data_dir`."""
     problem = _path_text_problem(raw)
     if problem:  # each of these would put the database somewhere other than a file in data_dir
-        raise _error(file, field, f"escapes data dir {data_dir}: {problem}")
+        raise _escape(file, field, f"escapes data dir {data_dir}: {problem}")
     if ".." in Path(raw).parts:
-        raise _error(file, field, f"{_show(raw)} escapes data dir {data_dir}: '..' is not allowed")
+        raise _escape(file, field, f"{_show(raw)} escapes data dir {data_dir}: '..' is not allowed")
     real = os.path.realpath(os.path.join(root, raw))
     base = str(data_dir)
     if is_file and real == base:
-        raise _error(file, field, f"{_show(raw)} escapes data dir {data_dir}: it is that folder, not a file in it")
+        raise _escape(file, field, f"{_show(raw)} escapes data dir {data_dir}: it is that folder, not a file in it")
     if os.path.commonpath([real, base]) != base:
-        raise _error(file, field, f"{_show(raw)} escapes data dir {data_dir}: it resolves to {real}")
+        raise _escape(file, field, f"{_show(raw)} escapes data dir {data_dir}: it resolves to {real}")
     if _has_symlink(real, base):
-        raise _error(file, field, f"{_show(raw)} runs into a symlink loop")
+        raise _escape(file, field, f"{_show(raw)} runs into a symlink loop")
     if is_file and os.path.isdir(real):
         raise _error(file, field, f"{real} is a folder, not a database file")
     return Path(real)
@@ -513,6 +577,10 @@ def _has_symlink(real: str, stop: str) -> bool:
 
 def _error(file: Path | str, field: str, problem: str) -> ConfigError:
     return _one_line(f"{file}: {field}: {problem}")
+
+
+def _escape(file: Path | str, field: str, problem: str) -> ConfigError:
+    return _IsolationConfigError(" ".join(f"{file}: {field}: {problem}".splitlines()))
 
 
 def _one_line(message: str) -> ConfigError:

@@ -6,6 +6,11 @@ Steps: a quick_check (a corrupt file exits 5 before anything is written), a WAL-
 statistics (ANALYZE) and the schema version. Killed at any instant, the file is either fully old or fully
 new; run it again to finish. A second run reports "already migrated" and changes nothing.
 
+Old bot code breaks after it: every table gains a column, so the bot's positional `INSERT INTO sl_events VALUES
+(?,?,?,?,?,?,?,?)` (its old TradeDatabase) fails ("table sl_events has 9 columns but 8 values were supplied").
+Switch the bot to the compat facade first (`from zepix_store.compat import TradeDatabase`, then
+`TradeDatabase("<plugin_id>")`), or use `split`, which leaves the shared file's schema as it is.
+
 The report lists rows per plugin per table, orphans (kept by the default id), shared lineage (a parent
 used by several plugins stays with the default id and is listed), the trades decided by each attribution rule,
 unmapped values per mapping column with their counts, ambiguous trades, superseded open snapshots and
@@ -35,6 +40,11 @@ from .ops.migrate import ALREADY, DRY_RUN, MigrateReport, migrate_shared
 from .schema import TABLES
 
 __all__ = ["main"]
+
+OLD_CODE_NOTE = ("note: the bot's old TradeDatabase (positional INSERT ... VALUES into these tables) fails on this "
+                 "file now: each table has a plugin_id column more. Switch it to the compat facade: "
+                 "`from zepix_store.compat import TradeDatabase; db = TradeDatabase(\"<plugin_id>\")`; "
+                 "`split` is the path that leaves this file's schema untouched")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +109,8 @@ def print_report(report: MigrateReport, default: str) -> None:
         print(f"\nindexes rebuilt for the new close-time key: {', '.join(report.reindexed)} (no row changed)")
     if report.attribution is not None:
         print("\n" + "\n".join(report.attribution.lines()))
+    if not report.reindexed:
+        print("\n" + OLD_CODE_NOTE)
 
 
 

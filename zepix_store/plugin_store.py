@@ -16,7 +16,21 @@ from . import timefmt
 from .db import Database
 from .errors import RowError
 from .rows import BatchShape, NotUniform, Row, Trade, check_row, utc_now
-from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL, START_KEY_SQL, TABLE_BY_NAME
+from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL, START_KEY_SQL
+from .statements import (
+    SESSIONS_STARTED_IN,
+    TRADES_CLOSED_IN,
+    as_day,
+    by_time,
+    decode_state,
+    fetch_all,
+    fetch_one,
+    get_state,
+    insert,
+    save_trade,
+    state_row,
+    upsert,
+)
 
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
 # Finite numbers only: NULL, text, blobs (legacy values in the REAL column) and +-infinity all fail it, so one bad
@@ -30,67 +44,23 @@ SELECT (SELECT count(*) FROM trades WHERE plugin_id = ?1 AND status = 'closed') 
 FROM trades WHERE plugin_id = ?1 AND status = 'closed' AND {NUMERIC_PNL}"""
 
 
-def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Row]:
-    cur = conn.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur]
-
-
-def fetch_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Row | None:
-    rows = fetch_all(conn, sql, params)
-    return rows[0] if rows else None
-
-
-def _insert(conn: sqlite3.Connection, table: str, row: Row, plugin_id: str) -> int:
-    cols = [*row, "plugin_id"]
-    sql = f"INSERT INTO {TABLE_BY_NAME[table].name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-    return int(conn.execute(sql, [*row.values(), plugin_id]).lastrowid or 0)
-
-
-def _upsert(conn: sqlite3.Connection, table: str, row: Row, plugin_id: str) -> None:
-    spec = TABLE_BY_NAME[table]
-    missing = [k for k in spec.key if row.get(k) is None]
-    if missing:
-        raise RowError(f"{table}: {', '.join(missing)} is required")
-    cols = [*row, "plugin_id"]
-    updates = [c for c in row if c not in spec.key]
-    action = f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updates)}" if updates else "DO NOTHING"
-    conn.execute(
-        f"INSERT INTO {spec.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-        f"ON CONFLICT (plugin_id, {', '.join(spec.key)}) {action}",
-        [*row.values(), plugin_id],
-    )
-
-
-def _save_trade(conn: sqlite3.Connection, row: Row, plugin_id: str) -> int:
-    if row.get("trade_id") is not None:
-        found = conn.execute(
-            "SELECT max(id) FROM trades WHERE plugin_id = ? AND trade_id = ?", (plugin_id, row["trade_id"])
-        ).fetchone()[0]
-        if found is not None:
-            sets = ", ".join(f"{c} = ?" for c in row)
-            conn.execute(f"UPDATE trades SET {sets} WHERE id = ? AND plugin_id = ?", [*row.values(), found, plugin_id])
-            return int(found)
-    return _insert(conn, "trades", row, plugin_id)
-
-
 _BATCH_CHUNK = 2048
 
 
-def _save_each_trade(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id: str) -> list[int]:
-    rows = [check_row("trades", t, plugin_id) for t in trades]  # every row checked before the first write
-    return [_save_trade(conn, row, plugin_id) for row in rows]
+def _save_each_trade(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id: str, zone: tzinfo) -> list[int]:
+    rows = [check_row("trades", t, plugin_id, zone) for t in trades]  # every row checked before the first write
+    return [save_trade(conn, row, plugin_id) for row in rows]
 
 
-def _save_trade_batch(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id: str) -> list[int]:
-    shape = BatchShape.of("trades", trades[0], plugin_id)
+def _save_trade_batch(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id: str, zone: tzinfo) -> list[int]:
+    shape = BatchShape.of("trades", trades[0], plugin_id, zone)
     ids = [t.get("trade_id") if isinstance(t, Mapping) else getattr(t, "trade_id", None) for t in trades]
     named = [i for i in ids if i is not None]
     existing = conn.execute(
         "SELECT 1 FROM trades WHERE plugin_id = ? AND trade_id IN (SELECT value FROM json_each(?)) LIMIT 1",
         (plugin_id, json.dumps([i for i in named if isinstance(i, str)]))).fetchone()
     if shape is None or not all(isinstance(i, str) for i in named) or len(set(named)) != len(named) or existing:
-        return _save_each_trade(conn, trades, plugin_id)  # updates, or a trade_id twice: in order
+        return _save_each_trade(conn, trades, plugin_id, zone)  # updates, or a trade_id twice: in order
     # All new: one prepared statement for the whole batch, fed chunk by chunk as the rows are checked.
     cols = (*shape.columns, "plugin_id")
     sql = f"INSERT INTO trades ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
@@ -102,30 +72,12 @@ def _save_trade_batch(conn: sqlite3.Connection, trades: Sequence[Any], plugin_id
     except NotUniform:  # mixed row types or keys, seen part way: undo and take them one by one
         conn.execute("ROLLBACK TO zx_batch")
         conn.execute("RELEASE zx_batch")
-        return _save_each_trade(conn, trades, plugin_id)
+        return _save_each_trade(conn, trades, plugin_id, zone)
     conn.execute("RELEASE zx_batch")
     # One writer, no AUTOINCREMENT: the batch got consecutive rowids ending at the last one. (Asking for
     # max(rowid) first would read every plugin's rows; a handle reads only its own.)
     last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
     return list(range(last - len(trades) + 1, last + 1))
-
-
-TRADES_CLOSED_IN = f"SELECT * FROM trades WHERE plugin_id = ? AND {timefmt.window_sql(CLOSE_KEY_SQL)}"
-SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {timefmt.window_sql(START_KEY_SQL)}"
-
-
-def _day(day: date | datetime | str) -> date:
-    if isinstance(day, str):
-        return date.fromisoformat(day[:10])
-    return day.date() if isinstance(day, datetime) else day
-
-
-def _by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:
-    """Rows in time order, ties by id: the window's rows read as instants (naive local ones in `zone`)."""
-    oldest = datetime.min.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r["id"] if "id" in r else 0),
-              reverse=newest_first)
-    return rows
 
 
 class PluginStore:
@@ -148,18 +100,23 @@ class PluginStore:
         return await (await self._database()).read(fetch_one, sql, (self.plugin_id, *params))
 
     async def _save(self, table: str, row: Mapping[str, Any] | Any) -> None:
-        checked = check_row(table, row, self.plugin_id)
-        await (await self._database()).write(_upsert, table, checked, self.plugin_id, inline=True)
+        checked = check_row(table, row, self.plugin_id, self.zone)
+        await (await self._database()).write(upsert, table, checked, self.plugin_id, inline=True)
 
     async def _add(self, table: str, row: Mapping[str, Any] | Any) -> int:
-        checked = check_row(table, row, self.plugin_id)
-        return await (await self._database()).write(_insert, table, checked, self.plugin_id, inline=True)
+        checked = check_row(table, row, self.plugin_id, self.zone)
+        return await (await self._database()).write(insert, table, checked, self.plugin_id, inline=True)
 
     # -- trades ---------------------------------------------------------------------------------------
-    async def save_trade(self, trade: Trade | Mapping[str, Any]) -> int:
-        """Insert the trade, or update this plugin's trade with the same trade_id; return its row id."""
-        row = check_row("trades", trade, self.plugin_id)
-        return await (await self._database()).write(_save_trade, row, self.plugin_id, inline=True)
+    async def save_trade(self, trade: Trade | Mapping[str, Any] | Any) -> int:
+        """Insert the trade, or update this plugin's trade with the same trade_id; return its row id.
+
+        `trade` is a `Trade` (only its set fields are written), a dict of trades columns, or the bot's own
+        Trade model (read by attribute or `model_dump()`; `entry`, `sl`, `tp`, `close_price` are the columns
+        entry_price, sl_price, tp_price, exit_price; attributes the table lacks are ignored).
+        """
+        row = check_row("trades", trade, self.plugin_id, self.zone)
+        return await (await self._database()).write(save_trade, row, self.plugin_id, inline=True)
 
     async def save_trades(self, trades: Iterable[Trade | Mapping[str, Any]]) -> list[int]:
         """Save many trades in one transaction (same rules as save_trade); return their row ids.
@@ -170,7 +127,7 @@ class PluginStore:
         given = list(trades)
         if not given:
             return []
-        return await (await self._database()).write(_save_trade_batch, given, self.plugin_id)
+        return await (await self._database()).write(_save_trade_batch, given, self.plugin_id, self.zone)
 
     async def get_trade(self, trade_id: str) -> Row | None:
         """The plugin's trade with this trade_id (the newest row if legacy data holds duplicates)."""
@@ -185,13 +142,13 @@ class PluginStore:
         """Trades closed in the last `days` days, newest first (every stored time form read as its instant)."""
         since = datetime.now(UTC) - timedelta(days=days)
         rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(since, None, self.zone))
-        return _by_time(rows, "close_time", self.zone, newest_first=True)
+        return by_time(rows, "close_time", self.zone, newest_first=True)
 
     async def get_trades_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
         """Trades closed on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
-        start, end = timefmt.day_bounds(_day(day), zone or self.zone)
+        start, end = timefmt.day_bounds(as_day(day), zone or self.zone)
         rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(start, end, self.zone))
-        return _by_time(rows, "close_time", self.zone)
+        return by_time(rows, "close_time", self.zone)
 
     async def get_statistics(self) -> Row:
         """Closed-trade statistics (the seed plan's keys); pnl that is not a number is not summed."""
@@ -268,15 +225,16 @@ class PluginStore:
 
     # -- system state ---------------------------------------------------------------------------------
     async def get_system_state(self, key: str, default: Any = None) -> Any:
-        row = await self._one("SELECT value FROM system_state WHERE plugin_id = ? AND key = ?", key)
-        return default if row is None else row["value"]
+        """The value set under `key` (equal to what was set: bool, number, str, None, list, dict), or `default`."""
+        found, value = await (await self._database()).read(get_state, key, self.plugin_id)
+        return value if found else default
 
     async def set_system_state(self, key: str, value: Any) -> None:
-        await self._save("system_state", {"key": key, "value": value, "updated_at": utc_now()})
+        await self._save("system_state", state_row(key, value, utc_now()))
 
     async def get_all_system_state(self) -> dict[str, Any]:
         rows = await self._all("SELECT key, value FROM system_state WHERE plugin_id = ? ORDER BY key")
-        return {r["key"]: r["value"] for r in rows}
+        return {r["key"]: decode_state(r["value"]) for r in rows}
 
     # -- profit booking -------------------------------------------------------------------------------
     async def save_profit_booking_chain(self, chain: Mapping[str, Any]) -> None:
@@ -321,8 +279,8 @@ class PluginStore:
     async def create_session(self, session: Mapping[str, Any]) -> None:
         """Start a session (status ACTIVE, start_time now unless given); session_id must be new for the plugin."""
         row = check_row("trading_sessions", {"start_time": utc_now(), "status": "ACTIVE", **session},
-                        self.plugin_id)
-        await (await self._database()).write(_insert, "trading_sessions", row, self.plugin_id, inline=True)
+                        self.plugin_id, self.zone)
+        await (await self._database()).write(insert, "trading_sessions", row, self.plugin_id, inline=True)
 
     async def close_session(self, session_id: str, exit_reason: str | None = None,
                             end_time: str | None = None) -> bool:
@@ -351,9 +309,9 @@ class PluginStore:
 
     async def get_sessions_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
         """Sessions started on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
-        start, end = timefmt.day_bounds(_day(day), zone or self.zone)
+        start, end = timefmt.day_bounds(as_day(day), zone or self.zone)
         rows = await self._all(SESSIONS_STARTED_IN, *timefmt.band_bounds(start, end, self.zone))
-        return _by_time(rows, "start_time", self.zone)
+        return by_time(rows, "start_time", self.zone)
 
     async def get_session_details(self, session_id: str) -> Row | None:
         """The session with its trades under the key 'trades', or None."""

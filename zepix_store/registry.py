@@ -36,15 +36,17 @@ class Store:
         self._unattributed: PluginStore | None = None
         self.zone = config.zone
         self._closed = False
-        self.upgrades: list[tuple[Path, Path, upgrade.UpgradeReport]] = []  # (file, its backup, report)
+        self.upgrades: list[tuple[Path, Path | None, upgrade.UpgradeReport]] = []  # (file, its backup, report)
 
     @classmethod
-    def open(cls, config_dir: str | os.PathLike[str] = "configs") -> Store:
+    def open(cls, config_dir: str | os.PathLike[str] = "configs", *, strict: bool = False) -> Store:
         """Load and validate the configs (no database is touched until a plugin uses its store).
 
         Not a coroutine: `async with Store.open("configs") as store:` closes every connection at the end.
+        A plugin whose own config.json is invalid is disabled alone (a warning now; `for_plugin` of it raises
+        its ConfigError); `strict=True` refuses every bad config, as the commands do.
         """
-        return cls(load_config(config_dir))
+        return cls(load_lenient_config(config_dir, strict=strict))
 
     def __await__(self) -> Generator[Any, None, Self]:
         raise TypeError(f"Store.open() returns the store itself, it is not awaited: {HOW_TO_CLOSE}")
@@ -137,6 +139,14 @@ class Store:
         return dict(zip(ids, results, strict=True))
 
 
+def load_lenient_config(config_dir: str | os.PathLike[str], *, strict: bool = False) -> StoreConfig:
+    """load_config for a running bot: a plugin's own bad config.json disables that plugin, logged as a warning."""
+    config = load_config(config_dir, strict=strict)
+    for error in config.disabled.values():
+        log.warning("zepix_store: plugin disabled: %s", error)
+    return config
+
+
 class _ReadOnly(Database):
     """A Database whose writes all refuse: reads go to the shared connection it wraps."""
 
@@ -157,7 +167,7 @@ class _ReadOnly(Database):
 
 
 def prepare_file(conn: sqlite3.Connection, path: Path, config: StoreConfig,
-                 upgrades: list[tuple[Path, Path, upgrade.UpgradeReport]]) -> None:
+                 upgrades: list[tuple[Path, Path | None, upgrade.UpgradeReport]]) -> None:
     """Create the schema in a new file, or back up then upgrade an older one, noting it in `upgrades`."""
     if upgrade.is_empty(conn):
         with transaction(conn):
@@ -167,6 +177,18 @@ def prepare_file(conn: sqlite3.Connection, path: Path, config: StoreConfig,
         from .backup import backup_connection
         from .backup_identity import identity_of
 
-        backup = backup_connection(conn, path, config.backup_dir, "pre-upgrade", identity=identity_of(config, path))
+        backup = None
+        if wants_backup(config, path):
+            backup = backup_connection(conn, path, config.backup_dir, "pre-upgrade",
+                                       identity=identity_of(config, path))
         report = upgrade.upgrade(conn, path, config.rules)
         upgrades.append((path, backup, report))
+
+
+def wants_backup(config: StoreConfig, path: Path) -> bool:
+    """Whether automatic backups of `path` are on: always for the shared file, else unless every plugin routed
+    there says `backup_enabled: false` (the bot template's key)."""
+    if path == config.shared_db:
+        return True
+    owners = [p for p in config.plugins.values() if p.db_path == path]
+    return not owners or any(p.backup_enabled for p in owners)

@@ -105,7 +105,8 @@ def _print_csv(plugins: Sequence[PluginStats]) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(FIELDS)
     for s in plugins:
-        writer.writerow(["" if v is None else v for v in s.numbers().values()])
+        # a flag (attributed) is 1 or 0: every CSV cell is a number or empty
+        writer.writerow(["" if v is None else int(v) if isinstance(v, bool) else v for v in s.numbers().values()])
 
 
 def _display_path(path: str, config: StoreConfig) -> str:

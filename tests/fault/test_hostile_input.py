@@ -90,7 +90,7 @@ def _write_plugin(project: Project, folder: str, plugin_id: object) -> Path:
 
 def _folder_ok(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\x00" not in name \
-        and len(name.encode()) < 255 and not name.startswith(".")
+        and len(name.encode()) < 255 and not name.startswith((".", "_"))  # those folders are skipped, not plugins
 
 
 def test_hostile_ids_in_config_files_are_refused_before_any_file(project: Project, figures) -> None:
@@ -179,9 +179,9 @@ STR_METHODS = {"join", "format", "upper", "lower", "strip", "rstrip", "lstrip", 
 # (module, function, parameter or local name): why its value may reach SQL text although the scan cannot trace it.
 ALLOW = {
     ("schema", "create_sql", "self"): "a Table constant of schema.py",
-    ("plugin_store", "_insert", "row"): "keys checked against the table's schema columns by rows.check_row",
-    ("plugin_store", "_upsert", "row"): "keys checked against the table's schema columns by rows.check_row",
-    ("plugin_store", "_save_trade", "row"): "keys checked against the trades columns by rows.check_row",
+    ("statements", "insert", "row"): "keys checked against the table's schema columns by rows.check_row",
+    ("statements", "upsert", "row"): "keys checked against the table's schema columns by rows.check_row",
+    ("statements", "save_trade", "row"): "keys checked against the trades columns by rows.check_row",
     ("plugin_store", "_save_trade_batch", "shape"): "columns checked against the trades columns by rows.check_row",
     ("upgrade", "_rebuild", "extra"): "the file's own extra columns, quoted as identifiers by _extra_columns",
     ("upgrade", "_rebuild", "kept_indexes"): "the file's own CREATE INDEX statements, re-run after the rebuild",

@@ -15,10 +15,10 @@ from typing import Any
 from .. import attribution, db, upgrade
 from ..attribution_report import AttributionReport, attribution_report
 from ..config import StoreConfig
-from ..plugin_store import fetch_all
 from ..readonly import open_reader
 from ..registry import Store
 from ..rows import Row
+from ..statements import fetch_all
 
 __all__ = ["Reader", "TradeSource", "TradeSources"]
 
