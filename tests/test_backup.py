@@ -1,184 +1,40 @@
 """backup: online backups through SQLite's backup API, verified, owner-only, never a partial file under a final name.
 
-The helpers at the top (CLI runner, logical and schema checksums, copies) are shared by test_migrate.py and
-test_restore.py.
+Its helpers (CLI runner, logical and schema checksums, copies) are in tests/helpers.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.helpers import (
+    REPO,
+    Project,
+    copy_database,
+    final_backups,
+    logical_checksum,
+    make_store_file,
+    mode,
+    names_under,
+    one_line,
+    run_cli,
+    scalar,
+)
+from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
 from zepix_store.schema import SCHEMA_VERSION
-from zepix_store import upgrade
-from zepix_store.backup_identity import IDENTITY_TABLE
-from zepix_store.db import connect_sync, transaction
-from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
-
-from .conftest import REPO, Project, copy_database
 
 CI = os.environ.get("CI") == "true"
 BACKUP_NAME = re.compile(r"trading_bot\.db-shared-v\d+-\d{8}T\d{12}Z(-[a-z-]+)?\.db")
-
-
-# --- shared helpers -----------------------------------------------------------------------------------------------
-
-
-def run_cli(command: str, *args: str, config: Path | None = None, fault: str | None = None,
-            umask: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `python -m zepix_store.<command>` from the repo root, as a user would."""
-    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_FAULT"}
-    if fault:
-        env["ZEPIX_FAULT"] = fault
-    argv = [sys.executable, "-m", f"zepix_store.{command}", *args]
-    if config is not None:
-        argv += ["--config", str(config)]
-    preexec = (lambda: os.umask(umask)) if umask is not None else None  # runs in the child
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec, check=False)
-
-
-def cli_json(command: str, project: Project, *args: str) -> dict[str, Any]:
-    """`<command> --json ARGS` on the project: it must exit 0; its one JSON document."""
-    done = run_cli(command, "--json", *args, config=project.configs)
-    assert done.returncode == 0, done.stderr
-    doc: dict[str, Any] = json.loads(done.stdout)
-    return doc
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    """The documented exit code and exactly one stderr line naming the path and cause, no traceback."""
-    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
-
-
-def _reader(path: Path) -> sqlite3.Connection:
-    """A reading connection that neither leaves new files nor checkpoints a -wal left by another process.
-
-    mode=ro when a -wal/-shm exists (a killed run's WAL stays as the next run will find it); otherwise
-    read-write, so that closing removes the -wal/-shm that reading a WAL file creates.
-    """
-    shared = any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
-    return sqlite3.connect(f"file:{path}?mode={'ro' if shared else 'rw'}", uri=True)
-
-
-def user_tables(conn: sqlite3.Connection) -> list[str]:
-    """The tables holding data; not a backup's own record of what it is a backup of (restore drops it)."""
-    return [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> ? "
-        "ORDER BY name", (IDENTITY_TABLE,))]
-
-
-def table_columns(path: Path) -> dict[str, list[str]]:
-    conn = _reader(path)
-    try:
-        return {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in user_tables(conn)}
-    finally:
-        conn.close()
-
-
-def logical_checksum(path: Path, columns: dict[str, list[str]] | None = None) -> dict[str, str]:
-    """Per table: sha256 of every row by rowid, hashed in Python with each value's type.
-
-    repr() tags the storage class by itself: 1, 1.0, '1', b'1' and None all print differently (as do -0.0
-    and 0.0), so hashing repr of the fetched rows is the (type, value) hash, several times faster.
-    With `columns`, only those tables and columns are hashed (to compare a migrated file with its source).
-    """
-    conn = _reader(path)
-    try:
-        out = {}
-        for table in (columns or {t: [] for t in user_tables(conn)}):
-            cols = ", ".join(f'"{c}"' for c in (columns or {}).get(table, [])) or "*"
-            h = hashlib.sha256()
-            cursor = conn.execute(f'SELECT rowid, {cols} FROM "{table}" ORDER BY rowid')
-            while rows := cursor.fetchmany(5000):
-                h.update(repr(rows).encode())
-            out[table] = h.hexdigest()
-        return out
-    finally:
-        conn.close()
-
-
-def schema_checksum(path: Path) -> str:
-    conn = _reader(path)
-    try:
-        rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
-        rows.append(conn.execute("PRAGMA user_version").fetchone())
-        return hashlib.sha256(repr(rows).encode()).hexdigest()
-    finally:
-        conn.close()
-
-
-def row_counts(path: Path) -> dict[str, int]:
-    conn = _reader(path)
-    try:
-        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in user_tables(conn)}
-    finally:
-        conn.close()
-
-
-def fetch_all(path: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-    conn = _reader(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-def scalar(path: Path, sql: str, params: Sequence[object] = ()) -> object:
-    conn = _reader(path)
-    try:
-        return conn.execute(sql, params).fetchone()[0]
-    finally:
-        conn.close()
-
-
-def byte_digest(path: Path) -> str:
-    """sha256 of a database file's bytes, read in a child process (a plain handle here could drop our locks)."""
-    code = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
-    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                          check=True, timeout=60).stdout.strip()
-
-
-def listing(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-def mode(path: Path) -> int:
-    return os.stat(path).st_mode & 0o777
-
-
-def final_backups(backup_dir: Path) -> list[Path]:
-    return sorted(p for p in backup_dir.glob("*.db")) if backup_dir.is_dir() else []
-
-
-def make_store_file(path: Path) -> None:
-    """An empty store file of the current schema (what the library creates for an isolated plugin)."""
-    conn = connect_sync(path, create=True)
-    try:
-        with transaction(conn):
-            upgrade.initialise(conn)
-        conn.execute("INSERT INTO system_state (key, value, plugin_id) VALUES ('k', ?, 'x')", (path.name,))
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -205,11 +61,11 @@ def test_backup_prints_path_of_verified_owner_only_copy(project: Project, legacy
     backup_dir = project.data / "backups"
     assert backup.parent == backup_dir and BACKUP_NAME.fullmatch(backup.name)
     assert mode(backup_dir) == 0o700 and mode(backup) == 0o600
-    assert listing(backup_dir) == [backup.name]  # no -journal, -wal or .tmp beside it
+    assert names_under(backup_dir) == [backup.name]  # no -journal, -wal or .tmp beside it
     assert scalar(backup, "PRAGMA integrity_check") == "ok"
     assert scalar(backup, "PRAGMA journal_mode") == "delete"  # one self-contained file
     assert logical_checksum(backup) == before
-    assert listing(project.data) == ["backups", f"backups/{backup.name}", "trading_bot.db"]
+    assert names_under(project.data) == ["backups", f"backups/{backup.name}", "trading_bot.db"]
 
 
 def test_backup_holds_writes_that_live_only_in_the_wal(project: Project, legacy_small: Path, tmp_path: Path) -> None:
@@ -275,7 +131,7 @@ def test_keep_deletes_only_older_plain_backups_of_that_source(project: Project, 
     assert set(made[-2:]) <= remaining and not set(made[:2]) & remaining
     assert labelled.exists() and foreign.exists()
     assert any(p.name.startswith(other.stem) for p in final_backups(backup_dir))
-    assert_one_line_error(run_cli("backup", "--keep", "0", config=project.configs), 2, "--keep")
+    one_line(run_cli("backup", "--keep", "0", config=project.configs), 2, "--keep")
 
 
 def test_killed_backup_leaves_no_final_name_and_next_run_cleans_tmp(project: Project, legacy_small: Path) -> None:
@@ -287,12 +143,12 @@ def test_killed_backup_leaves_no_final_name_and_next_run_cleans_tmp(project: Pro
     assert final_backups(backup_dir) == [] and list(backup_dir.glob("*.tmp"))
 
     failed = run_cli("backup", "-q", config=project.configs, fault="after_backup_copy:raise")
-    assert_one_line_error(failed, 3, "disk full")
+    one_line(failed, 3, "disk full")
     assert final_backups(backup_dir) == []
 
     done = run_cli("backup", config=project.configs)
     assert done.returncode == 0, done.stderr
-    assert listing(backup_dir) == [Path(done.stdout.strip()).name]
+    assert names_under(backup_dir) == [Path(done.stdout.strip()).name]
 
 
 def test_backup_killed_at_random_moments_is_complete_or_absent(project: Project, tmp_path: Path) -> None:
@@ -367,9 +223,9 @@ def test_backup_failures_name_the_path_and_cause(project: Project, kind: str) ->
     else:
         args = ["--plugin", "nope"]
         code, needles = 2, ["nope"]
-    before = listing(project.data)
-    assert_one_line_error(run_cli("backup", *args, config=project.configs), code, *needles)
-    assert listing(project.data) == before
+    before = names_under(project.data)
+    one_line(run_cli("backup", *args, config=project.configs), code, *needles)
+    assert names_under(project.data) == before
 
 
 def test_modes_stay_owner_only_under_umask_022(project: Project, legacy_small: Path) -> None:

@@ -17,22 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.schema import SCHEMA_VERSION
-from zepix_store import backup as backup_module
-from zepix_store.backup_identity import IDENTITY_TABLE, identity_of
-from zepix_store.config import load_config
-from zepix_store.legacy_data import build_legacy_db
-
-from .conftest import REPO, Project, copy_database
-from .test_backup import (
-    assert_one_line_error,
+from tests.helpers import (
+    REPO,
+    Project,
     cli_json,
+    copy_database,
     final_backups,
     logical_checksum,
     make_store_file,
+    one_line,
     run_cli,
     scalar,
 )
+from zepix_store._sample.legacy import build_legacy_db
+from zepix_store.backup_identity import IDENTITY_TABLE, identity_of
+from zepix_store.config import load_config
+from zepix_store.ops import backup as backup_module
+from zepix_store.schema import SCHEMA_VERSION
 
 V6_A, V6_B, V3 = "v6-logic-01-1min", "v6-logic-02-5min", "v3-logic-01-5min"
 
@@ -144,7 +145,7 @@ def test_restore_refuses_a_backup_of_another_file_unless_forced(project: Project
 
     refused = run_cli("restore", str(made[backup_of]), *target_args, config=project.configs)
 
-    line = assert_one_line_error(refused, 2, str(made[backup_of]), str(target), "--force", "nothing was restored")
+    line = one_line(refused, 2, str(made[backup_of]), str(target), "--force", "nothing was restored")
     assert "it is a backup of the " in line and f"but the target {target} is the " in line
     assert logical_checksum(target) == before
     assert final_backups(project.data / "backups") == backups  # not even a pre-restore copy was made
@@ -161,7 +162,7 @@ def test_restore_of_a_backup_that_records_no_file_needs_force(project: Project, 
 
     refused = run_cli("restore", str(older), config=project.configs)
 
-    assert_one_line_error(refused, 2, str(older), "no recorded file", "--force")
+    one_line(refused, 2, str(older), "no recorded file", "--force")
     assert cli_json("restore", project, str(older), "--force")["backup_of"] is None
 
 

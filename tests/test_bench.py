@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from zepix_store.bench_reads import Plan, explain, scan_sql
+from zepix_store._bench.reads import Plan, explain, scan_sql
 
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = {

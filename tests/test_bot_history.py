@@ -16,12 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import Project, connect_ro, copy_database, legacy_rows, query, run_cli, trade_owners
 from zepix_store import IsolationError, Store
 from zepix_store._sample.bot_history import RE_ENTRIES, SIM_TICKET, build_bot_history
-from zepix_store.legacy_data import LEGACY_SCHEMA, MAPPING
-
-from .conftest import Project, copy_database, query
-from .test_split import connect_ro, legacy_rows, run_cli, trade_owners
+from zepix_store._sample.legacy import LEGACY_SCHEMA, MAPPING
 
 DEFAULT = "legacy"
 G1, G2, G3 = "v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h"
@@ -64,7 +62,7 @@ def expected_by_owner(path: Path, mapping: Mapping[str, str] = MAPPING) -> dict[
 
 
 def stats_json(project: Project, *args: str) -> dict[str, dict[str, Any]]:
-    done = run_cli("stats", project, "--json", *args)
+    done = run_cli("stats", "--json", *args, config=project)
     assert done.returncode == 0, done.stderr
     return {p["plugin_id"]: p for p in json.loads(done.stdout)["plugins"]}
 
@@ -87,7 +85,7 @@ def test_shared_mode_after_migrate_gives_every_plugin_its_trades_and_re_entries(
     assert all(want[p]["re_entries"] > 50 for p in (G1, G2, G3))  # the re-entries count for their plugins
     copy_database(bot_file, project.shared_db)
     project.set_all_shared(True)
-    assert run_cli("migrate", project, "-q").returncode == 0
+    assert run_cli("migrate", "-q", config=project).returncode == 0
 
     assert rows_per_plugin(project.shared_db) == {p: e["rows"] for p, e in want.items()}
     got = stats_json(project)
@@ -101,7 +99,7 @@ def test_shared_mode_after_migrate_gives_every_plugin_its_trades_and_re_entries(
 def test_isolated_mode_after_split_gives_the_same_figures(project: Project, bot_file: Path) -> None:
     want = expected_by_owner(bot_file)
     copy_database(bot_file, project.shared_db)
-    done = run_cli("split", project, "--json", "-q")
+    done = run_cli("split", "--json", "-q", config=project)
     assert done.returncode == 0, done.stderr
 
     group = project.isolated_db(G1)
@@ -122,7 +120,7 @@ def test_isolated_mode_after_split_gives_the_same_figures(project: Project, bot_
 def test_the_report_counts_trades_per_rule(project: Project, bot_file: Path) -> None:
     rows = source_trades(bot_file)
     copy_database(bot_file, project.shared_db)
-    doc = json.loads(run_cli("migrate", project, "--dry-run", "--json").stdout)["attribution"]
+    doc = json.loads(run_cli("migrate", "--dry-run", "--json", config=project).stdout)["attribution"]
     by_strategy = sum(1 for r in rows.values() if r["logic_type"] not in MAPPING and r["strategy"] in MAPPING)
     by_logic = sum(1 for r in rows.values() if r["logic_type"] in MAPPING)
     assert doc["by_rule"]["mapping.strategy"] == by_strategy and doc["by_rule"]["mapping.logic_type"] == by_logic
@@ -147,12 +145,12 @@ def test_an_older_file_without_logic_type_maps_by_strategy(project: Project, tmp
     assert len(query(older, "SELECT name FROM sqlite_master WHERE type = 'table'")) == 6
     want = expected_by_owner(older)
     copy_database(older, project.shared_db)
-    assert run_cli("split", project, "-q").returncode == 0
+    assert run_cli("split", "-q", config=project).returncode == 0
     assert rows_per_plugin(project.isolated_db(G1)) == {G1: want[G1]["rows"]}
     assert want[G1]["rows"] > 200 and want[G1]["re_entries"] > 0
     got = stats_json(project, "--plugin", G1)
     assert_figures(got[G1], want[G1])
-    verify = run_cli("verify", project, "--json")
+    verify = run_cli("verify", "--json", config=project)
     assert verify.returncode == 0, verify.stderr
     checks = {c["name"]: c for c in json.loads(verify.stdout)["checks"]}
     assert checks["attribution:rules"]["status"] == "ok"
@@ -162,8 +160,8 @@ def test_verify_warns_when_the_default_id_keeps_most_trades(project: Project, bo
     copy_database(bot_file, project.shared_db)
     store_yaml = project.configs / "store.yaml"
     store_yaml.write_text(store_yaml.read_text().replace("[logic_type, strategy]", "[logic_type]"))
-    assert run_cli("split", project, "-q").returncode == 0
-    verify = run_cli("verify", project, "--json")
+    assert run_cli("split", "-q", config=project).returncode == 0
+    verify = run_cli("verify", "--json", config=project)
     assert verify.returncode == 0, verify.stderr
     check = {c["name"]: c for c in json.loads(verify.stdout)["checks"]}["attribution:rules"]
     assert check["status"] == "warn"
@@ -194,7 +192,7 @@ def test_links_decide_in_order_one_step_and_ambiguity_keeps_the_default(project:
                      "VALUES (?, ?, ?, ?, ?, 'closed', 1.0)", [row[:5] for row in LINKED])
     conn.commit()
     conn.close()
-    doc = json.loads(run_cli("migrate", project, "--json").stdout)["attribution"]
+    doc = json.loads(run_cli("migrate", "--json", config=project).stdout)["attribution"]
     got = dict(query(project.shared_db, "SELECT trade_id, plugin_id FROM trades"))
     assert got == {row[0]: row[5] for row in LINKED}
     assert doc["ambiguous_total"] == 2
@@ -216,7 +214,7 @@ def test_after_split_open_trades_are_exactly_those_whose_newest_row_is_open(proj
             key = (next(iter(owners[rowid])), row["trade_id"])
             newest[key] = max(newest.get(key, 0), rowid)
     copy_database(bot_file, project.shared_db)
-    assert run_cli("split", project, "-q").returncode == 0
+    assert run_cli("split", "-q", config=project).returncode == 0
 
     async def open_trades() -> dict[str, Counter[tuple[object, object]]]:
         async with Store.open(project.configs) as store:
@@ -238,7 +236,7 @@ def test_after_split_open_trades_are_exactly_those_whose_newest_row_is_open(proj
 
 def test_unattributed_is_a_read_only_handle(project: Project, bot_file: Path) -> None:
     copy_database(bot_file, project.shared_db)
-    assert run_cli("migrate", project, "-q").returncode == 0
+    assert run_cli("migrate", "-q", config=project).returncode == 0
     want = expected_by_owner(bot_file)[DEFAULT]
 
     async def use() -> dict[str, Any]:

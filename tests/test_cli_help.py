@@ -7,9 +7,8 @@ from importlib.metadata import version
 
 import pytest
 
+from tests.helpers import REPO
 from zepix_store import cli
-
-from .conftest import REPO
 
 # Documents and names a clone of the repository does not have: the README and --help say what they mean instead.
 FOREIGN_NAMES = re.compile(r"SPEC|FAULT_PLAN|Option A|Part 8|seed[ _]plan|issue \d", re.IGNORECASE)

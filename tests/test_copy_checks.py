@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db
-
-from .conftest import Project, copy_database, query
-from .test_split import run_cli
+from tests.helpers import Project, copy_database, query, run_cli
+from zepix_store._sample.legacy import build_legacy_db
 
 PLUGIN, GROUP_FILE = "v3-logic-01-5min", "zepix_v3_logic_combined.db"  # LOGIC1 trades go to PLUGIN
 NEW_TRADES = [("NEW-1", 12.5, "2024-05-01 10:00:00"), ("NEW-2", -3.5, "2024-05-02 10:00:00")]
@@ -32,7 +30,7 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def split_once(project: Project, legacy: Path) -> Project:
     """A project split once, then two new legacy trades of PLUGIN in the shared file: the next split copies them."""
     copy_database(legacy, project.shared_db)
-    done = run_cli("split", project, "-q")
+    done = run_cli("split", "-q", config=project)
     assert done.returncode == 0, done.stderr
     conn = sqlite3.connect(project.shared_db)
     conn.executemany("INSERT INTO trades (trade_id, symbol, logic_type, status, pnl, close_time) "
@@ -62,7 +60,7 @@ def new_copies(project: Project) -> list[tuple[object, ...]]:
 def test_split_refuses_copies_that_differ_from_their_source(split_once: Project, change: str, named: str) -> None:
     alter_copies(split_once, change)
 
-    done = run_cli("split", split_once, "-q")
+    done = run_cli("split", "-q", config=split_once)
 
     assert done.returncode == 1, (done.stdout, done.stderr)
     errors = [line for line in done.stderr.splitlines() if line.startswith("zepix-store split: error: ")]
@@ -70,15 +68,15 @@ def test_split_refuses_copies_that_differ_from_their_source(split_once: Project,
     assert any(named in line and "trades" in line for line in errors), done.stderr
     assert new_copies(split_once) == []  # nothing of the failed copy was committed
 
-    verified = run_cli("verify", split_once, "-q")
+    verified = run_cli("verify", "-q", config=split_once)
 
     assert verified.returncode == 1, verified.stdout
     assert f"copies:{PLUGIN}" in verified.stderr
 
 
 def test_the_same_split_without_the_trigger_copies_exactly(split_once: Project) -> None:
-    done = run_cli("split", split_once, "-q")
+    done = run_cli("split", "-q", config=split_once)
 
     assert done.returncode == 0, done.stderr
     assert sorted(new_copies(split_once)) == [("NEW-1", "EURUSD", 12.5), ("NEW-2", "EURUSD", -3.5)]
-    assert run_cli("verify", split_once, "-q").returncode == 0
+    assert run_cli("verify", "-q", config=split_once).returncode == 0

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers import REPO, query, run_cli
 from zepix_store.config import load_config
 from zepix_store.demo import write_project
-
-from .conftest import REPO, query
-
-
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zepix_store.demo", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_demo_configs_match_the_shipped_ones(tmp_path: Path) -> None:
@@ -29,9 +21,16 @@ def test_demo_configs_match_the_shipped_ones(tmp_path: Path) -> None:
             for p, c in shipped.plugins.items()}
 
 
+def test_the_packaged_configs_are_the_checkouts_byte_for_byte() -> None:
+    packaged = REPO / "zepix_store" / "_sample" / "configs"
+    files = sorted(p.relative_to(REPO / "configs") for p in (REPO / "configs").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(packaged) for p in packaged.rglob("*") if p.is_file())
+    assert all((packaged / f).read_bytes() == (REPO / "configs" / f).read_bytes() for f in files)
+
+
 def test_demo_runs_every_step_and_makes_the_files(tmp_path: Path) -> None:
     scratch = tmp_path / "demo"
-    result = run_demo("--dir", str(scratch), "--trades", "800", "--json")
+    result = run_cli("demo", "--dir", str(scratch), "--trades", "800", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert [s for s in doc["steps"]] == ["migrate", "split", "verify", "stats"]
@@ -48,7 +47,7 @@ def test_demo_runs_every_step_and_makes_the_files(tmp_path: Path) -> None:
 
 
 def test_demo_human_output_names_steps_and_files(tmp_path: Path) -> None:
-    result = run_demo("--dir", str(tmp_path / "d"), "--trades", "300")
+    result = run_cli("demo", "--dir", str(tmp_path / "d"), "--trades", "300")
     assert result.returncode == 0, result.stderr
     for heading in ("legacy database", "migrate", "split", "verify", "stats", "files made"):
         assert heading in result.stdout
@@ -57,7 +56,7 @@ def test_demo_human_output_names_steps_and_files(tmp_path: Path) -> None:
 
 def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    result = run_demo("--dir", str(tmp_path))
+    result = run_cli("demo", "--dir", str(tmp_path))
     assert result.returncode == 2
     assert "--dir must be an empty or new folder" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

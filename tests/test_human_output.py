@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db
-
-from .conftest import REPO, Project, copy_database
-from .test_split import run_cli
+from tests.helpers import REPO, Project, copy_database, run_cli
+from zepix_store._sample.legacy import build_legacy_db
 
 REPR = re.compile(r"\{'|\[\{|\bNone\b|\(\('|\[\('")  # dict, list of dicts, None, tuples as Python shows them
 
@@ -29,7 +27,7 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_migrate_and_split_print_null_the_same_way_and_no_python_repr(project: Project, legacy: Path) -> None:
     copy_database(legacy, project.shared_db)
 
-    outputs = {name: run_cli(name, project, "--dry-run", "-q") for name in ("migrate", "split")}
+    outputs = {name: run_cli(name, "--dry-run", "-q", config=project) for name in ("migrate", "split")}
 
     for name, done in outputs.items():
         assert done.returncode == 0, done.stderr

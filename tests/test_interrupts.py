@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO, Project, copy_database, logical_checksum, scalar
+from zepix_store._sample.legacy import build_legacy_db
 from zepix_store.cli import interrupts_outside_sqlite_callbacks
-from zepix_store.legacy_data import build_legacy_db
 from zepix_store.readonly import WriteGuard
 from zepix_store.schema import SCHEMA_VERSION
-
-from .conftest import REPO, Project, copy_database
-from .test_backup import logical_checksum, scalar
 
 CI = os.environ.get("CI") == "true"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import LEGACY_SCHEMA, MAPPING, build_legacy_db, write_wal_only_trades
+from zepix_store._sample.legacy import LEGACY_SCHEMA, MAPPING, build_legacy_db, write_wal_only_trades
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 SHARED_SCHEMA = Path(__file__).resolve().parents[1].parent / "shared" / "legacy_schema.sql"

@@ -15,26 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store import migrate
-from zepix_store.legacy_data import MAPPING, build_legacy_db
-from zepix_store.schema import SCHEMA_VERSION, TABLES
-
-from .conftest import REPO, Project, copy_database, hold_write_lock
-from .test_backup import (
+from tests.helpers import (
     CI,
-    assert_one_line_error,
+    REPO,
+    Project,
     byte_digest,
     cli_json,
-    fetch_all,
+    copy_database,
     final_backups,
-    listing,
+    hold_write_lock,
     logical_checksum,
+    names_under,
+    one_line,
+    read_sql,
     row_counts,
     run_cli,
     scalar,
     schema_checksum,
     table_columns,
 )
+from zepix_store._sample.legacy import MAPPING, build_legacy_db
+from zepix_store.ops import migrate
+from zepix_store.schema import SCHEMA_VERSION, TABLES
 
 FAULT_POINTS = ["after_backup_copy", "after_backup_link", "after_backup",
                 *(f"after_alter:{t.name}" for t in TABLES), "before_commit", "after_commit"]
@@ -109,7 +111,7 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
     # every cell keeps its value and storage class; only plugin_id is added
     assert logical_checksum(db, legacy_columns) == logical_checksum(small.legacy, legacy_columns)
     for t in TABLES:
-        info = {r[1]: r for r in fetch_all(db, f"PRAGMA table_info({t.name})")}
+        info = {r[1]: r for r in read_sql(db, f"PRAGMA table_info({t.name})")}
         assert info["plugin_id"][3:5] == (1, "'legacy'"), t.name  # NOT NULL DEFAULT 'legacy'
         assert list(info) == [*legacy_columns[t.name], "plugin_id"]
     assert scalar(db, "PRAGMA user_version") == SCHEMA_VERSION
@@ -118,17 +120,17 @@ def test_migrate_adds_plugin_id_everywhere_and_second_run_changes_nothing(projec
 
     tables = doc["tables"]
     for name, entry in tables.items():  # the report's buckets are what the file now holds
-        in_file = dict(fetch_all(db, f"SELECT plugin_id, count(*) FROM {name} GROUP BY 1"))
+        in_file = dict(read_sql(db, f"SELECT plugin_id, count(*) FROM {name} GROUP BY 1"))
         expected = dict(entry["by_plugin"])
         expected["legacy"] = expected.get("legacy", 0) + entry["orphans"] + entry["shared_rows"]
         assert in_file == {k: v for k, v in expected.items() if v}, name
         assert sum(entry["by_plugin"].values()) + entry["orphans"] + entry["shared_rows"] == entry["source_rows"]
 
-    files = listing(project.data)
+    files = names_under(project.data)
     again = run_cli("migrate", config=project.configs)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith(f"already migrated: {db} is at schema version {SCHEMA_VERSION}; nothing changed")
-    assert listing(project.data) == files  # no new backup
+    assert names_under(project.data) == files  # no new backup
     assert (schema_checksum(db), logical_checksum(db)) == (small.new_schema, small.new_logical)
 
 
@@ -142,7 +144,7 @@ def test_report_lists_unmapped_values_duplicates_orphans_and_shared_lineage(proj
     assert {None, "", " LOGIC1", "LOGIC1 ", "logic1", "COMBINEDLOGIC-1", "combinedlogic-9"} <= set(unmapped)
     assert unmapped[None] == scalar(small.legacy, "SELECT count(*) FROM trades WHERE logic_type IS NULL")
     # the fixture's trades map by logic_type; a trade_id saved open, then again closed, by one owner
-    rows = fetch_all(small.legacy, "SELECT rowid, trade_id, status, logic_type FROM trades WHERE trade_id IS NOT NULL")
+    rows = read_sql(small.legacy, "SELECT rowid, trade_id, status, logic_type FROM trades WHERE trade_id IS NOT NULL")
     owner = {r: MAPPING.get(lt, "legacy") if isinstance(lt, str) else "legacy" for r, _, _, lt in rows}
     superseded = sum(1 for r, t, st, _ in rows if st == "open" and any(
         r2 > r and t2 == t and owner[r2] == owner[r] for r2, t2, _, _ in rows))
@@ -159,16 +161,16 @@ def test_report_lists_unmapped_values_duplicates_orphans_and_shared_lineage(proj
 
 def test_dry_run_reports_the_same_and_writes_nothing(project: Project, small: Reference) -> None:
     copy_database(small.legacy, project.shared_db)
-    files, digest = listing(project.data), byte_digest(project.shared_db)
+    files, digest = names_under(project.data), byte_digest(project.shared_db)
 
     dry = cli_json("migrate", project, "--dry-run")
 
     assert dry["status"] == "dry run" and dry["backup"] is None
-    assert listing(project.data) == files  # no backup folder, no -wal/-shm left
+    assert names_under(project.data) == files  # no backup folder, no -wal/-shm left
     assert byte_digest(project.shared_db) == digest
     human = run_cli("migrate", "--dry-run", config=project.configs)
     assert human.returncode == 0 and "nothing was written" in human.stdout
-    assert listing(project.data) == files and byte_digest(project.shared_db) == digest
+    assert names_under(project.data) == files and byte_digest(project.shared_db) == digest
 
     real = cli_json("migrate", project)
     ignore = {"status", "backup", "seconds"}
@@ -205,7 +207,7 @@ def test_seed_plan_half_migrated_file_ends_like_a_clean_legacy_file(tmp_path: Pa
         assert done.returncode == 0, done.stderr
 
     assert logical_checksum(seeded.shared_db) == logical_checksum(plain.shared_db)
-    sql = " ".join(str(r[0]) for r in fetch_all(seeded.shared_db, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    sql = " ".join(str(r[0]) for r in read_sql(seeded.shared_db, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
     assert '"legacy"' not in sql  # the seed plan's double-quoted default is gone
     for t in TABLES:
         assert scalar(seeded.shared_db, f"SELECT count(*) FROM {t.name} WHERE plugin_id IS NULL") == 0
@@ -290,14 +292,14 @@ def test_bad_files_are_refused_before_any_backup(project: Project, small: Refere
                                                  cause: str) -> None:
     if kind != "missing":
         _make_bad_file(kind, project.shared_db, small.legacy)
-    files = listing(project.data)
+    files = names_under(project.data)
     digest = byte_digest(project.shared_db) if kind != "missing" else ""
 
     for args in ([], ["--dry-run"]):
         done = run_cli("migrate", *args, config=project.configs)
-        line = assert_one_line_error(done, code, str(project.shared_db))
+        line = one_line(done, code, str(project.shared_db))
         assert any(c in line for c in cause.split("|")), line
-        assert listing(project.data) == files
+        assert names_under(project.data) == files
     if digest:
         assert byte_digest(project.shared_db) == digest
 
@@ -309,7 +311,7 @@ def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
         started = time.monotonic()
         done = run_cli("migrate", "--busy-timeout", "0.5", config=project.configs)
         waited = time.monotonic() - started
-        assert_one_line_error(done, 4, f"locked by another process: {project.shared_db}")
+        one_line(done, 4, f"locked by another process: {project.shared_db}")
         assert waited < 30
         assert not (project.data / "backups").exists()
     finally:
@@ -330,9 +332,9 @@ def test_dry_run_beside_a_running_bot_reads_the_committed_state(project: Project
     copy_database(small.legacy, project.shared_db)
     holder = hold_write_lock(project.shared_db, 60, wal=True)  # has the file open with an uncommitted row
     try:
-        files = listing(project.data)
+        files = names_under(project.data)
         dry = cli_json("migrate", project, "--dry-run", "--busy-timeout", "0.2")
-        assert listing(project.data) == files
+        assert names_under(project.data) == files
     finally:
         holder.kill()
         holder.communicate()
@@ -351,7 +353,7 @@ def _fault_case(root: Path, ref: Reference, point: str, action: str) -> str:
     if action == "kill":
         assert done.returncode == -signal.SIGKILL, (point, done.stderr)
     else:
-        assert_one_line_error(done, 3, "disk full", "trading_bot")
+        one_line(done, 3, "disk full", "trading_bot")
     state = classify(project.shared_db, ref)
     assert state == ("new" if point == "after_commit" else "old"), (point, action, state)
     backup_dir = project.data / "backups"
@@ -415,9 +417,9 @@ def test_planned_action_matches_upgrade() -> None:
 def test_upgrade_rechecks_the_version_under_the_write_lock(tmp_path: Path) -> None:
     """Two upgraders racing: the second one, past its first look, finds the work done and changes nothing."""
     from zepix_store import upgrade as upgrade_module
-    from zepix_store.db import connect_sync
+    from zepix_store._sample.legacy import MAPPING, build_legacy_db
     from zepix_store.attribution import AttributionRules
-    from zepix_store.legacy_data import MAPPING, build_legacy_db
+    from zepix_store.db import connect_sync
 
     rules = AttributionRules(MAPPING)
     path = tmp_path / "race.db"

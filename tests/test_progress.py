@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import Project, copy_database
 from zepix_store import _output, backup, migrate, verify
 from zepix_store._output import Progress
-from zepix_store.legacy_data import build_legacy_db
-
-from .conftest import Project, copy_database
+from zepix_store._sample.legacy import build_legacy_db
 
 
 class Clock:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO, Project
 from zepix_store.config import load_config
-
-from .conftest import REPO, Project
 
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
-
-from .conftest import Project, copy_database
-from .test_backup import (
-    assert_one_line_error,
+from tests.helpers import (
+    Project,
     byte_digest,
     cli_json,
+    copy_database,
     final_backups,
-    listing,
     logical_checksum,
     mode,
+    names_under,
+    one_line,
     run_cli,
     scalar,
 )
+from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_restore_then_restore_the_kept_file_returns_the_original(project: Projec
     kept = Path(doc["kept"])
     assert kept.parent == project.data / "backups" and kept.name.endswith("-pre-restore.db")
     assert logical_checksum(kept) == original and mode(kept) == 0o600
-    assert listing(project.data) == sorted(["backups", "trading_bot.db", *(f"backups/{p.name}"
+    assert names_under(project.data) == sorted(["backups", "trading_bot.db", *(f"backups/{p.name}"
                                                                           for p in final_backups(kept.parent))])
 
     undo = cli_json("restore", project, str(kept))  # the undo the first restore printed
@@ -94,7 +94,7 @@ def test_restore_refuses_while_another_process_has_the_file_open(project: Projec
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         done = run_cli("restore", str(backup), config=project.configs)
-        assert_one_line_error(done, 4, f"in use by another process: {project.shared_db}", "stop the bot")
+        one_line(done, 4, f"in use by another process: {project.shared_db}", "stop the bot")
         assert final_backups(project.data / "backups") == backups  # nothing kept, nothing replaced
     finally:
         holder.communicate("\n", timeout=30)
@@ -127,13 +127,13 @@ def test_a_bad_backup_is_refused_and_the_target_left_alone(project: Project, leg
             assert isinstance(root, int)
             data[root * 4096:(root + 1) * 4096] = bytes(4096)  # the page after the root: a trades leaf
         bad.write_bytes(bytes(data))
-    files, digest = listing(project.data), byte_digest(project.shared_db)
+    files, digest = names_under(project.data), byte_digest(project.shared_db)
 
     done = run_cli("restore", str(bad), config=project.configs)
 
-    line = assert_one_line_error(done, 5, str(bad), "nothing was restored")
+    line = one_line(done, 5, str(bad), "nothing was restored")
     assert any(c in line for c in ("integrity", "not a database", "malformed", "no tables", "newer")), line
-    assert listing(project.data) == files
+    assert names_under(project.data) == files
     assert byte_digest(project.shared_db) == digest
 
 
@@ -180,11 +180,11 @@ def test_bad_input_exits_2_and_touches_nothing(project: Project, legacy: Path, a
     backup = backup_of(project)
     if args == ["--missing-backup"]:
         backup, args = project.root / "nope.db", []
-    files = listing(project.root)
+    files = names_under(project.root)
     argv = [a.format(data=project.data) for a in args]
 
     done = run_cli("restore", str(backup), *argv, config=project.configs)
 
-    assert_one_line_error(done, 2, cause)
-    assert listing(project.root) == files
+    one_line(done, 2, cause)
+    assert names_under(project.root) == files
     assert not Path("/tmp/elsewhere.db").exists()

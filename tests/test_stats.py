@@ -14,19 +14,18 @@ import struct
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import Project, query, run_cli
 from zepix_store import Store, load_config
-from zepix_store.legacy_data import LEGACY_SCHEMA, build_legacy_db, write_wal_only_trades
-from zepix_store.plot import PLOT_SIZE
+from zepix_store._plot import PLOT_SIZE
+from zepix_store._sample.legacy import LEGACY_SCHEMA, build_legacy_db, write_wal_only_trades
+from zepix_store.ops.stats import collect_stats
 from zepix_store.schema import SCHEMA_VERSION
-from zepix_store.stats import collect_stats
-
-from .conftest import Project, query
 
 REPO = Path(__file__).resolve().parent.parent
 W, L, P, E = "v6-logic-01-1min", "v6-logic-02-5min", "v6-logic-03-15min", "v6-logic-04-1h"
@@ -38,7 +37,7 @@ MONEY = ("total_pnl", "avg_pnl", "best_trade", "worst_trade", "gross_profit", "g
 
 
 def epoch(text: str) -> int:
-    return int(datetime.strptime(text, FMT).replace(tzinfo=timezone.utc).timestamp())
+    return int(datetime.strptime(text, FMT).replace(tzinfo=UTC).timestamp())
 
 
 def closed(trade_id: str, pnl: object, close_time: object) -> dict[str, object]:
@@ -70,7 +69,7 @@ HISTORY: dict[str, list[dict[str, object]]] = {
 # -- the independent computation ------------------------------------------------------------------------
 def to_datetime(value: object) -> datetime | None:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
     return None if value is None else datetime.fromisoformat(str(value))
 
 
@@ -134,14 +133,8 @@ def seed(project: Project, history: Mapping[str, Sequence[Mapping[str, object]]]
         conn.close()
 
 
-def run_stats(project: Project, *args: str, module: str = "zepix_store.stats",
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *module.split(), "--config", str(project.configs), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
 def stats_json(project: Project, *args: str) -> dict[str, dict[str, Any]]:
-    done = run_stats(project, "--json", *args)
+    done = run_cli("stats", "--json", *args, config=project)
     assert done.returncode == 0, done.stderr
     return {p["plugin_id"]: p for p in json.loads(done.stdout)["plugins"]}
 
@@ -200,7 +193,7 @@ def test_stats_agree_with_the_library_statistics(history: Project) -> None:
 ], ids=["dates", "since-time-T", "until-time-epoch", "recovery-only"])
 def test_since_until_window(history: Project, args: tuple[str, ...], since: str | None, before: str | None,
                             trades: int) -> None:
-    done = run_stats(history, "--json", "--plugin", W, *args)
+    done = run_cli("stats", "--json", "--plugin", W, *args, config=history)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     until = (datetime.strptime(before, FMT) - timedelta(seconds=1)).strftime(FMT) if before else None
@@ -211,7 +204,7 @@ def test_since_until_window(history: Project, args: tuple[str, ...], since: str 
 
 
 def test_days_window(project: Project) -> None:
-    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     trades = [closed("d1", 1.0, (now - timedelta(days=2)).strftime(FMT)),
               closed("d2", 2.0, (now - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S")),
               closed("d3", 4.0, epoch((now - timedelta(days=40)).strftime(FMT))),
@@ -224,7 +217,7 @@ def test_days_window(project: Project) -> None:
 
 # -- output formats -------------------------------------------------------------------------------------
 def test_table_has_one_aligned_row_per_plugin(history: Project) -> None:
-    done = run_stats(history, module="zepix_store stats")  # the umbrella command, same table
+    done = run_cli("stats", config=history)  # the umbrella command, same table
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "all closed trades:"
@@ -245,7 +238,7 @@ def test_table_has_one_aligned_row_per_plugin(history: Project) -> None:
 
 
 def test_csv_parses_and_matches_json(history: Project) -> None:
-    done = run_stats(history, "--csv")
+    done = run_cli("stats", "--csv", config=history)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert [r["plugin_id"] for r in rows] == ALL
@@ -270,7 +263,7 @@ def test_csv_parses_and_matches_json(history: Project) -> None:
     (("--json", "--csv"), "choose one output format"),
 ])
 def test_bad_input_exits_2_with_one_line(project: Project, args: tuple[str, ...], message: str) -> None:
-    done = run_stats(project, *args)
+    done = run_cli("stats", *args, config=project)
     assert done.returncode == 2
     assert done.stdout == ""
     assert message in done.stderr and done.stderr.strip().splitlines()[-1].startswith("zepix-store stats: error:")
@@ -282,7 +275,7 @@ def test_newer_schema_exits_5(project: Project) -> None:
     conn = sqlite3.connect(project.isolated_db(W))
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    done = run_stats(project, "--plugin", W)
+    done = run_cli("stats", "--plugin", W, config=project)
     assert done.returncode == 5
     assert "newer" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
@@ -292,7 +285,7 @@ def test_plot_writes_a_png_of_the_documented_size(history: Project, tmp_path: Pa
     pytest.importorskip("matplotlib")
     (tmp_path / "plots").mkdir()
     out = tmp_path / "plots" / "equity.png"
-    done = run_stats(history, "--plot", str(out), "--json")
+    done = run_cli("stats", "--plot", str(out), "--json", config=history)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plot"] == str(out)
     data = out.read_bytes()  # a PNG, not a database
@@ -400,7 +393,7 @@ def test_legacy_shared_file_is_read_read_only(project: Project, seed_plan: bool)
         assert_figures(got[plugin_id], expected(trades))
         assert got[plugin_id]["source"] == "legacy"
     assert got[G1]["total_trades"] == (4 if seed_plan else 5) and got[W]["total_trades"] == 0
-    table = run_stats(project, "--plugin", G1)
+    table = run_cli("stats", "--plugin", G1, config=project)
     assert "note: data/trading_bot.db is not migrated yet" in table.stdout
 
 

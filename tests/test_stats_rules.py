@@ -13,16 +13,16 @@ import json
 import math
 import re
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zepix_store import Store, Trade, plugin_store, stats, stats_cli
-
-from .conftest import Project
-from .test_stats import run_stats
+from tests.helpers import Project, run_cli
+from zepix_store import Store, Trade, plugin_store
+from zepix_store import stats as stats_command
+from zepix_store.ops import stats
 
 W, L, E = "v6-logic-01-1min", "v6-logic-02-5min", "v6-logic-04-1h"
 FMT = "%Y-%m-%d %H:%M:%S"
@@ -67,7 +67,7 @@ def rough(project: Project) -> Project:
 
 
 def test_unpriced_trades_are_counted_apart_and_left_out_of_every_money_figure(rough: Project) -> None:
-    done = run_stats(rough, "--json", "--plugin", W, "--plugin", L)
+    done = run_cli("stats", "--json", "--plugin", W, "--plugin", L, config=rough)
 
     assert done.returncode == 0, done.stderr
     assert not re.search(r"inf|nan", done.stdout, re.IGNORECASE), done.stdout
@@ -85,7 +85,7 @@ def test_unpriced_trades_are_counted_apart_and_left_out_of_every_money_figure(ro
 
 
 def test_csv_numbers_are_numbers(rough: Project) -> None:
-    done = run_stats(rough, "--csv", "--plugin", W, "--plugin", L, "--plugin", E)
+    done = run_cli("stats", "--csv", "--plugin", W, "--plugin", L, "--plugin", E, config=rough)
 
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
@@ -99,7 +99,7 @@ def test_csv_numbers_are_numbers(rough: Project) -> None:
 
 
 def test_the_table_shows_no_nan_and_names_the_unpriced_trades(rough: Project) -> None:
-    done = run_stats(rough, "--plugin", W)
+    done = run_cli("stats", "--plugin", W, config=rough)
 
     assert done.returncode == 0, done.stderr
     assert "nan" not in done.stdout.lower()
@@ -109,15 +109,14 @@ def test_the_table_shows_no_nan_and_names_the_unpriced_trades(rough: Project) ->
 
 
 def test_json_window_says_until_as_given(rough: Project) -> None:
-    doc = strict_json(run_stats(rough, "--json", "--plugin", W, "--since", "2024-01-02", "--until",
-                                "2024-01-07").stdout)
+    doc = strict_json(run_cli("stats", "--json", "--plugin", W, "--since", "2024-01-02", "--until", "2024-01-07", config=rough).stdout)
     assert doc["window"] == {"since": "2024-01-02 00:00:00", "until": "2024-01-07 23:59:59", "days": None}
     assert doc["plugins"][0]["total_trades"] == 6
 
 
 # --- exact window edges, with the clock frozen ---------------------------------------------------------------
 
-FROZEN = datetime(2024, 6, 30, 12, 0, 0, tzinfo=timezone.utc)
+FROZEN = datetime(2024, 6, 30, 12, 0, 0, tzinfo=UTC)
 
 
 class FrozenDatetime(datetime):
@@ -140,7 +139,7 @@ def test_stats_days_window_includes_a_trade_closed_exactly_n_days_ago(
     write_raw(project, W, EDGE_TRADES)
     monkeypatch.setattr(stats, "datetime", FrozenDatetime)
 
-    code = stats_cli.main(["--config", str(project.configs), "--json", "-q", "--plugin", W, "--days", "30"])
+    code = stats_command.main(["--config", str(project.configs), "--json", "-q", "--plugin", W, "--days", "30"])
 
     assert code == 0
     (got,) = json.loads(capsys.readouterr().out)["plugins"]
@@ -171,7 +170,7 @@ def test_plot_has_separators_currency_drawdown_and_every_plugin(project: Project
                            ("p3", 2600.0, "2024-01-03 10:00:00")])
     out = tmp_path / "equity.svg"
 
-    done = run_stats(project, "--plugin", W, "--plugin", L, "--plot", str(out), "--currency", "USD", "-q")
+    done = run_cli("stats", "--plugin", W, "--plugin", L, "--plot", str(out), "--currency", "USD", "-q", config=project)
 
     assert done.returncode == 0, done.stderr
     texts = svg_texts(out)
@@ -183,7 +182,7 @@ def test_plot_has_separators_currency_drawdown_and_every_plugin(project: Project
 
 @pytest.mark.parametrize("name", ["equity.jpg", "equity", "equity.png.txt"])
 def test_plot_refuses_a_name_that_is_not_png_or_svg(project: Project, tmp_path: Path, name: str) -> None:
-    done = run_stats(project, "--plot", str(tmp_path / name))
+    done = run_cli("stats", "--plot", str(tmp_path / name), config=project)
 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

@@ -9,9 +9,8 @@ import textwrap
 
 import pytest
 
+from tests.helpers import REPO, Project, query
 from zepix_store import Store, Trade
-
-from .conftest import REPO, Project, query
 
 A = "v6-logic-01-1min"
 FIX = "use `async with Store.open(...) as store:`, or call `await store.aclose()` when done"

@@ -16,12 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.helpers import Project, query, run_cli
 from zepix_store import Store
-from zepix_store.bench_reads import captured_sql, explain
+from zepix_store._bench.reads import captured_sql, explain
 from zepix_store.schema import CLOSE_INDEX, SCHEMA_VERSION
-
-from .conftest import Project, query
-from .test_split import run_cli
 
 ZONE_NAME = "America/Bogota"
 ZONE = ZoneInfo(ZONE_NAME)
@@ -67,7 +65,7 @@ def test_the_30_day_window_counts_29d23h_and_not_30d1h(project: Project, form: s
                                closed("recent", write(now - timedelta(hours=3)), 8.0)]))
     rows = asyncio.run(call(project, "get_trades", 30))
     assert [r["trade_id"] for r in rows] == ["recent", "in"]  # newest first
-    done = run_cli("stats", project, "--json", "--plugin", PLUGIN, "--days", "30")
+    done = run_cli("stats", "--json", "--plugin", PLUGIN, "--days", "30", config=project)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)["plugins"][0]
     assert (got["total_trades"], got["total_pnl"]) == (2, 10.0)
@@ -95,9 +93,9 @@ def test_days_are_calendar_days_of_the_zone(project: Project) -> None:
     asyncio.run(save(project, trades))
     rows = asyncio.run(call(project, "get_trades_by_date", day))
     assert [r["trade_id"] for r in rows] == ["late-naive", "late-utc", "late-z"]
-    in_utc = asyncio.run(call(project, "get_trades_by_date", day, timezone.utc))  # a call may pass its zone
+    in_utc = asyncio.run(call(project, "get_trades_by_date", day, UTC))  # a call may pass its zone
     assert [r["trade_id"] for r in in_utc] == ["early-utc"]
-    done = run_cli("stats", project, "--json", "--plugin", PLUGIN, "--since", "2025-03-10", "--until", "2025-03-10")
+    done = run_cli("stats", "--json", "--plugin", PLUGIN, "--since", "2025-03-10", "--until", "2025-03-10", config=project)
     doc = json.loads(done.stdout)
     assert doc["window"]["since"] == "2025-03-10 05:00:00" and doc["plugins"][0]["total_trades"] == 3
 
@@ -125,7 +123,7 @@ def _migrated(project: Project, trades: int = 400) -> Path:
 
     build_bot_history(project.shared_db, trades=trades, seed=2)
     project.set_all_shared(True)
-    assert run_cli("migrate", project, "-q").returncode == 0
+    assert run_cli("migrate", "-q", config=project).returncode == 0
     return project.shared_db
 
 
@@ -163,7 +161,7 @@ def test_a_version_1_file_is_reindexed_in_place_after_a_backup(project: Project)
     conn.close()
     rows = query(path, "SELECT * FROM trades ORDER BY id")
 
-    done = run_cli("migrate", project, "--json", "-q")
+    done = run_cli("migrate", "--json", "-q", config=project)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert (doc["status"], doc["from_version"], doc["to_version"]) == ("migrated", 1, SCHEMA_VERSION)
@@ -172,4 +170,4 @@ def test_a_version_1_file_is_reindexed_in_place_after_a_backup(project: Project)
     (sql,) = query(path, "SELECT sql FROM sqlite_master WHERE name = ?", (CLOSE_INDEX,))[0]
     assert "'U' ||" in str(sql) and "'L' ||" in str(sql)
     assert query(path, "SELECT * FROM trades ORDER BY id") == rows  # no row touched
-    assert run_cli("verify", project).returncode == 0
+    assert run_cli("verify", config=project).returncode == 0

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db
-
-from .conftest import Project, copy_database
-from .test_split import run_cli
+from tests.helpers import Project, copy_database, run_cli
+from zepix_store._sample.legacy import build_legacy_db
 
 GROUP_FILE = "zepix_v3_logic_combined.db"
 SUMMARY = re.compile(r"verify: (\d+) checks: (\d+) ok, (\d+) warned, (\d+) failed, (\d+) skipped")
@@ -24,7 +22,7 @@ def damaged(project: Project, tmp_path: Path) -> Project:
     legacy = tmp_path / "legacy.db"
     build_legacy_db(legacy, trades=500, seed=8)
     copy_database(legacy, project.shared_db)
-    assert run_cli("split", project, "-q").returncode == 0
+    assert run_cli("split", "-q", config=project).returncode == 0
     conn = sqlite3.connect(project.data / GROUP_FILE)
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
         conn.execute(f'DROP INDEX "{name}"')
@@ -34,7 +32,7 @@ def damaged(project: Project, tmp_path: Path) -> Project:
 
 
 def test_verify_ends_with_one_summary_line_and_cuts_long_lists(damaged: Project) -> None:
-    done = run_cli("verify", damaged, "-q")
+    done = run_cli("verify", "-q", config=damaged)
 
     assert done.returncode == 1
     lines = done.stdout.splitlines()
@@ -46,7 +44,7 @@ def test_verify_ends_with_one_summary_line_and_cuts_long_lists(damaged: Project)
     (indexes,) = [line for line in lines if line.startswith(f"indexes:{GROUP_FILE}")]
     assert re.search(r"missing (\S+, ){5}and \d+ more$", indexes), indexes
     assert max(len(line) for line in lines) <= 260
-    doc = json.loads(run_cli("verify", damaged, "--json", "-q").stdout)
+    doc = json.loads(run_cli("verify", "--json", "-q", config=damaged).stdout)
     assert doc["counts"] == {"ok": ok, "warned": warned, "failed": failed, "skipped": skipped}
 
 

@@ -9,6 +9,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+__all__ = [
+    "Progress",
+    "emit_report",
+    "format_amount",
+    "format_rate",
+    "format_seconds",
+    "format_table",
+    "human",
+    "print_json",
+    "print_table",
+    "show_value",
+    "value_counts",
+]
+
 
 def print_json(document: Any) -> None:
     """Print exactly one JSON document on stdout."""

@@ -26,6 +26,25 @@ from dataclasses import dataclass, field
 
 from .schema import ATTRIBUTION_ORDER, DEFAULT_PLUGIN_ID, TABLE_BY_NAME, TRADES, Table
 
+__all__ = [
+    "AttributionRules",
+    "DEFAULT_MAPPING_COLUMNS",
+    "LINKS",
+    "SCHEMAS",
+    "TRADE_OWNERS",
+    "TableBuckets",
+    "ambiguous_rule",
+    "build_owners",
+    "count_buckets",
+    "keys_table",
+    "link_rule",
+    "link_table",
+    "mapping_rule",
+    "owned_rows",
+    "owner_table",
+    "source_columns",
+]
+
 SCHEMAS = ("main", "src", "sh")  # the only schema names these statements are built with
 DEFAULT_MAPPING_COLUMNS = ("logic_type", "strategy")
 LINKS = ("chain_id", "profit_chain_id", "session_id")  # rule 3, in order

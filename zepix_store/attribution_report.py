@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._output import show_value, value_counts
 from .attribution import (
     LINKS,
     RULE_DEFAULT,
@@ -27,8 +28,17 @@ from .attribution import (
     link_table,
     mapping_rule,
 )
-from ._output import show_value, value_counts
 from .schema import TRADES
+
+__all__ = [
+    "AmbiguousTrade",
+    "AttributionReport",
+    "DuplicateConflict",
+    "LIST_LIMIT",
+    "RULE_AMBIGUOUS",
+    "UnmappedValue",
+    "attribution_report",
+]
 
 LIST_LIMIT = 20  # ambiguous trades, conflicts and unmapped values listed per report (the rest counted)
 RULE_AMBIGUOUS = "ambiguous"

@@ -20,6 +20,23 @@ from pathlib import Path
 
 from .config import StoreConfig
 
+__all__ = [
+    "FileIdentity",
+    "IDENTITY_TABLE",
+    "NAME_PATTERN",
+    "ROLES",
+    "STAMP",
+    "backup_name",
+    "backups_pattern",
+    "encode_path",
+    "fallback_identity",
+    "identity_of",
+    "name_prefix",
+    "read_identity",
+    "strip_identity",
+    "write_identity",
+]
+
 IDENTITY_TABLE = "zx_backup"
 SHARED, ISOLATED, OTHER, UNKNOWN = "shared", "isolated", "other", "unknown"
 ROLES = (SHARED, ISOLATED, OTHER, UNKNOWN)

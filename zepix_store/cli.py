@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import sys
+import textwrap
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -21,8 +22,26 @@ from contextlib import contextmanager
 from types import FrameType
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, StoreError, translate_sqlite_error
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    StoreError,
+    translate_sqlite_error,
+)
 from .readonly import in_sqlite_callback
+
+__all__ = [
+    "COMMANDS",
+    "UMBRELLA_DOC",
+    "UMBRELLA_EPILOG",
+    "command_main",
+    "common_parser",
+    "help_parts",
+    "interrupts_outside_sqlite_callbacks",
+    "main",
+]
 
 COMMANDS: dict[str, str] = {
     "split": "copy each plugin's rows from the shared database into its isolated file, verified",
@@ -36,7 +55,6 @@ COMMANDS: dict[str, str] = {
     "demo": "build a realistic legacy database in a scratch folder and run migrate, split, verify, stats",
     "bench": "measure performance against raw SQLite in the same run",
 }
-EXIT_INTERRUPTED = 130
 UMBRELLA_DOC = ("A database per strategy plugin of the Zepix trading bot, shared or isolated, and a lossless move of "
                 "its history.\n\ncommands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in COMMANDS.items()))
 UMBRELLA_EPILOG = """examples:
@@ -45,9 +63,8 @@ UMBRELLA_EPILOG = """examples:
   zepix-store stats --days 30
   zepix-store COMMAND --help           # each command explained
 
-exit codes: 0 done, 1 a check failed, 2 bad input or config, 3 disk full or I/O error, 4 the database is busy
-(another process holds it), 5 a database is corrupt or from a newer zepix_store, 130 interrupted.
-"""
+""" + textwrap.fill("exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + ".",
+                    width=110) + "\n"
 log = logging.getLogger("zepix_store")
 
 

@@ -13,38 +13,41 @@ import logging
 import os
 import sqlite3
 import stat
-import struct
 import threading
 import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from .errors import CorruptDatabaseError, StoreError, StoreIOError, translate_sqlite_error
+from ._fs import ensure_private_dir
+from ._wal import check_wal_pairing
+from .errors import (
+    CorruptDatabaseError,
+    StoreError,
+    StoreIOError,
+    translate_sqlite_error,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "Database",
+    "check_wal_pairing",
+    "connect_sync",
+    "ensure_private_dir",
+    "quick_check",
+    "read_snapshot",
+    "savepoint",
+    "transaction",
+    "translated_errors",
+]
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create `path` and any missing parents owner-only; never change an existing folder."""
-    missing = []
-    while not path.is_dir() and path.parent != path:
-        missing.append(path)
-        path = path.parent
-    for folder in reversed(missing):  # mkdir(parents=True) would give the parents the umask's 0755
-        try:
-            folder.mkdir(mode=0o700)
-        except FileExistsError:
-            if not folder.is_dir():
-                raise
-            continue  # made by someone else meanwhile: theirs to set
-        os.chmod(folder, 0o700)
 
 
 def _check_file_kind(path: Path) -> bool:
@@ -55,81 +58,18 @@ def _check_file_kind(path: Path) -> bool:
         return False
     if stat.S_ISLNK(st.st_mode):
         # Config paths arrive resolved; a symlink here appeared since and may lead out of data_dir.
-        raise StoreIOError(f"{path}: is a symlink; refusing to follow it (name the real file in the config)")
+        raise StoreIOError(f"{path}: is a symlink; refusing to follow it (name the real file in the config)", path=path)
     if not stat.S_ISREG(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise StoreIOError(f"{path}: is {kind}, not a database file")
+        raise StoreIOError(f"{path}: is {kind}, not a database file", path=path)
     return True
-
-
-_WAL_MAGIC = (0x377F0682, 0x377F0683)  # checksums of little-endian / big-endian words
-_WAL_HEADER, _FRAME_HEADER = 32, 24
-
-
-def check_wal_pairing(path: Path) -> None:
-    """Refuse a `-wal` beside `path` that holds frames while no `-shm` sits beside it (an unpaired log).
-
-    SQLite replays any `-wal` it finds beside a database: the log records no identity of its database, so a log
-    copied from another file (or from an older copy of this one) is merged into it silently, and a read-write
-    connection then checkpoints the foreign pages into the file. A log SQLite itself leaves behind, crashed or
-    running, always has its `-shm` beside it: SQLite creates the `-shm` before the first frame is written and,
-    on a clean close, deletes it only after checkpointing the log. So a `-wal` with a valid first frame and no
-    `-shm` did not come from a connection to this file and is refused, unread and unreplayed. A foreign log
-    copied together with a `-shm` cannot be told apart from a crash leftover this way; the integrity checks
-    (quick_check before migrate and backup) catch one whose pages do not fit the file.
-
-    The `-wal` is read with plain file I/O on purpose: SQLite keeps its locks on the database and the `-shm`,
-    never on the `-wal`, so closing this handle cannot drop a lock of this process.
-    """
-    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
-    if shm.exists() or not wal.is_file():
-        return
-    with open(wal, "rb") as f:
-        header = f.read(_WAL_HEADER + _FRAME_HEADER)
-        page_size = struct.unpack(">I", header[8:12])[0] if len(header) >= 12 else 0
-        page = f.read(page_size) if 512 <= page_size <= 65536 else b""
-    if _first_frame_valid(header, page):
-        raise CorruptDatabaseError(
-            f"{wal}: unpaired write-ahead log: it holds frames but no {shm.name} sits beside it, so no SQLite "
-            f"connection to {path.name} left it (copied from another database?); nothing was read or replayed. "
-            f"Move it aside; only if it is this file's own log, open the file once with sqlite3 to replay it")
-
-
-def _first_frame_valid(header: bytes, page: bytes) -> bool:
-    """Whether the log header is valid and its first frame one SQLite would read (salts and checksums match)."""
-    if len(header) < _WAL_HEADER + _FRAME_HEADER or len(page) < 512:
-        return False
-    magic, _version, page_size, _seq, salt1, salt2, sum1, sum2 = struct.unpack(">8I", header[:_WAL_HEADER])
-    if magic not in _WAL_MAGIC or len(page) != page_size:
-        return False
-    order = ">" if magic & 1 else "<"
-    s = _wal_checksum(header[:24], order, (0, 0))
-    if s != (sum1, sum2):
-        return False
-    frame = header[_WAL_HEADER:]
-    f_salt1, f_salt2, f_sum1, f_sum2 = struct.unpack(">4I", frame[8:24])
-    if (f_salt1, f_salt2) != (salt1, salt2):
-        return False
-    return _wal_checksum(frame[:8] + page, order, s) == (f_sum1, f_sum2)
-
-
-def _wal_checksum(data: bytes, order: str, seed: tuple[int, int]) -> tuple[int, int]:
-    """SQLite's WAL checksum (wal.c walChecksumBytes) over `data`, continuing from `seed`."""
-    s1, s2 = seed
-    words = struct.unpack(f"{order}{len(data) // 4}I", data)
-    for i in range(0, len(words), 2):
-        s1 = (s1 + words[i] + s2) & 0xFFFFFFFF
-        s2 = (s2 + words[i + 1] + s1) & 0xFFFFFFFF
-    return s1, s2
 
 
 def _create_private_file(path: Path) -> None:
     # The new file is empty and unopened, so closing this descriptor cannot drop anyone's SQLite lock.
     ensure_private_dir(path.parent)
-    try:
+    with suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass
 
 
 @contextmanager
@@ -158,7 +98,7 @@ def connect_sync(
     path = Path(path)
     exists = _check_file_kind(path)
     if not exists and not create:
-        raise StoreIOError(f"{path}: no such database file")
+        raise StoreIOError(f"{path}: no such database file", path=path)
     check_wal_pairing(path)
     with translated_errors(path):
         if not exists:
@@ -239,11 +179,30 @@ def read_snapshot(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Co
     return _transaction(conn, "BEGIN")
 
 
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[sqlite3.Connection]:
+    """SAVEPOINT `name` ... RELEASE, or ROLLBACK TO and RELEASE on any exception: undo only the block's work.
+
+    Inside a transaction this nests (the outer transaction goes on after an undone block); outside one it is
+    a transaction of its own.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"bad savepoint name {name!r}")
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
 def quick_check(conn: sqlite3.Connection, path: object, schema: str = "main") -> None:
     """Raise CorruptDatabaseError unless PRAGMA quick_check says ok."""
     rows = [r[0] for r in conn.execute(f"PRAGMA {schema}.quick_check")]
     if rows != ["ok"]:
-        raise CorruptDatabaseError(f"{path}: integrity check failed: {'; '.join(map(str, rows[:3]))}")
+        raise CorruptDatabaseError(f"{path}: integrity check failed: {'; '.join(map(str, rows[:3]))}", path=path)
 
 
 class Database:

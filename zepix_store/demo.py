@@ -19,59 +19,70 @@ exit codes: 0 every step passed, 1 a step's check failed (the demo stops there),
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
+import asyncio
+import logging
 import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import legacy_data
-from ._output import print_json
+from . import migrate, split, stats, verify
+from ._output import Progress, print_json, print_table
 from ._sample.bot_history import build_bot_history
+from ._sample.project import write_project
 from .cli import command_main
-from .errors import ConfigError
+from .config import StoreConfig, load_config
+from .errors import ConfigError, StoreError
+from .ops.migrate import migrate_shared
+from .ops.stats import collect_stats
 
-V3_GROUP_FILE = "data/zepix_v3_logic_combined.db"
-DEMO_PLUGINS: dict[str, str] = {
-    "v3-logic-01-5min": V3_GROUP_FILE,
-    "v3-logic-02-15min": V3_GROUP_FILE,
-    "v3-logic-03-1h": V3_GROUP_FILE,
-    "v3-logic-combined": V3_GROUP_FILE,
-    "v6-logic-01-1min": "data/zepix_v6_logic_01_1min.db",
-    "v6-logic-02-5min": "data/zepix_v6_logic_02_5min.db",
-    "v6-logic-03-15min": "data/zepix_v6_logic_03_15min.db",
-    "v6-logic-04-1h": "data/zepix_v6_logic_04_1h.db",
-}
-STORE_YAML = """\
-data_dir: data
-shared_db: data/trading_bot.db
-backup_dir: data/backups
-plugins_dir: configs/plugins
-default_plugin_id: legacy
-mapping_columns: [logic_type, strategy]
-timezone: local
-mapping:
-"""
+__all__ = ["main", "next_commands", "write_project"]
 
 
-def write_project(root: Path) -> Path:
-    """Write the shipped configuration (every plugin isolated) under `root`; return the configs folder."""
-    configs = root / "configs"
-    (configs / "plugins").mkdir(parents=True)
-    mapping = "".join(f"  {k}: {v}\n" for k, v in legacy_data.MAPPING.items())
-    (configs / "store.yaml").write_text(STORE_YAML + mapping)
-    for plugin_id, isolated in DEMO_PLUGINS.items():
-        folder = configs / "plugins" / plugin_id
-        folder.mkdir()
-        doc = {"plugin_id": plugin_id,
-               "database": {"use_shared": False, "shared_db": "data/trading_bot.db", "isolated_db": isolated}}
-        (folder / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (root / "data").mkdir(mode=0o700)
-    return configs
+@dataclass
+class _Step:
+    """One step's report, how to print it, its exit code and the problems to name on stderr."""
+
+    document: Any  # its report as JSON
+    print_human: Callable[[], None]
+    exit_code: int = 0
+    problems: Sequence[str] = ()
+
+
+def _migrate(config: StoreConfig, progress: Progress) -> _Step:
+    report = migrate_shared(config, progress=progress)
+    return _Step(report.to_json(config.default_plugin_id),
+                 lambda: migrate.print_report(report, config.default_plugin_id))
+
+
+def _split(config: StoreConfig, progress: Progress) -> _Step:
+    report = split.split(config, progress=progress)
+    return _Step(report.to_json(), lambda: split.print_report(report), 0 if report.ok else 1, report.problems)
+
+
+def _verify(config: StoreConfig, progress: Progress) -> _Step:
+    report = verify.verify(config, progress)
+
+    def show() -> None:
+        # verify has no printer of its own yet: the same table and closing line as `zepix-store verify`
+        print_table(["check", "status", "detail"],
+                    [(c.name, c.status, verify._cut(c.detail)) for c in report.checks])  # noqa: SLF001
+        print(report.summary())
+
+    problems = [f"{len(report.failed)} checks failed: {verify.listed(report.failed, ', ')}"] if report.failed else []
+    return _Step(report.to_json(), show, 1 if report.failed else 0, problems)
+
+
+def _stats(config: StoreConfig, progress: Progress) -> _Step:
+    report = asyncio.run(collect_stats(config))
+    return _Step(report.to_json(), lambda: stats.print_report(report, config))
+
+
+STEPS: tuple[tuple[str, Callable[[StoreConfig, Progress], _Step]], ...] = (
+    ("migrate", _migrate), ("split", _split), ("verify", _verify), ("stats", _stats))
 
 
 def _scratch_dir(requested: str | None) -> Path:
@@ -84,15 +95,19 @@ def _scratch_dir(requested: str | None) -> Path:
     return path
 
 
-def _run_step(main: Callable[[Sequence[str]], int], argv: list[str], as_json: bool) -> tuple[int, Any]:
-    """Run a command's main(); with --json capture its document instead of letting it print."""
+def _run_step(name: str, step: Callable[[StoreConfig, Progress], _Step], config: StoreConfig,
+              progress: Progress, as_json: bool) -> tuple[int, Any]:
+    """Run one step through the library; print its report unless --json; (exit code, its JSON report or None)."""
+    try:
+        done = step(config, progress)
+    except StoreError as exc:
+        print(f"zepix-store {name}: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
+        return exc.exit_code, None
     if not as_json:
-        return main(argv), None
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main([*argv, "--json"])
-    text = out.getvalue().strip()
-    return code, json.loads(text) if text else None
+        done.print_human()
+    for problem in done.problems:
+        print(f"zepix-store {name}: error: {problem}", file=sys.stderr)
+    return done.exit_code, done.document
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,10 +117,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import migrate, split, stats, verify
-
     if args.trades < 1:
         raise ConfigError("--trades: must be at least 1")
+    quiet = args.quiet or args.json
 
     def say(message: str) -> None:
         if not args.json:  # the human report goes to stdout; with --json only the document does
@@ -118,17 +132,16 @@ def run(args: argparse.Namespace) -> int:
         f"   data:    {root / 'data'}")
     summary = build_bot_history(shared, trades=args.trades, seed=args.seed)
     say(f"\n== 1. legacy database: {shared} ({sum(summary.rows.values()):,} rows in {len(summary.rows)} tables)")
-    common = ["--config", str(configs)] + (["-q"] if args.quiet or args.json else [])
+    if quiet:
+        logging.getLogger("zepix_store").setLevel(logging.WARNING)
+    config, progress = load_config(configs), Progress(enabled=not quiet)
     document: dict[str, Any] = {"dir": str(root), "configs": str(configs), "legacy_db": str(shared),
                                 "legacy_rows": summary.rows, "steps": {}}
-    steps: list[tuple[str, Callable[[Sequence[str]], int], list[str]]] = [
-        ("migrate", migrate.main, []), ("split", split.main, []), ("verify", verify.main, []),
-        ("stats", stats.main, [])]
     worst = 0
-    for number, (name, main, extra) in enumerate(steps, start=2):
+    for number, (name, step) in enumerate(STEPS, start=2):
         say(f"\n== {number}. {name}")
-        code, doc = _run_step(main, [*common, *extra], args.json)
-        document["steps"][name] = {"exit_code": code, "report": doc}
+        code, report = _run_step(name, step, config, progress, args.json)
+        document["steps"][name] = {"exit_code": code, "report": report}
         worst = max(worst, code)
         if code != 0:
             say(f"{name} exited {code}; stopping")

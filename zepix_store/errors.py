@@ -12,7 +12,8 @@
     ├── StoreIOError            exit 3  I/O error, read-only file or folder
     └── StoreBusyError          exit 4  another process holds the lock past the busy timeout
 
-Each message names the file (and plugin, table or field) and says what to do.
+Each message names the file (and plugin, table or field) and says what to do; the same facts are on the error as
+`path`, `plugin` and `table` (None where the raiser did not know them) for a caller that handles them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,31 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_BUSY",
+    "EXIT_CHECK_FAILED",
+    "EXIT_CODES",
+    "EXIT_CORRUPT",
+    "EXIT_INTERRUPTED",
+    "EXIT_IO",
+    "EXIT_OK",
+    "ConfigError",
+    "CorruptDatabaseError",
+    "IsolationError",
+    "RowError",
+    "SchemaError",
+    "StoreBusyError",
+    "StoreError",
+    "StoreFullError",
+    "StoreIOError",
+    "UnknownPluginError",
+    "VerifyError",
+    "translate_sqlite_error",
+]
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -27,12 +53,36 @@ EXIT_BAD_INPUT = 2
 EXIT_IO = 3
 EXIT_BUSY = 4
 EXIT_CORRUPT = 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done",
+    EXIT_CHECK_FAILED: "a check failed",
+    EXIT_BAD_INPUT: "bad input or config",
+    EXIT_IO: "disk full or I/O error",
+    EXIT_BUSY: "the database is busy (another process holds it)",
+    EXIT_CORRUPT: "a database is corrupt or from a newer zepix_store",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
 class StoreError(Exception):
-    """Root of every error zepix_store raises on purpose."""
+    """Root of every error zepix_store raises on purpose.
+
+    Args:
+        message: the one line the CLI prints; it names the file, plugin and table itself.
+        path: the file or folder concerned, when known.
+        plugin: the plugin id concerned, when known.
+        table: the table concerned, when known.
+    """
 
     exit_code = EXIT_CHECK_FAILED
+
+    def __init__(self, message: str = "", *, path: object = None, plugin: str | None = None,
+                 table: str | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+        self.plugin = plugin
+        self.table = table
 
 
 class VerifyError(StoreError):
@@ -97,32 +147,57 @@ def _on_read_only_fs(path: object) -> bool:
         return False
 
 
+_READ_ONLY_FS = ("read-only file system: SQLite cannot write the file or create its -wal and -shm files, even to "
+                 "read a WAL database; remount it read-write")
+_READ_ONLY_DIR = ("read-only folder: SQLite must create its -wal and -shm files beside a WAL database, even to "
+                  "read it; make the folder writable for this user")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One row of the table: which sqlite3 errors become `error`, and what its message says."""
+
+    codes: tuple[str, ...]  # prefixes of sqlite_errorname (an exact name when `exact`)
+    words: tuple[str, ...]  # message text that matches too: errors raised without an error name
+    error: type[StoreError]
+    says: str
+    exact: bool = False
+    on_path: Callable[[object], bool] | None = None  # and only where this holds of the path
+
+    def matches(self, code: str, text: str, path: object) -> bool:
+        named = code in self.codes if self.exact else code.startswith(self.codes)
+        if self.on_path is not None:
+            return named and self.on_path(path)
+        return named or any(word in text for word in self.words)
+
+
+# First match wins: a read-only mount explains a CANTOPEN/IOERR better than "I/O error" does.
+_SQLITE_RULES: tuple[_Rule, ...] = (
+    _Rule(("SQLITE_FULL",), ("database or disk is full",), StoreFullError, "disk full"),
+    _Rule(("SQLITE_BUSY", "SQLITE_LOCKED"), ("database is locked",), StoreBusyError, "locked by another process"),
+    _Rule(("SQLITE_NOTADB", "SQLITE_CORRUPT"), ("not a database",), CorruptDatabaseError,
+          "not a database or corrupt"),
+    _Rule(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR"), (), StoreIOError, _READ_ONLY_FS,
+          on_path=_on_read_only_fs),
+    _Rule(("SQLITE_READONLY_DIRECTORY",), (), StoreIOError, _READ_ONLY_DIR, exact=True),
+    _Rule(("SQLITE_READONLY",), ("readonly",), StoreIOError, "read-only"),
+    _Rule(("SQLITE_IOERR", "SQLITE_CANTOPEN"), ("disk I/O error",), StoreIOError, "I/O error"),
+)
+
+
 def translate_sqlite_error(exc: BaseException, path: object) -> StoreError | None:
     """Return the typed error for a sqlite3/OS error on `path`, or None if it has none."""
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, OSError):
         if exc.errno == errno.ENOSPC:
-            return StoreFullError(f"{path}: disk full")
-        return StoreIOError(f"{path}: {exc.strerror or exc}")
+            return StoreFullError(f"{path}: disk full", path=path)
+        return StoreIOError(f"{path}: {exc.strerror or exc}", path=path)
     if not isinstance(exc, sqlite3.Error):
         return None
     code = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
-    if code.startswith("SQLITE_FULL") or "database or disk is full" in text:
-        return StoreFullError(f"{path}: disk full ({text})")
-    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
-        return StoreBusyError(f"{path}: locked by another process ({text})")
-    if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
-        return CorruptDatabaseError(f"{path}: not a database or corrupt ({text})")
-    if code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")) and _on_read_only_fs(path):
-        return StoreIOError(f"{path}: read-only file system: SQLite cannot write the file or create its -wal and "
-                            f"-shm files, even to read a WAL database; remount it read-write ({text})")
-    if code == "SQLITE_READONLY_DIRECTORY":
-        return StoreIOError(f"{path}: read-only folder: SQLite must create its -wal and -shm files beside a WAL "
-                            f"database, even to read it; make the folder writable for this user ({text})")
-    if code.startswith("SQLITE_READONLY") or "readonly" in text:
-        return StoreIOError(f"{path}: read-only ({text})")
-    if code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or "disk I/O error" in text:
-        return StoreIOError(f"{path}: I/O error ({text})")
+    for rule in _SQLITE_RULES:
+        if rule.matches(code, text, path):
+            return rule.error(f"{path}: {rule.says} ({text})", path=path)
     return None

@@ -10,6 +10,8 @@ import errno
 import os
 import signal
 
+__all__ = ["ENV", "point"]
+
 ENV = "ZEPIX_FAULT"
 
 

@@ -28,236 +28,43 @@ exit codes: 0 done (or already migrated), 2 bad config, 3 disk full or I/O error
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sqlite3
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from . import attribution, fault, upgrade
-from .attribution import AttributionRules
-from .attribution_report import AttributionReport, attribution_report
-from .backup import backup_connection, clean_stale_tmp
-from .backup_identity import FileIdentity, fallback_identity, identity_of
-from .db import (
-    BUSY_TIMEOUT_MS,
-    connect_sync,
-    quick_check,
-    read_snapshot,
-    translated_errors,
-)
-from .errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
-from .progress import NO_PROGRESS, ProgressSink
-from .readonly import open_reader
-from .schema import CLOSE_INDEX, SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
+from ._output import Progress, print_json, print_table
+from .cli import command_main
+from .config import load_config
+from .errors import ConfigError
+from .ops.migrate import ALREADY, DRY_RUN, MigrateReport, migrate_shared
+from .schema import TABLES
 
-log = logging.getLogger("zepix_store.migrate")
+__all__ = ["main"]
 
-MIGRATED = "migrated"
-ALREADY = "already migrated"
-DRY_RUN = "dry run"
 OLD_CODE_NOTE = ("note: the bot's old TradeDatabase (positional INSERT ... VALUES into these tables) fails on this "
                  "file now: each table has a plugin_id column more. Switch it to the compat facade: "
                  "`from zepix_store.compat import TradeDatabase; db = TradeDatabase(\"<plugin_id>\")`; "
                  "`split` is the path that leaves this file's schema untouched")
-ANALYSIS_LIMIT = 1000  # rows ANALYZE samples per index: plans need estimates, not exact counts
-CACHE_KIB = 131072  # page cache per schema (main, temp): big table rebuilds and joins halve; memory stays bounded
 
 
-@dataclass
-class MigrateReport:
-    """What migrate did (or, with dry_run, would do) to one file."""
-
-    path: Path
-    status: str = ""
-    from_version: int = 0
-    to_version: int = SCHEMA_VERSION
-    backup: Path | None = None
-    actions: dict[str, str] = field(default_factory=dict)  # table -> create | rebuild | alter
-    added_columns: dict[str, list[str]] = field(default_factory=dict)
-    buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
-    rows_by_plugin: dict[str, dict[str, int]] = field(default_factory=dict)  # already migrated: from plugin_id
-    attribution: AttributionReport | None = None
-    reindexed: list[str] = field(default_factory=list)  # from version 1: indexes rebuilt, no row attributed
-    db_bytes: int = 0
-    seconds: float = 0.0
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="report what would change; write nothing, create no file, take no backup")
+    parser.add_argument("--busy-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long to wait for the bot's write lock before giving up (default: %(default)s)")
 
 
-def planned_action(table: Table, columns: set[str] | None) -> str:
-    """What upgrade.upgrade does to `table` given its present columns (a test keeps the two in step)."""
-    if columns is None:
-        return "create"
-    if table.key or "plugin_id" in columns or not set(table.column_names) <= columns:
-        return "rebuild"
-    return "alter"
-
-
-def migrate_file(
-    path: Path, rules: AttributionRules, backup_dir: Path, *,
-    dry_run: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS, identity: FileIdentity | None = None,
-    progress: ProgressSink = NO_PROGRESS,
-) -> MigrateReport:
-    """Migrate `path` in place (after a backup into `backup_dir`), or with `dry_run` only report.
-
-    `identity` is what the pre-migrate backup records (backup_identity.identity_of); `progress` hears the
-    backup and the upgrade.
-    """
-    started = time.monotonic()
-    report = MigrateReport(path=path)
-    if not path.exists() and not path.is_symlink():
-        raise ConfigError(f"{path}: no such database file (shared_db in store.yaml)")
-    with _busy_message(path, busy_timeout_ms), translated_errors(path):
-        reader = open_reader(path, busy_timeout_ms)
-        try:
-            _preflight(reader, report)
-            if report.status == ALREADY:
-                report.rows_by_plugin = rows_by_plugin(reader)
-            elif dry_run:
-                report.status = DRY_RUN
-                with read_snapshot(reader):  # the attribution and its counts from one committed state
-                    _plan(reader, report, rules)
-        finally:
-            reader.close()
-        if not report.status:
-            _check_writable(path)
-            _migrate(report, rules, backup_dir, busy_timeout_ms, identity or fallback_identity(path), progress)
-    report.seconds = time.monotonic() - started
-    return report
-
-
-@contextmanager
-def _busy_message(path: Path, busy_timeout_ms: int) -> Iterator[None]:
-    try:
-        yield
-    except StoreBusyError as exc:
-        raise StoreBusyError(
-            f"locked by another process: {path} (waited {busy_timeout_ms / 1000:g} s for the write lock; "
-            "stop the bot, or retry with a longer --busy-timeout); nothing was changed") from exc
-
-
-def _preflight(conn: sqlite3.Connection, report: MigrateReport) -> None:
-    """Refuse corrupt, empty and newer files before anything is written; spot an already migrated one."""
-    quick_check(conn, report.path)
-    report.from_version = upgrade.file_version(conn, report.path)
-    names = {r[0] for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
-    if not names & set(TABLE_BY_NAME):
-        raise SchemaError(f"{report.path}: source has no tables of the trading bot (an empty or foreign file); "
-                          "nothing to migrate")
-    page_count, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
-    report.db_bytes = int(page_count) * int(page_size)
-    if report.from_version == SCHEMA_VERSION:
-        report.status = ALREADY
-
-
-def rows_by_plugin(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
-    """Rows per plugin_id per table of a migrated file."""
-    return {t.name: {str(p): n for p, n in conn.execute(
-        f"SELECT plugin_id, count(*) FROM main.{t.name} GROUP BY plugin_id ORDER BY plugin_id")} for t in TABLES}
-
-
-def _plan(conn: sqlite3.Connection, report: MigrateReport, rules: AttributionRules) -> None:
-    """Attribute on the read-only connection (temp tables only) and say what upgrade would do."""
-    if report.from_version >= 1:  # upgrade only rebuilds an index (see upgrade._reindex)
-        report.reindexed = [CLOSE_INDEX]
-        return
-    present = attribution.build_owners(conn, "main", rules)
-    report.attribution = attribution_report(conn, "main", rules, present)
-    report.buckets = {t.name: attribution.count_buckets(conn, "main", t.name) for t in TABLES if t.name in present}
-    for table in TABLES:
-        cols = present.get(table.name)
-        report.actions[table.name] = planned_action(table, cols)
-        missing = [c for c in table.column_names if cols is not None and c not in cols]
-        if missing:
-            report.added_columns[table.name] = missing
-
-
-def _migrate(report: MigrateReport, rules: AttributionRules, backup_dir: Path, busy_timeout_ms: int,
-             identity: FileIdentity, progress: ProgressSink) -> None:
-    path = report.path
-    conn = connect_sync(path, synchronous="FULL", busy_timeout_ms=busy_timeout_ms)
-    try:
-        if not upgrade.needs_upgrade(conn, path):  # another run finished since the preflight
-            report.status, report.rows_by_plugin = ALREADY, rows_by_plugin(conn)
-            return
-        _probe_write_lock(conn)
-        log.info("backing up %s ...", path)
-        report.backup = backup_connection(conn, path, backup_dir, "pre-migrate", identity=identity,
-                                          progress=progress)
-        fault.point("after_backup")
-        log.info("backup %s; migrating in one transaction ...", report.backup)
-        for pragma in (f"analysis_limit = {ANALYSIS_LIMIT}", f"main.cache_size = -{CACHE_KIB}",
-                       f"temp.cache_size = -{CACHE_KIB}"):
-            conn.execute(f"PRAGMA {pragma}")
-        done = upgrade.upgrade(conn, path, rules, progress=progress)
-        fault.point("after_commit")
-    finally:
-        conn.close()
-    report.status = MIGRATED
-    report.actions = {t: "create" for t in done.created_tables}
-    report.actions.update({t: "rebuild" for t in done.rebuilt_tables})
-    report.actions.update({t: "alter" for t in done.altered_tables})
-    report.added_columns, report.buckets = done.added_columns, done.buckets
-    report.attribution, report.reindexed = done.attribution, done.reindexed
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse a file or folder this user cannot write before the backup (SQLite would open it read-only)."""
-    if not os.access(path, os.W_OK):
-        read_only_fs = os.statvfs(path).f_flag & os.ST_RDONLY
-        why = "is on a read-only file system" if read_only_fs else "is not writable by this user"
-        raise StoreIOError(f"read-only: {path} {why}; nothing was changed, no backup taken")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise StoreIOError(f"read-only: {path.parent} (the folder of {path.name}) is not writable by this user, "
-                           f"and SQLite must create {path.name}-wal there; nothing was changed, no backup taken")
-
-
-def _probe_write_lock(conn: sqlite3.Connection) -> None:
-    """Wait (busy timeout) for the write lock once before the backup, so a busy bot is refused early."""
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("ROLLBACK")
-
-
-def clean_backup_dir(backup_dir: Path, identity: FileIdentity) -> None:
-    """Remove the `.tmp` of a killed backup even when no new backup is taken."""
-    with translated_errors(backup_dir):
-        for tmp in clean_stale_tmp(backup_dir, identity):
-            log.info("removed the unfinished backup %s of a killed run", tmp)
-
-
-# --- output -----------------------------------------------------------------------------------------------------
-
-
-def report_json(report: MigrateReport, default: str) -> dict[str, Any]:
-    """The report as one JSON document."""
-    tables: dict[str, Any] = {}
-    for t in TABLES:
-        b = report.buckets.get(t.name)
-        entry: dict[str, Any] = {"action": report.actions.get(t.name)}
-        if b is not None:
-            entry.update(source_rows=b.source_rows, by_plugin=dict(sorted(b.by_plugin.items())),
-                         orphans=b.orphans, shared_rows=b.shared_rows,
-                         shared_copies=dict(sorted(b.shared_copies.items())))
-        if t.name in report.added_columns:
-            entry["added_columns"] = report.added_columns[t.name]
-        if t.name in report.rows_by_plugin:
-            entry["rows_by_plugin"] = report.rows_by_plugin[t.name]
-        tables[t.name] = entry
-    return {
-        "path": str(report.path), "status": report.status, "from_version": report.from_version,
-        "to_version": report.to_version, "backup": str(report.backup) if report.backup else None,
-        "default_plugin_id": default, "seconds": round(report.seconds, 3), "db_bytes": report.db_bytes,
-        "tables": tables,
-        "orphans": {n: b.orphans for n, b in report.buckets.items() if b.orphans},
-        "shared_lineage": {n: {"rows": b.shared_rows, "plugins": sorted(b.shared_copies)}
-                           for n, b in report.buckets.items() if b.shared_rows},
-        "attribution": report.attribution.to_json() if report.attribution else None,
-        "reindexed": report.reindexed,
-    }
+def run(args: argparse.Namespace) -> int:
+    if args.busy_timeout < 0:
+        raise ConfigError(f"--busy-timeout: must be 0 or more, got {args.busy_timeout}")
+    config = load_config(args.config)
+    report = migrate_shared(config, dry_run=args.dry_run, busy_timeout_ms=int(args.busy_timeout * 1000),
+                            progress=Progress(enabled=not args.quiet))
+    if args.json:
+        print_json(report.to_json(config.default_plugin_id))
+    else:
+        print_report(report, config.default_plugin_id)
+    return 0
 
 
 def _owner_rows(report: MigrateReport, default: str) -> list[list[Any]]:
@@ -282,8 +89,6 @@ def _owner_rows(report: MigrateReport, default: str) -> list[list[Any]]:
 
 def print_report(report: MigrateReport, default: str) -> None:
     """The human report on stdout."""
-    from ._output import print_table
-
     if report.status == ALREADY:
         print(f"already migrated: {report.path} is at schema version {report.to_version}; nothing changed")
         print_table(["table", "plugin_id", "rows"],
@@ -308,41 +113,9 @@ def print_report(report: MigrateReport, default: str) -> None:
         print("\n" + OLD_CODE_NOTE)
 
 
-# --- the command ------------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dry-run", action="store_true",
-                        help="report what would change; write nothing, create no file, take no backup")
-    parser.add_argument("--busy-timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="how long to wait for the bot's write lock before giving up (default: %(default)s)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ._output import print_json
-    from .config import load_config
-
-    if args.busy_timeout < 0:
-        raise ConfigError(f"--busy-timeout: must be 0 or more, got {args.busy_timeout}")
-    from ._output import Progress
-
-    config = load_config(args.config)
-    identity = identity_of(config, config.shared_db)
-    if not args.dry_run:
-        clean_backup_dir(config.backup_dir, identity)
-    report = migrate_file(config.shared_db, config.rules, config.backup_dir,
-                          dry_run=args.dry_run, busy_timeout_ms=int(args.busy_timeout * 1000), identity=identity,
-                          progress=Progress(enabled=not args.quiet))
-    if args.json:
-        print_json(report_json(report, config.default_plugin_id))
-    else:
-        print_report(report, config.default_plugin_id)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import command_main
-
     return command_main("migrate", __doc__, add_arguments, run, argv)
 
 

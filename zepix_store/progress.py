@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+__all__ = ["NO_PROGRESS", "ProgressSink", "file_growth"]
+
 
 class ProgressSink(Protocol):
     """Receives the progress of one unit of work at a time."""

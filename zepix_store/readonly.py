@@ -25,6 +25,15 @@ from types import FrameType
 from .db import BUSY_TIMEOUT_MS, check_wal_pairing, translated_errors
 from .errors import StoreIOError
 
+__all__ = [
+    "WriteGuard",
+    "attach_uri",
+    "in_sqlite_callback",
+    "open_reader",
+    "reader_uri",
+    "remove_unused_side_files",
+]
+
 # CREATE/DROP of tables, indexes, views, triggers; INSERT, UPDATE, DELETE; REINDEX, ANALYZE; virtual tables
 # (the 4th argument of the authorizer names the schema written)
 _WRITE_ACTIONS = frozenset({1, 2, 7, 8, 9, 10, 11, 16, 17, 18, 23, 27, 28, 29, 30})
@@ -64,16 +73,18 @@ class WriteGuard:
 _GUARD_CODE = WriteGuard.__call__.__code__
 
 
-def in_sqlite_callback(frame: FrameType | None, depth: int = 4) -> bool:
-    """Whether `frame` (or one of its few callers) is a WriteGuard call, which SQLite makes into Python.
+def in_sqlite_callback(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside a WriteGuard call, which SQLite makes into Python: the guard or a caller of it.
 
     sqlite3 turns any exception raised in such a callback into SQLITE_DENY and drops it, so a KeyboardInterrupt
-    there became "not authorized to use function: count" and was lost; the CLI defers it (cli.py).
+    there became "not authorized to use function: count" and was lost; the CLI defers it (cli.py). The whole
+    stack is searched: a second Ctrl-C can land while the CLI's handler, itself called inside the guard, is
+    still starting its timer thread, several frames below the guard.
     """
-    while frame is not None and depth > 0:
+    while frame is not None:
         if frame.f_code is _GUARD_CODE:
             return True
-        frame, depth = frame.f_back, depth - 1
+        frame = frame.f_back
     return False
 
 
@@ -137,7 +148,7 @@ def open_reader(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.C
     with translated_errors(path):
         st = os.stat(path)  # FileNotFoundError -> "No such file or directory"
         if not stat.S_ISREG(st.st_mode):
-            raise StoreIOError(f"{path}: not a regular file")
+            raise StoreIOError(f"{path}: not a regular file", path=path)
         check_wal_pairing(path)
         conn = sqlite3.connect(reader_uri(path), uri=True, isolation_level=None, check_same_thread=False)
         try:

@@ -9,6 +9,25 @@ from dataclasses import dataclass
 
 from .timefmt import time_key_sql
 
+__all__ = [
+    "ATTRIBUTION_ORDER",
+    "CLOSE_INDEX",
+    "CLOSE_KEY_SQL",
+    "Column",
+    "DEFAULT_PLUGIN_ID",
+    "Lineage",
+    "OPEN_POSITION_SQL",
+    "PLUGIN_ID_COLUMN",
+    "SCHEMA_VERSION",
+    "START_KEY_SQL",
+    "TABLES",
+    "TABLE_BY_NAME",
+    "TRADES",
+    "Table",
+    "create_schema_sql",
+    "index_sql",
+]
+
 # 2: the close-time index key keeps UTC and naive local times in two bands (timefmt.time_key_sql)
 SCHEMA_VERSION = 2
 DEFAULT_PLUGIN_ID = "legacy"

@@ -1,425 +1,147 @@
-"""Per-plugin performance figures, each plugin read where its config routes it (SPEC 7 `stats`).
+"""Per-plugin performance of closed trades, each plugin read where its config routes it.
 
-SQLite computes every figure: per plugin one statement gives the aggregates and one the max drawdown (window
-sums over the close-time order), so no plugin's trades are loaded into Python; only the equity curve for a plot
-is fetched, downsampled in SQL. Every statement filters `plugin_id = ?` bound to the plugin's id as its first
-parameter (PluginStore._all binds it, and so does the legacy reader below).
+Columns: trades, wins, losses, win rate, total/avg/best/worst PnL, profit factor, max drawdown. Read only: stats
+never creates, upgrades or writes a database. A shared file not migrated yet is read read-only, its trades
+attributed by store.yaml's rules as migrate would (and the attribution is reported); a plugin whose file does
+not exist yet shows zero trades. Trades no plugin owns are a row of their own, "(not attributed)".
 
-Rules: closed trades are `status = 'closed'` (as `get_statistics`). A pnl that is not a finite number (NULL, text
-left in the REAL column, a BLOB, +-infinity) counts as a trade (`unpriced_trades`) but in no money figure and not
-in the win rate. A pnl of exactly 0 is neither a win nor a loss. profit_factor = gross profit / gross loss; with
-no losing trade it is `inf` when there is a profit and None when there is none. max_drawdown is the largest fall
-of cumulative PnL below its running peak (equity starts at 0), trades ordered by the UTC instant of their close
-time (every stored form read as timefmt reads it, naive local ones in store.yaml's timezone), then id.
-open_trades counts open positions: open rows that no later row of the same trade_id supersedes. The default id's
-trades (no plugin owns them) are a row of their own when the shared file holds any, and a window's dates and
-naive times are in store.yaml's timezone.
+figures:
+  win%    wins / closed trades that have a priced pnl (a pnl of 0 is neither a win nor a loss)
+  PF      profit factor = gross profit / gross loss; "inf" with profits and no loss, "-" with neither
+  max DD  largest fall of cumulative PnL below its peak (starting from 0), by close time then id
+  a closed trade whose pnl is NULL, not a number or not finite is unpriced: it counts as a trade, in no money
+  figure and not in win% (unpriced_trades)
+  --json and --csv: numbers only, money rounded to cents; a figure with no value (PF with no loss, win% with no
+  priced trade) is null in JSON and empty in CSV
 
-stats writes no database. Store would back up and upgrade a file older than the schema, so such a file (the
-legacy shared file before `migrate`) is read through a read-only connection instead, its owners decided by
-attribution.build_owners exactly as migrate and split decide them. A missing or empty file means zero trades and
-is not created.
+window: --days N = the last N days up to now; --since/--until take YYYY-MM-DD (whole day, both ends included)
+or YYYY-MM-DD HH:MM:SS, in store.yaml's timezone (a time may end in Z or +hh:mm instead).
+
+examples:
+  zepix-store stats
+  zepix-store stats --plugin v6-logic-01-1min --plugin v6-logic-02-5min --days 30
+  zepix-store stats --since 2024-01-01 --until 2024-03-31 --csv > q1.csv
+  zepix-store stats --plot equity.svg --currency USD     # needs: pip install 'zepix-store[plot]'
+
+exit codes: 0 done, 2 bad input or config (also a --plot name that is not .png/.svg, or matplotlib missing),
+3 disk full or I/O error, 4 busy, 5 a database is corrupt or from a newer zepix_store.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import csv
+import logging
 import re
-import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
-from . import attribution, db, timefmt, upgrade
-from .attribution_report import AttributionReport, attribution_report
-from .config import StoreConfig
+from . import _plot as plot
+from ._output import format_table, print_json
+from .cli import command_main
+from .config import StoreConfig, load_config
 from .errors import ConfigError
-from .plugin_store import NUMERIC_PNL, fetch_all
-from .readonly import open_reader
-from .registry import Store
-from .rows import Row
-from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
+from .ops.stats import PluginStats, StatsReport, Window, collect_stats
 
-CURVE_LIMIT = 10_000
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+__all__ = ["main", "print_report"]
 
-# (sql, *params) -> rows, with the plugin's id bound as the first parameter.
-Reader = Callable[..., Awaitable[list[Row]]]
-CurvePoint = tuple[str | None, float]
+log = logging.getLogger("zepix_store")
+HEADERS = ("plugin", "trades", "wins", "losses", "win%", "total", "avg", "best", "worst", "PF", "max DD", "file")
+FIELDS = tuple(PluginStats.__dataclass_fields__)
+SOURCE_NOTES = {"legacy": " (legacy, read-only)", "missing": " (no file yet)"}
+CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Close-time window in UTC 'YYYY-MM-DD HH:MM:SS': `since` inclusive, `before` exclusive, None = open."""
-
-    since: str | None = None
-    before: str | None = None
-    days: int | None = None
-
-    @classmethod
-    def last_days(cls, days: int, now: datetime | None = None) -> Window:
-        """Trades closed in the last `days` days up to now."""
-        if days < 1:
-            raise ConfigError(f"--days: must be a whole number of days, 1 or more (got {days})")
-        now = now or datetime.now(UTC)
-        try:
-            return cls(since=(now - timedelta(days=days)).strftime(TIME_FORMAT), days=days)
-        except OverflowError:
-            raise ConfigError(f"--days: {days} days reaches before year 1") from None
-
-    @classmethod
-    def between(cls, since: str | None = None, until: str | None = None, zone: tzinfo = UTC) -> Window:
-        """From `since` to `until`, both inclusive; a date alone means the whole day, in `zone` as naive times."""
-        start = _parse_bound("--since", since, zone, end=False)
-        before = _parse_bound("--until", until, zone, end=True)
-        if start is not None and before is not None and start >= before:
-            raise ConfigError(f"--since {since} is after --until {until}: the window is empty")
-        return cls(since=start, before=before)
-
-    def sql(self, zone: tzinfo) -> tuple[str, list[str]]:
-        """The WHERE terms of this window (numbered parameters from ?2 on) and their parameters."""
-        if self.since is None and self.before is None:
-            return "", []
-        since, before = (None if t is None else datetime.strptime(t, TIME_FORMAT).replace(tzinfo=UTC)
-                         for t in (self.since, self.before))
-        return f" AND {timefmt.window_sql(CLOSE_KEY_SQL, first=2)}", list(timefmt.band_bounds(since, before, zone))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", dest="plugins", metavar="ID",
+                        help="only this plugin (repeatable; default: every configured plugin)")
+    parser.add_argument("--days", type=int, metavar="N", help="trades closed in the last N days")
+    parser.add_argument("--since", metavar="DATE", help="trades closed on or after DATE")
+    parser.add_argument("--until", metavar="DATE", help="trades closed on or before DATE")
+    parser.add_argument("--csv", action="store_true", help="print CSV (one row per plugin) on stdout")
+    parser.add_argument("--plot", metavar="FILE", type=Path,
+                        help="draw each plugin's equity curve into FILE.png or FILE.svg (needs matplotlib)")
+    parser.add_argument("--currency", metavar="CODE",
+                        help="the account currency (e.g. USD), shown on the plot's axis and in --json")
 
 
-def _parse_bound(option: str, text: str | None, zone: tzinfo, *, end: bool) -> str | None:
-    """A --since/--until value as UTC text; an end bound is made exclusive (next day, or one second later)."""
-    if text is None:
-        return None
-    value = text.strip()
-    try:
-        if _DATE_ONLY.fullmatch(value):
-            day = date.fromisoformat(value)
-            start, next_day = timefmt.day_bounds(day, zone)
-            moment = next_day if end else start
-        else:
-            moment = datetime.fromisoformat(value)
-            moment = timefmt.to_utc(moment, zone) if moment.tzinfo is None else moment.astimezone(UTC)
-            moment += timedelta(seconds=1 if end else 0)
-        return moment.strftime(TIME_FORMAT)
-    except (ValueError, OverflowError):
-        raise ConfigError(f"{option}: {text!r} is not a date (YYYY-MM-DD) or a time (YYYY-MM-DD HH:MM:SS, "
-                          "in store.yaml's timezone unless it ends in Z or +hh:mm)") from None
+def _window(args: argparse.Namespace, zone: tzinfo) -> Window:
+    if args.days is not None and (args.since or args.until):
+        raise ConfigError("--days cannot be combined with --since/--until: choose one window")
+    if args.days is not None:
+        return Window.last_days(args.days)
+    return Window.between(args.since, args.until, zone)
 
 
-@dataclass(slots=True)
-class PluginStats:
-    """One plugin's figures over its closed trades in the window (see the module doc for the rules)."""
-
-    plugin_id: str
-    database: str
-    source: str  # "store"; "legacy": an unmigrated file read read-only; "missing": no file (or an empty one) yet
-    total_trades: int = 0
-    winning_trades: int = 0
-    losing_trades: int = 0
-    unpriced_trades: int = 0
-    win_rate: float | None = None  # percent of the trades with a numeric pnl
-    total_pnl: float = 0.0
-    avg_pnl: float | None = None
-    best_trade: float | None = None
-    worst_trade: float | None = None
-    gross_profit: float = 0.0
-    gross_loss: float = 0.0
-    profit_factor: float | None = None
-    max_drawdown: float = 0.0
-    open_trades: int = 0  # open positions (superseded open snapshots left out)
-    attributed: bool = True  # False for the default id's row: trades no plugin owns
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-@dataclass(slots=True)
-class StatsReport:
-    window: Window
-    plugins: list[PluginStats] = field(default_factory=list)
-    curves: dict[str, list[CurvePoint]] = field(default_factory=dict)  # only when asked for
-    attribution: dict[str, AttributionReport] = field(default_factory=dict)  # per unmigrated file read
-
-
-PRICED = NUMERIC_PNL
-
-
-def _plugin_rows(trades: str) -> str:
-    """FROM/WHERE of the plugin's trade rows: `plugin_id = ?1` is the statement's first parameter."""
-    return f"FROM {trades} WHERE plugin_id = ?1"
-
-
-def _closed_filter(trades: str, window: str) -> str:
-    """FROM/WHERE of the plugin's closed trades (in the window)."""
-    return f"{_plugin_rows(trades)} AND status = 'closed'{window}"
-
-
-def _stats_sql(trades: str, window: str) -> str:
-    # Needs no close time without a window, so the (plugin_id, status, pnl) index answers it alone.
-    return f"""SELECT count(*) AS total_trades,
-       count(CASE WHEN {PRICED} AND pnl > 0 THEN 1 END) AS winning_trades,
-       count(CASE WHEN {PRICED} AND pnl < 0 THEN 1 END) AS losing_trades,
-       count(*) - count(CASE WHEN {PRICED} THEN 1 END) AS unpriced_trades,
-       total(CASE WHEN {PRICED} THEN pnl END) AS total_pnl,
-       avg(CASE WHEN {PRICED} THEN pnl END) AS avg_pnl,
-       max(CASE WHEN {PRICED} THEN pnl END) AS best_trade,
-       min(CASE WHEN {PRICED} THEN pnl END) AS worst_trade,
-       total(CASE WHEN {PRICED} AND pnl > 0 THEN pnl END) AS gross_profit,
-       0.0 - total(CASE WHEN {PRICED} AND pnl < 0 THEN pnl END) AS gross_loss
-{_closed_filter(trades, window)}"""
-
-
-def _equity_sql(trades: str, window: str, first: int, shifts: int) -> str:
-    """CTE `equity(t, id, equity, rn)`: cumulative PnL after each priced closed trade, by UTC close time then id.
-
-    Parameters ?first on take naive local close times to UTC (timefmt.utc_text_sql of `shifts` zone shifts).
-    """
-    t = timefmt.utc_text_sql("k", first, shifts)
-    return (f"equity AS (SELECT t, id, sum(pnl) OVER w AS equity, row_number() OVER w AS rn FROM "
-            f"(SELECT id, {t} AS t, pnl FROM (SELECT id, {CLOSE_KEY_SQL} AS k, pnl "
-            f"{_closed_filter(trades, window)} AND {PRICED} LIMIT -1 OFFSET 0)) "
-            "WINDOW w AS (ORDER BY t, id ROWS UNBOUNDED PRECEDING))")
-
-
-def _open_sql(trades: str) -> str:
-    """Open positions of the plugin: through the (plugin_id, trade_id) index, or one window over a legacy file."""
-    if trades == "trades":
-        return f"SELECT count(*) AS open_trades FROM trades WHERE plugin_id = ?1 AND {OPEN_POSITION_SQL}"
-    return ("SELECT count(*) AS open_trades FROM (SELECT status, trade_id, row_number() OVER (PARTITION BY "
-            f"trade_id ORDER BY id DESC) AS newest {_plugin_rows(trades)}) "
-            "WHERE status = 'open' AND (trade_id IS NULL OR newest = 1)")
-
-
-async def _shifts(source: TradeSource, window: str, params: Sequence[str]) -> list[tuple[str, str]]:
-    """timefmt.zone_shifts() over the wall-clock range of the plugin's naive local close times in the window."""
-    band = f"{_closed_filter(source.trades, window)} AND {CLOSE_KEY_SQL} >= 'L' AND {CLOSE_KEY_SQL} < 'M'"
-    assert source.read is not None
-    ends: list[datetime] = []
-    for order in ("ASC", "DESC"):
-        for row in await source.read(f"SELECT {CLOSE_KEY_SQL} AS k {band} ORDER BY 1 {order} LIMIT 1", *params):
-            try:
-                ends.append(datetime.fromisoformat(str(row["k"])[1:]))
-            except ValueError:
-                pass  # not a wall time datetime() can shift either: its t is NULL whatever the shifts
-    return timefmt.zone_shifts(source.zone, min(ends), max(ends)) if ends else timefmt.zone_shifts(source.zone)
-
-
-# Equity starts at 0, so a first losing trade is already a drawdown.
-DRAWDOWN_SELECT = """
-SELECT coalesce(max(max(0.0, peak) - equity), 0.0) AS max_drawdown
-FROM (SELECT equity, max(equity) OVER (ORDER BY rn ROWS UNBOUNDED PRECEDING) AS peak FROM equity)"""
-
-CURVE_SELECT = "\nSELECT t, equity FROM equity ORDER BY rn"
-
-# Past the limit: per bucket of consecutive trades its first, lowest and highest point (so the peaks and troughs
-# that make the drawdown survive), plus the last point. Bare columns follow the row of the min()/max().
-CURVE_DOWNSAMPLED_SELECT = """,
-pts AS (SELECT t, equity, rn, (rn - 1) * ? / ? AS bucket FROM equity)
-SELECT t, equity FROM (
-    SELECT min(rn) AS rn, t, equity FROM pts GROUP BY bucket
-    UNION SELECT rn, t, min(equity) FROM pts GROUP BY bucket
-    UNION SELECT rn, t, max(equity) FROM pts GROUP BY bucket
-    UNION SELECT max(rn), t, equity FROM pts)
-ORDER BY rn"""
-
-
-@dataclass(frozen=True, slots=True)
-class TradeSource:
-    """Where one plugin's trades are read (kind store, legacy or missing); `trades` is the table expression."""
-
-    path: Path
-    kind: str
-    read: Reader | None = None
-    trades: str = "trades"
-    zone: tzinfo = UTC  # of naive local close times
-
-
-async def plugin_stats(source: TradeSource, plugin_id: str, window: Window) -> PluginStats:
-    """The figures of `plugin_id` from `source` (all zero when the file does not exist yet)."""
-    stats = PluginStats(plugin_id, str(source.path), source.kind)
-    if source.read is None:
-        return stats
-    terms, params = window.sql(source.zone)
-    rows = await source.read(_stats_sql(source.trades, terms), *params)
-    shifts = await _shifts(source, terms, params)
-    equity = _equity_sql(source.trades, terms, len(params) + 2, len(shifts))
-    rows += await source.read(f"WITH {equity}{DRAWDOWN_SELECT}", *params, *timefmt.shift_params(shifts))
-    rows += await source.read(_open_sql(source.trades))
-    for row in rows:
-        for name, value in row.items():
-            setattr(stats, name, value)
-    priced = stats.total_trades - stats.unpriced_trades
-    stats.win_rate = 100.0 * stats.winning_trades / priced if priced else None
-    stats.profit_factor = _profit_factor(stats.gross_profit, stats.gross_loss)
-    return stats
-
-
-def _profit_factor(gross_profit: float, gross_loss: float) -> float | None:
-    if gross_loss > 0:
-        return gross_profit / gross_loss
-    return float("inf") if gross_profit > 0 else None
-
-
-async def equity_curve(source: TradeSource, window: Window, limit: int = CURVE_LIMIT,
-                       priced: int | None = None) -> list[CurvePoint]:
-    """(close time, cumulative PnL) after each priced closed trade, downsampled to at most `limit` points.
-
-    `priced` is the number of such trades when known (from plugin_stats); it sizes the buckets.
-    """
-    if source.read is None:
-        return []
-    if limit < 4:
-        raise ValueError("limit must be at least 4")
-    terms, params = window.sql(source.zone)
-    if priced is None:
-        stats = await plugin_stats(source, "", window)
-        priced = stats.total_trades - stats.unpriced_trades
-    shifts = await _shifts(source, terms, params)
-    equity = _equity_sql(source.trades, terms, len(params) + 2, len(shifts))
-    zone = timefmt.shift_params(shifts)
-    if priced <= limit:
-        rows = await source.read(f"WITH {equity}{CURVE_SELECT}", *params, *zone)
+def run(args: argparse.Namespace) -> int:
+    if args.json and args.csv:
+        raise ConfigError("--json and --csv: choose one output format")
+    if args.currency is not None and not CURRENCY.fullmatch(args.currency):
+        raise ConfigError(f"--currency: {args.currency!r} is not a currency code (three capital letters, e.g. USD)")
+    if args.plot is not None:
+        plot.check_plot_name(args.plot)
+        plot.require_matplotlib()  # before any work, so a missing extra fails fast
+    config = load_config(args.config)
+    window = _window(args, config.zone)
+    report = asyncio.run(collect_stats(config, args.plugins, window, curves=args.plot is not None))
+    if args.plot is not None:
+        plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {window.describe()}",
+                                currency=args.currency,
+                                drawdowns={s.plugin_id: s.max_drawdown for s in report.plugins})
+        log.info("equity curves written to %s", args.plot)
+    if args.json:
+        print_json(report.to_json(args.plot, args.currency))
+    elif args.csv:
+        _print_csv(report.plugins)
     else:
-        rows = await source.read(f"WITH {equity}{CURVE_DOWNSAMPLED_SELECT}", *params, *zone, (limit - 1) // 3,
-                                 priced)
-    return [(r["t"], float(r["equity"])) for r in rows]
+        print_report(report, config)
+    return 0
 
 
-def select_plugins(config: StoreConfig, plugin_ids: Sequence[str] | None) -> list[str]:
-    """The requested plugin ids in order, each checked (UnknownPluginError), or every configured plugin.
-
-    The default id may be asked for too: its row is the trades no plugin owns.
-    """
-    if not plugin_ids:
-        return list(config.plugins)
-    default = config.default_plugin_id
-    return [p if p == default else config.plugin(p).plugin_id for p in dict.fromkeys(plugin_ids)]
+def _print_csv(plugins: Sequence[PluginStats]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(FIELDS)
+    for s in plugins:
+        # a flag (attributed) is 1 or 0: every CSV cell is a number or empty
+        writer.writerow(["" if v is None else int(v) if isinstance(v, bool) else v for v in s.numbers().values()])
 
 
-async def collect_stats(
-    config: StoreConfig,
-    plugin_ids: Sequence[str] | None = None,
-    window: Window = Window(),
-    *,
-    curves: bool = False,
-    curve_limit: int = CURVE_LIMIT,
-) -> StatsReport:
-    """Figures (and, if asked, equity curves) of each plugin, read where its config routes it.
-
-    Raises:
-        UnknownPluginError: a requested id has no plugin config.
-        SchemaError: a routed file is newer than this code.
-    """
-    report = StatsReport(window)
-    ids = select_plugins(config, plugin_ids)
-    default = config.default_plugin_id
-    async with _Sources(config) as sources:
-        for plugin_id in ids if plugin_ids else [*ids, default]:
-            source = await sources.get(plugin_id)
-            if plugin_id == default and not plugin_ids and not await _holds_trades(source):
-                continue  # the default id's row appears only when it holds trades (or is asked for)
-            stats = await plugin_stats(source, plugin_id, window)
-            stats.attributed = plugin_id != default
-            report.plugins.append(stats)
-            if curves:
-                priced = stats.total_trades - stats.unpriced_trades
-                report.curves[plugin_id] = await equity_curve(source, window, curve_limit, priced)
-        report.attribution = dict(sources.attribution)
-    return report
+def _display_path(path: str, config: StoreConfig) -> str:
+    try:
+        return str(Path(path).relative_to(config.root))
+    except ValueError:
+        return path
 
 
-async def _holds_trades(source: TradeSource) -> bool:
-    if source.read is None:
-        return False
-    return bool(await source.read(f"SELECT 1 AS found {_plugin_rows(source.trades)} LIMIT 1"))
+def _label(stats: PluginStats) -> str:
+    """The plugin column: the default id's row says that no plugin owns its trades."""
+    return stats.plugin_id if stats.attributed else f"{stats.plugin_id} (not attributed)"
 
 
-class _Sources:
-    """Opens each routed file once: current files through Store, older ones read-only, missing ones never."""
-
-    def __init__(self, config: StoreConfig) -> None:
-        self.config = config
-        self._stack = AsyncExitStack()
-        self._store = Store(config)
-        self._files: dict[Path, tuple[str, sqlite3.Connection | None]] = {}
-        self.zone = config.zone
-        self.attribution: dict[str, AttributionReport] = {}  # unmigrated file -> how its trades were attributed
-
-    async def __aenter__(self) -> _Sources:
-        await self._stack.enter_async_context(self._store)
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self._stack.aclose()
-
-    async def get(self, plugin_id: str) -> TradeSource:
-        """Where `plugin_id` is read; the default id is read in the shared file."""
-        default = plugin_id == self.config.default_plugin_id
-        path = self.config.shared_db if default else self.config.plugin(plugin_id).db_path
-        if path not in self._files:
-            self._files[path] = await asyncio.to_thread(self._inspect, path)
-            conn = self._files[path][1]
-            if conn is not None:
-                self._stack.callback(conn.close)
-        kind, conn = self._files[path]
-        if kind == "store":
-            handle = self._store.unattributed() if default else self._store.for_plugin(plugin_id)
-            return TradeSource(path, kind, handle._all, zone=self.zone)  # noqa: SLF001 (scoped read)
-        if conn is not None:
-            return TradeSource(path, kind, _legacy_reader(conn, path, plugin_id), _legacy_trades(conn), self.zone)
-        return TradeSource(path, kind, zone=self.zone)
-
-    def _inspect(self, path: Path) -> tuple[str, sqlite3.Connection | None]:
-        """Classify `path` without writing it; keep a read-only connection open for an older file."""
-        if not path.exists():
-            return "missing", None
-        conn = open_reader(path)  # leaves no -wal/-shm behind when nobody else had the file open
-        try:
-            with db.translated_errors(path):
-                if upgrade.is_empty(conn):
-                    conn.close()
-                    return "missing", None
-                if not upgrade.needs_upgrade(conn, path):
-                    conn.close()
-                    return "store", None
-                # Temp tables only: the connection cannot write the file.
-                present = attribution.build_owners(conn, "main", self.config.rules)
-                self.attribution[str(path)] = attribution_report(conn, "main", self.config.rules, present)
-        except BaseException:
-            conn.close()
-            raise
-        return "legacy", conn
-
-
-def _legacy_reader(conn: sqlite3.Connection, path: Path, plugin_id: str) -> Reader:
-    async def read(sql: str, *params: Any) -> list[Row]:
-        with db.translated_errors(path):
-            return await asyncio.to_thread(fetch_all, conn, sql, (plugin_id, *params))
-    return read
-
-
-def _legacy_trades(conn: sqlite3.Connection) -> str:
-    """A legacy file's trades with the owner attribution decided, as a table expression for the SQL above."""
-    cols = attribution.source_columns(conn, "main", "trades")
-    if not cols:
-        return ("(SELECT NULL AS id, NULL AS plugin_id, NULL AS trade_id, NULL AS status, NULL AS pnl, "
-                "NULL AS close_time WHERE 0)")
-    picked = ", ".join(f"x.{c}" if c in cols else f"NULL AS {c}" for c in ("trade_id", "status", "pnl", "close_time"))
-    return (f"(SELECT x.rowid AS id, o.plugin_id AS plugin_id, {picked} FROM main.trades x "
-            f"JOIN {attribution.owner_table('trades')} o ON o.src_rowid = x.rowid)")
+def print_report(report: StatsReport, config: StoreConfig) -> None:
+    """The human report: the table of figures, then notes on unpriced trades and unmigrated files."""
+    rows = [[_label(s), s.total_trades, s.winning_trades, s.losing_trades, s.win_rate, s.total_pnl, s.avg_pnl,
+             s.best_trade, s.worst_trade, s.profit_factor, s.max_drawdown,
+             _display_path(s.database, config) + SOURCE_NOTES.get(s.source, "")] for s in report.plugins]
+    print(report.window.describe() + ":")
+    print(format_table(HEADERS, rows))
+    for s in report.plugins:
+        if s.unpriced_trades:
+            print(f"note: {s.plugin_id}: {s.unpriced_trades} closed trade(s) with a pnl that is NULL, not a number "
+                  "or not finite (counted as trades, left out of PnL, win%, PF and max DD)")
+    legacy = sorted({_display_path(s.database, config) for s in report.plugins if s.source == "legacy"})
+    for path in legacy:
+        print(f"note: {path} is not migrated yet: read read-only, owners from store.yaml's mapping "
+              "(run migrate to upgrade it)")
+    for path, attribution in report.attribution.items():
+        print(f"attribution of {_display_path(path, config)}: " + "\n  ".join(attribution.lines()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m zepix_store.stats` / `zepix-store stats` (the command lives in stats_cli)."""
-    from .stats_cli import main as cli_main
-
-    return cli_main(argv)
+    return command_main("stats", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

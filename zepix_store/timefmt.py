@@ -22,6 +22,24 @@ import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+__all__ = [
+    "EPOCH_MS_FROM",
+    "LOCAL",
+    "STORE_FORMAT",
+    "band_bounds",
+    "day_bounds",
+    "instant",
+    "local_now",
+    "resolve_zone",
+    "shift_params",
+    "time_key_sql",
+    "to_utc",
+    "utc_text_sql",
+    "wall_lower_bound",
+    "window_sql",
+    "zone_shifts",
+]
+
 LOCAL = "local"
 EPOCH_MS_FROM = 100_000_000_000
 STORE_FORMAT = "%Y-%m-%d %H:%M:%S"

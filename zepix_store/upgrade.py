@@ -28,6 +28,8 @@ from .schema import (
     index_sql,
 )
 
+__all__ = ["SINGLE_OWNER", "UpgradeReport", "file_version", "initialise", "is_empty", "needs_upgrade", "upgrade"]
+
 
 @dataclass
 class UpgradeReport:
@@ -52,7 +54,7 @@ def file_version(conn: sqlite3.Connection, path: object) -> int:
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema version {version} is newer than this zepix_store knows ({SCHEMA_VERSION}); "
-            "upgrade zepix_store, never downgrade the file")
+            "upgrade zepix_store, never downgrade the file", path=path)
     return version
 
 

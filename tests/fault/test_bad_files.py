@@ -21,23 +21,28 @@ from pathlib import Path
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
-
-from ..conftest import Project
-from .cli_support import (
+from tests.helpers import (
+    REPO,
     V3,
-    cli,
+    Project,
+    Result,
+    byte_checksum,
+    child_env,
     files_under,
     json_out,
     legacy_project,
-    logical,
+    logical_checksum,
     mounted_tmpfs,
+    no_dac,
     one_line,
+    privileged,
     read_sql,
+    run_cli,
+    scaled,
     state,
     stray,
 )
-from .conftest import REPO, Result, byte_checksum, child_env, no_dac, privileged, scaled
+from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
 
 DB = "trading_bot.db"
 COMMANDS = ("migrate", "split", "verify", "backup", "stats")
@@ -99,11 +104,11 @@ def test_corrupt_database_is_refused_before_anything_is_written(tmp_path: Path, 
     corrupt(project.shared_db, kind)
     digest, before = byte_checksum(project.shared_db), files_under(project.root)
 
-    done = cli(project, command, "-q")
+    done = run_cli(command, "-q", config=project)
 
     if command == "verify":
         line = one_line(done, 1, f"integrity:{DB}")
-        detail = json.loads(cli(project, "verify", "--json", "-q").stdout)
+        detail = json.loads(run_cli("verify", "--json", "-q", config=project).stdout)
         assert "integrity:" + DB in detail["failed"]
     else:
         line = one_line(done, 5, str(project.shared_db))
@@ -123,14 +128,14 @@ def test_backup_holds_the_rows_that_live_only_in_the_wal(tmp_path: Path, templat
     project = legacy_project(tmp_path / "proj", template)
     write_wal_only_trades(project.shared_db, 500)
     assert Path(f"{project.shared_db}-wal").stat().st_size > 0
-    live, digest = logical(project.shared_db), byte_checksum(project.shared_db)
+    live, digest = logical_checksum(project.shared_db), byte_checksum(project.shared_db)
 
-    doc = json_out(cli(project, "backup", "--json", "-q"))
+    doc = json_out(run_cli("backup", "--json", "-q", config=project))
 
     backup = Path(doc["backups"][0]["backup"])
     (wal_rows,), = read_sql(backup, "SELECT count(*) FROM trades WHERE trade_id LIKE 'WAL-%'")
     assert wal_rows == 500
-    assert logical(backup) == live
+    assert logical_checksum(backup) == live
     assert byte_checksum(project.shared_db) == digest  # read, never checkpointed by the backup
     figures("D4a backup of WAL-only rows", f"WAL-only rows in backup {wal_rows}/500; backup == live view: yes")
 
@@ -149,7 +154,7 @@ for i in range(100000):
 def test_restore_over_a_stale_wal_left_by_kill_9_equals_the_backup(tmp_path: Path, template: Path,
                                                                    figures) -> None:
     project = legacy_project(tmp_path / "proj", template)
-    backup = Path(cli(project, "backup", "-q").stdout.strip())
+    backup = Path(run_cli("backup", "-q", config=project).stdout.strip())
     writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(project.shared_db)], cwd=REPO,
                               env=child_env(), stdout=subprocess.PIPE, text=True)
     assert writer.stdout is not None
@@ -158,10 +163,10 @@ def test_restore_over_a_stale_wal_left_by_kill_9_equals_the_backup(tmp_path: Pat
     writer.communicate(timeout=30)
     assert Path(f"{project.shared_db}-wal").stat().st_size > 0 and Path(f"{project.shared_db}-shm").exists()
 
-    doc = json_out(cli(project, "restore", str(backup), "--json", "-q"))
+    doc = json_out(run_cli("restore", str(backup), "--json", "-q", config=project))
 
     assert not Path(f"{project.shared_db}-wal").exists()
-    assert logical(project.shared_db) == logical(backup)
+    assert logical_checksum(project.shared_db) == logical_checksum(backup)
     kept = Path(str(doc["kept"]))  # the replaced file, its -wal replayed: every acknowledged row is kept
     placeholders = ",".join("?" * len(acked))
     (in_kept,), = read_sql(kept, f"SELECT count(*) FROM trades WHERE trade_id IN ({placeholders})", tuple(acked))
@@ -188,13 +193,13 @@ def test_a_wal_from_another_database_is_never_merged(tmp_path: Path, template: P
     project = reading_project(tmp_path / "proj", template, command)
     args: list[str] = []
     if command == "restore":
-        args = [cli(project, "backup", "-q").stdout.strip()]
-    original = logical(project.shared_db)
+        args = [run_cli("backup", "-q", config=project).stdout.strip()]
+    original = logical_checksum(project.shared_db)
     place_foreign_wal(foreign, project.shared_db, with_shm)
     digest, before = byte_checksum(project.shared_db), files_under(project.root)
     wal = Path(f"{project.shared_db}-wal")
 
-    done = cli(project, command, *args, "-q")
+    done = run_cli(command, *args, "-q", config=project)
 
     if command == "restore" and with_shm:
         line = one_line(done, 5, str(project.shared_db), "move it aside")
@@ -229,8 +234,8 @@ def _restore_after_moving_aside(project: Project, backup: Path, original: dict[s
         path = Path(f"{project.shared_db}{suffix}")
         if path.exists():
             path.rename(aside / path.name)
-    json_out(cli(project, "restore", str(backup), "--json", "-q"))
-    assert logical(project.shared_db) == logical(backup) == original
+    json_out(run_cli("restore", str(backup), "--json", "-q", config=project))
+    assert logical_checksum(project.shared_db) == logical_checksum(backup) == original
     return "refused (exit 5: the merged file fails its check, move it aside); after that restore == backup"
 
 
@@ -256,15 +261,15 @@ def test_read_only_database_file(tmp_path: Path, template: Path, figures) -> Non
     project = legacy_project(tmp_path / "proj", template)
     project.set_all_shared(True)
     target = project.isolated_db(V3[0])
-    assert cli(project, "split", "--plugin", V3[0], "-q").rc == 0  # as root: the group file exists
+    assert run_cli("split", "--plugin", V3[0], "-q", config=project).rc == 0  # as root: the group file exists
     _add_trade(project.shared_db)  # one more row to copy, so the next split must write the group file
     os.chmod(project.shared_db, 0o444)
     os.chmod(target, 0o444)
     source, group, before = state(project.shared_db), byte_checksum(target), files_under(project.root)
 
-    reads = {c: cli(project, c, "-q", prefix=no_dac()) for c in ("stats", "verify")}
-    migrate = cli(project, "migrate", "-q", prefix=no_dac())
-    split = cli(project, "split", "--plugin", V3[0], "-q", prefix=no_dac())
+    reads = {c: run_cli(c, "-q", config=project, prefix=no_dac()) for c in ("stats", "verify")}
+    migrate = run_cli("migrate", "-q", config=project, prefix=no_dac())
+    split = run_cli("split", "--plugin", V3[0], "-q", config=project, prefix=no_dac())
 
     assert {c: r.rc for c, r in reads.items()} == {"stats": 0, "verify": 0}, reads
     one_line(migrate, 3, f"read-only: {project.shared_db}", "no backup taken")
@@ -283,7 +288,7 @@ def test_read_only_folder_with_a_wal_database_and_no_shm(tmp_path: Path, templat
     source, before = state(project.shared_db), files_under(project.root)
     os.chmod(project.data, 0o555)
     try:
-        runs = {c: cli(project, *c.split(), "-q", prefix=no_dac())
+        runs = {c: run_cli(*c.split(), "-q", config=project, prefix=no_dac())
                 for c in ("stats", "verify", "migrate", "backup", f"split --plugin {V3[0]}")}
     finally:
         os.chmod(project.data, 0o700)
@@ -312,7 +317,7 @@ def test_read_only_file_system(tmp_path: Path, template: Path, figures) -> None:
         digest = byte_checksum(fs.view(db))
         fs.sh('mount -o remount,ro "$1"', str(mnt))
         configs = mnt / "proj" / "configs"
-        runs = {c: cli(configs, *c.split(), "-q", prefix=fs.prefix)
+        runs = {c: run_cli(*c.split(), "-q", config=configs, prefix=fs.prefix)
                 for c in ("stats", "verify", "migrate", "backup", f"split --plugin {V3[0]}")}
         for command in ("verify", "stats"):  # nobody can be writing it: read as immutable
             assert runs[command].rc == 0, runs[command].stderr

@@ -1,10 +1,11 @@
 """A5, B1-B3, C2, C3, E1/E3 through the command line: reruns, full disks, lock holders, a running bot, bad configs.
 
-Each command runs as a real subprocess (`python -m zepix_store <command>`). Every refusal is checked for the plan's
+Each command runs through helpers.run_cli: in this process, or as a real subprocess where the case needs one (a
+fault point that kills it, a mount namespace, a setpriv wrapper, a worker thread). Every refusal is checked for the plan's
 four things: the documented exit code (2 config, 3 disk full / I/O / read-only, 4 locked), one stderr line naming
 the path and the cause without a traceback, the source unchanged (schema, logical and byte checksums), and no
 stray file under a final name. Full disks are real tmpfs mounts in a private mount namespace (root only; see
-cli_support.MountedTmpfs).
+helpers.MountedTmpfs).
 
 What happens beside a running bot (C3), documented here and in the figures:
 - a bot of the legacy schema (plain sqlite3, before zepix_store) keeps writing while `migrate` runs: migrate takes
@@ -29,26 +30,30 @@ from typing import Any
 
 import pytest
 
-from zepix_store.legacy_data import build_legacy_db
-from zepix_store.schema import SCHEMA_VERSION
-
-from ..conftest import Project, hold_write_lock
-from .cli_support import (
+from tests.helpers import (
     GROUP_FILE,
+    REPO,
     V3,
     V6,
     MountedTmpfs,
+    Project,
+    byte_checksum,
     checksums,
-    cli,
+    child_env,
     files_under,
+    hold_write_lock,
     json_out,
     legacy_project,
     mounted_tmpfs,
     one_line,
+    privileged,
     read_sql,
+    run_cli,
+    scaled,
     state,
 )
-from .conftest import REPO, byte_checksum, child_env, privileged, scaled
+from zepix_store._sample.legacy import build_legacy_db
+from zepix_store.schema import SCHEMA_VERSION
 
 DB = "trading_bot.db"
 LAST_FILE = "zepix_v6_logic_04_1h.db"  # split handles the files in plugin order: this one comes last
@@ -93,22 +98,22 @@ def backups_of(project: Project) -> dict[str, tuple[int, int, str]]:
 def test_migrate_twice_and_after_a_kill_after_commit_changes_nothing(tmp_path: Path, template: Path,
                                                                      figures) -> None:
     clean = legacy_project(tmp_path / "clean", template)
-    first = json_out(cli(clean, "migrate", "--json", "-q"))
+    first = json_out(run_cli("migrate", "--json", "-q", config=clean))
     assert first["status"] == "migrated"
     done_state, backups, rows = state(clean.shared_db), backups_of(clean), _row_counts(clean.shared_db)
 
-    again = cli(clean, "migrate", "-q")
+    again = run_cli("migrate", "-q", config=clean)
     assert again.rc == 0 and again.stdout.startswith(f"already migrated: {clean.shared_db}"), again.stdout
-    assert json_out(cli(clean, "migrate", "--json", "-q"))["status"] == "already migrated"
+    assert json_out(run_cli("migrate", "--json", "-q", config=clean))["status"] == "already migrated"
     assert state(clean.shared_db) == done_state and _row_counts(clean.shared_db) == rows
     assert backups_of(clean) == backups and len(backups) == 1
 
     killed = legacy_project(tmp_path / "killed", template)
-    crash = cli(killed, "migrate", "-q", fault="after_commit:kill")  # committed, then SIGKILL before any output
+    crash = run_cli("migrate", "-q", config=killed, fault="after_commit:kill")  # committed, then SIGKILL before any output
     assert crash.rc == -9 and crash.stdout == ""
     assert checksums(killed.shared_db) == done_state[:2]
     kept = backups_of(killed)
-    rerun = cli(killed, "migrate", "-q")
+    rerun = run_cli("migrate", "-q", config=killed)
     assert rerun.rc == 0 and rerun.stdout.startswith("already migrated"), rerun.stdout
     assert checksums(killed.shared_db) == done_state[:2] and backups_of(killed) == kept and len(kept) == 1
     figures("A5 idempotent reruns", "migrate: second run 'already migrated', 0 rows changed, file byte-identical, "
@@ -124,26 +129,26 @@ def _row_counts(path: Path) -> dict[str, int]:
 def test_split_twice_and_after_a_kill_after_the_last_link_copies_nothing_twice(tmp_path: Path, template: Path,
                                                                                 figures) -> None:
     clean = legacy_project(tmp_path / "clean", template)
-    first = json_out(cli(clean, "split", "--json", "-q"))
+    first = json_out(run_cli("split", "--json", "-q", config=clean))
     copied = first["rows_copied"]
     assert isinstance(copied, int) and copied > 0
     reference = isolated_state(clean)
     assert len(reference) == 5
 
-    again = cli(clean, "split", "-q")
+    again = run_cli("split", "-q", config=clean)
     assert again.rc == 0 and "nothing to do: every file is up to date" in again.stdout, again.stdout
     second = isolated_state(clean)
     assert {k: v[:2] for k, v in second.items()} == {k: v[:2] for k, v in reference.items()}
-    doc = json_out(cli(clean, "split", "--json", "-q"))
+    doc = json_out(run_cli("split", "--json", "-q", config=clean))
     assert doc["rows_copied"] == 0 and set(doc["files"].values()) == {"up to date"}
     # Byte-identical from the second run on: the first reopen only switches a new file to WAL mode (header).
     assert isolated_state(clean) == second
     _assert_no_duplicates(clean, copied)
 
     killed = legacy_project(tmp_path / "killed", template)
-    crash = cli(killed, "split", "-q", fault=f"after_link:{LAST_FILE}:kill")  # all done, killed before exiting
+    crash = run_cli("split", "-q", config=killed, fault=f"after_link:{LAST_FILE}:kill")  # all done, killed before exiting
     assert crash.rc == -9
-    rerun = cli(killed, "split", "-q")
+    rerun = run_cli("split", "-q", config=killed)
     assert rerun.rc == 0 and "nothing to do" in rerun.stdout, rerun.stdout
     after = isolated_state(killed)
     assert after.keys() == reference.keys()
@@ -173,7 +178,7 @@ def _assert_no_duplicates(project: Project, copied: int) -> None:
 def test_migrate_on_a_full_disk_changes_nothing_and_a_rerun_finishes(tmp_path: Path, small: Path,
                                                                      figures) -> None:
     clean = legacy_project(tmp_path / "clean", small)
-    assert cli(clean, "migrate", "-q").rc == 0
+    assert run_cli("migrate", "-q", config=clean).rc == 0
     reference = checksums(clean.shared_db)
     mnt = tmp_path / "mnt"
     with mounted_tmpfs("4m", mnt) as fs:
@@ -186,13 +191,13 @@ def test_migrate_on_a_full_disk_changes_nothing_and_a_rerun_finishes(tmp_path: P
         for leave, step in ((200_000, "backup"), (size + 400_000, "migration transaction")):
             ballast = fs.view(mnt / "ballast")
             fs.fill(ballast, leave)
-            line = one_line(cli(configs, "migrate", "-q", prefix=fs.prefix), 3, "disk full", str(data))
+            line = one_line(run_cli("migrate", "-q", config=configs, prefix=fs.prefix), 3, "disk full", str(data))
             assert ("backups/" in line) == (step == "backup"), line
             assert fs.state(db) == before
             _assert_only_whole_backups(fs, data, before)
             ballast.unlink()
             steps.append(step)
-        assert cli(configs, "migrate", "-q", prefix=fs.prefix).rc == 0
+        assert run_cli("migrate", "-q", config=configs, prefix=fs.prefix).rc == 0
         assert fs.state(db)[:2] == reference
     figures("B1 migrate on a full disk (tmpfs 4 MiB)", f"ENOSPC at step {' and at step '.join(steps)}: exit 3 "
             "'disk full' naming the file; source unchanged: yes (schema, logical, bytes); .tmp/-journal left 0; "
@@ -216,10 +221,10 @@ def test_backup_on_a_full_disk_leaves_nothing_and_migrate_does_not_start(tmp_pat
     backups.mkdir(mode=0o700)
     before = state(project.shared_db)
     with mounted_tmpfs("256k", backups) as fs:  # smaller than the database: the backup cannot fit
-        backup = cli(project, "backup", "-q", prefix=fs.prefix)
+        backup = run_cli("backup", "-q", config=project, prefix=fs.prefix)
         one_line(backup, 3, "disk full", str(backups))
         left_by_backup = files_under(fs.view(backups))
-        migrate = cli(project, "migrate", "-q", prefix=fs.prefix)
+        migrate = run_cli("migrate", "-q", config=project, prefix=fs.prefix)
         one_line(migrate, 3, "disk full", str(backups))
         left_by_migrate = files_under(fs.view(backups))
     assert left_by_backup == {} and left_by_migrate == {}  # the partial target and its -journal are removed
@@ -233,7 +238,7 @@ def test_backup_on_a_full_disk_leaves_nothing_and_migrate_does_not_start(tmp_pat
 def test_split_on_a_full_disk_keeps_finished_files_and_a_rerun_completes(tmp_path: Path, small: Path,
                                                                          figures) -> None:
     clean = legacy_project(tmp_path / "clean", small)
-    assert cli(clean, "split", "-q").rc == 0
+    assert run_cli("split", "-q", config=clean).rc == 0
     reference = {k: v[:2] for k, v in isolated_state(clean).items()}
     sizes = files_under(clean.data)
     room = sizes[GROUP_FILE] + sizes["zepix_v6_logic_01_1min.db"] * 3 // 2  # the group file and one more
@@ -245,7 +250,7 @@ def test_split_on_a_full_disk_keeps_finished_files_and_a_rerun_completes(tmp_pat
         source = fs.state(data / DB)
         ballast = fs.view(mnt / "ballast")
         fs.fill(ballast, room)
-        line = one_line(cli(configs, "split", "-q", prefix=fs.prefix), 3, "disk full", str(data))
+        line = one_line(run_cli("split", "-q", config=configs, prefix=fs.prefix), 3, "disk full", str(data))
         assert fs.state(data / DB) == source
         names = files_under(fs.view(data))
         finished = sorted(n for n in names if n.startswith("zepix_") and n.endswith(".db"))
@@ -254,7 +259,7 @@ def test_split_on_a_full_disk_keeps_finished_files_and_a_rerun_completes(tmp_pat
         for name in finished:  # each finished file is complete: equal to the clean run's
             assert same_content(fs.state(data / name)[:2], reference[name]), name
         ballast.unlink()
-        assert cli(configs, "split", "-q", prefix=fs.prefix).rc == 0
+        assert run_cli("split", "-q", config=configs, prefix=fs.prefix).rc == 0
         assert all(same_content(fs.state(data / n)[:2], reference[n]) for n in reference)
         assert fs.state(data / DB) == source
     failed_at = line.split(f"{data}/", 1)[1].split(":", 1)[0]
@@ -276,10 +281,10 @@ def test_migrate_and_split_beside_a_foreign_write_lock(tmp_path: Path, template:
     holder = hold_write_lock(project.shared_db, 60)
     try:
         started = time.monotonic()
-        refused = cli(project, "migrate", "-q")  # the default busy timeout: 5 s
+        refused = run_cli("migrate", "-q", config=project)  # the default busy timeout: 5 s
         gave_up = time.monotonic() - started
         started = time.monotonic()
-        split = cli(project, "split", "-q")  # reads only: a writer's lock does not stop it
+        split = run_cli("split", "-q", config=project)  # reads only: a writer's lock does not stop it
         split_took = time.monotonic() - started
     finally:
         _release(holder)
@@ -291,7 +296,7 @@ def test_migrate_and_split_beside_a_foreign_write_lock(tmp_path: Path, template:
 
     holder = hold_write_lock(project.shared_db, 2.0)
     started = time.monotonic()
-    waited = cli(project, "migrate", "-q")
+    waited = run_cli("migrate", "-q", config=project)
     took = time.monotonic() - started
     holder.communicate(timeout=30)
     assert holder.returncode == 0
@@ -386,7 +391,7 @@ def test_migrate_beside_a_running_legacy_bot_loses_no_write(tmp_path: Path, temp
     bot = Bot(tmp_path, OLD_BOT, project.shared_db)
     try:
         bot.wait_for(10)
-        migrated = cli(project, "migrate", "--json", "-q")
+        migrated = run_cli("migrate", "--json", "-q", config=project)
         during = len(bot.acked())
         bot.wait_for(during + 10)
     finally:
@@ -411,11 +416,11 @@ def test_split_beside_a_running_library_bot_loses_no_write(tmp_path: Path, templ
     bot = Bot(tmp_path, LIBRARY_BOT, project.configs, plugin)  # its first use upgrades the legacy file
     try:
         bot.wait_for(5)
-        migrate = cli(project, "migrate", "-q")
-        split = cli(project, "split", "-q")
+        migrate = run_cli("migrate", "-q", config=project)
+        split = run_cli("split", "-q", config=project)
         # Reports that attribute and count the shared file beside the writer (each once read two snapshots).
-        reports = [cli(project, *args, "-q") for args in (("verify",), ("split", "--dry-run"), ("verify",))]
-        early = cli(project, "split", "--plugin", plugin, "--json", "-q")
+        reports = [run_cli(*args, "-q", config=project) for args in (("verify",), ("split", "--dry-run"), ("verify",))]
+        early = run_cli("split", "--plugin", plugin, "--json", "-q", config=project)
         copied_early = len(bot.acked())
         bot.wait_for(copied_early + 10)
     finally:
@@ -424,7 +429,7 @@ def test_split_beside_a_running_library_bot_loses_no_write(tmp_path: Path, templ
     assert split.rc == 0, split.stderr
     assert [r.rc for r in reports] == [0, 0, 0], [r.stderr for r in reports]
     assert json_out(early)["ok"] is True
-    late = json_out(cli(project, "split", "--plugin", plugin, "--json", "-q"))  # after the bot stopped
+    late = json_out(run_cli("split", "--plugin", plugin, "--json", "-q", config=project))  # after the bot stopped
     shared = {t for (t,) in read_sql(project.shared_db, "SELECT trade_id FROM trades WHERE plugin_id = ?", (plugin,))}
     copies = read_sql(project.isolated_db(plugin), "SELECT trade_id FROM trades WHERE plugin_id = ?", (plugin,))
     assert not errors and set(acked) <= shared
@@ -527,7 +532,7 @@ def _bad_config_case(root: Path, small_db: Path, name: str) -> list[str]:
     problems = []
     for command in COMMANDS:
         before = files_under(root)
-        done = cli(project, command, "-q")
+        done = run_cli(command, "-q", config=project)
         line = one_line(done, 2, str(config_file), field)
         if files_under(root) != before:
             problems.append(f"{name} / {command}: created or changed files")

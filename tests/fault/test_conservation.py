@@ -20,13 +20,9 @@ from typing import Any
 
 import pytest
 
-from zepix_store.legacy_data import MAPPING, build_legacy_db
+from tests.helpers import LINEAGE, Project, expected_owners, json_out, legacy_project, read_sql, run_cli, scaled, typed
+from zepix_store._sample.legacy import MAPPING, build_legacy_db
 from zepix_store.schema import TABLE_BY_NAME, TABLES
-
-from ..conftest import Project
-from ..test_split import LINEAGE, expected_owners, typed
-from .cli_support import cli, json_out, legacy_project, read_sql
-from .conftest import scaled
 
 DEFAULT = "legacy"
 ISOLATED = sorted(set(MAPPING.values()))  # the plugins the mapping gives rows to; all isolated as shipped
@@ -94,8 +90,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     odd = inject_odd_rows(source)
     migrated = legacy_project(root / "migrated", source)
     split = legacy_project(root / "split", source)
-    return Runs(source, migrated, json_out(cli(migrated, "migrate", "--json", "-q")), split,
-                json_out(cli(split, "split", "--json", "-q")), expected_owners(source, MAPPING), odd)
+    return Runs(source, migrated, json_out(run_cli("migrate", "--json", "-q", config=migrated)), split,
+                json_out(run_cli("split", "--json", "-q", config=split)), expected_owners(source, MAPPING), odd)
 
 
 def rows(path: Path, table: str) -> tuple[list[str], dict[int, tuple[object, ...]]]:

@@ -16,12 +16,13 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from ..conftest import Project, query
-from .conftest import (
+from tests.helpers import (
+    Project,
     byte_checksum,
     child_env,
     logical_checksum,
     privileged,
+    query,
     run,
     run_python,
     schema_checksum,

@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import REPO, Project, byte_checksum, listing, query, run_python, schema_checksum
 from zepix_store import (
     ConfigError,
     CorruptDatabaseError,
@@ -42,9 +43,6 @@ from zepix_store.config import (
 )
 from zepix_store.registry import Store
 from zepix_store.schema import SCHEMA_VERSION, TABLES
-
-from ..conftest import Project, query
-from .conftest import REPO, byte_checksum, listing, run_python, schema_checksum
 
 PACKAGE = REPO / "zepix_store"
 REAL = "v6-logic-01-1min"
@@ -188,14 +186,19 @@ ALLOW = {
     ("upgrade", "_rebuild", "extra"): "the file's own extra columns, quoted as identifiers by _extra_columns",
     ("upgrade", "_rebuild", "kept_indexes"): "the file's own CREATE INDEX statements, re-run after the rebuild",
     ("stats", "_plugin_rows", "trades"): "TradeSource.trades: 'trades' or _legacy_trades(), built from constants",
-    ("legacy_data", "_insert_rows", "columns"): "the columns of the fixture's own tables, made from LEGACY_SCHEMA",
-    ("bench_reads", "_alternate", "scan"): "a statement PluginStore itself sent (captured_sql), NOT INDEXED added",
+    ("legacy", "_insert_rows", "columns"): "the columns of the fixture's own tables, made from LEGACY_SCHEMA",
+    ("db", "savepoint", "name"): "checked by str.isidentifier() before it is used; callers pass literals",
+    ("bot_history", "_insert", "table"): "a table of the sample's own LEGACY_SCHEMA (TABLE_SQL keys)",
+    ("bot_history", "_insert", "columns"): "the columns of the sample's own tables, read by PRAGMA table_info",
+    ("bot_history", "_make_older", "name"): "OLDER_TABLES / OLDER_MISSING_COLUMNS constants of the sample",
+    ("bot_history", "_write", "t"): "table names read from the sample file's own sqlite_master",
+    ("reads", "_alternate", "scan"): "a statement PluginStore itself sent (captured_sql), NOT INDEXED added",
 }
 # Double-quoted tokens that are identifiers, not string literals: pragma columns named by SQL keywords.
 SCHEMA_NAMES = {t.name for t in TABLES} | {c for t in TABLES for c in t.all_column_names}
 QUOTED_IDENTIFIERS = {"table", "from", "to", "parent", "key", "index", "order", "group"}
 DOUBLE_QUOTE_ALLOW = {
-    ("legacy_data", 'DEFAULT "legacy"'): "reproduces the seed plan's flawed migration on purpose (a test fixture)",
+    ("legacy_schema", 'DEFAULT "legacy"'): "reproduces the seed plan's flawed migration on purpose (a test fixture)",
 }
 
 
@@ -209,7 +212,7 @@ class _Module:
 
 def _modules() -> list[_Module]:
     mods = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):  # subpackages too: ops/, _sample/, _bench/
         mod = _Module(path.stem, path, ast.parse(path.read_text(), str(path)))
         for node in ast.walk(mod.tree):
             for child in ast.iter_child_nodes(node):
@@ -702,7 +705,7 @@ MODES = """
 import asyncio, json, os, shutil, stat, sys
 os.umask(0o022)
 from zepix_store import Store, Trade
-from zepix_store.backup import backup_file
+from zepix_store.ops.backup import backup_file
 configs, data, backups, plugin = sys.argv[1:5]
 shutil.rmtree(data)  # the library must create data/ itself
 modes = {}

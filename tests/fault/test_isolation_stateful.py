@@ -29,11 +29,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.helpers import REPO, Project
 from zepix_store import Store, Trade
 from zepix_store.schema import TABLES
-
-from ..conftest import Project
-from .conftest import REPO
 
 T = TypeVar("T")
 PLUGINS = ("v3-logic-01-5min", "v3-logic-02-15min", "v6-logic-01-1min")
@@ -220,7 +218,7 @@ def _plugin_id_guard(path: Path) -> list[str]:
 
 
 async def _fresh_and_upgraded(project: Project, tmp_path: Path) -> list[Path]:
-    from zepix_store.legacy_data import build_legacy_db
+    from zepix_store._sample.legacy import build_legacy_db
 
     project.set_use_shared("v6-logic-02-5min", True)
     build_legacy_db(project.shared_db, trades=40)

@@ -9,6 +9,7 @@ next writer on the hot WAL the dead one left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Project
-from .conftest import child_env, kill_at_random, run_python, scaled
+from tests.helpers import Project, child_env, kill_at_random, run_python, scaled
 
 PLUGINS = ("v3-logic-01-5min", "v6-logic-01-1min", "v6-logic-02-5min")
 TASKS = 8
@@ -84,10 +84,8 @@ def check_files(db: Path, acked: set[str]) -> dict[str, int]:
 def inodes(db: Path) -> dict[str, int]:
     found = {}
     for suffix in ("-wal", "-shm"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             found[suffix] = os.stat(f"{db}{suffix}").st_ino
-        except FileNotFoundError:
-            pass
     return found
 
 

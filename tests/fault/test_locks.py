@@ -20,14 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import CI, REPO, Project, child_env, query, run, run_python
 from zepix_store import StoreBusyError, Trade
-from zepix_store.backup import backup_file
 from zepix_store.cli import COMMANDS
 from zepix_store.config import load_config
+from zepix_store.ops.backup import backup_file
 from zepix_store.registry import Store
-
-from ..conftest import Project, query
-from .conftest import CI, REPO, child_env, run, run_python
 
 PLUGINS = ("v3-logic-01-5min", "v6-logic-01-1min", "v6-logic-02-5min")
 

@@ -10,7 +10,7 @@ trade still running has only its snapshot. Times are naive local ISO with micros
 
 Planted on purpose: a simulation ticket (999999) reused by two closed trades, a chain two logics opened
 (its recovery is ambiguous), manual trades no mapping knows; `with_edge_cases` first writes the edge rows of
-`legacy_data` (odd logic_types, storage classes, timestamp forms, orphans). `older=True` is an older bot's
+`legacy` (odd logic_types, storage classes, timestamp forms, orphans). `older=True` is an older bot's
 file: six tables, no logic_type (nor the profit-booking and session columns), no order B.
 """
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
-from .. import legacy_data
 from ..timefmt import LOCAL, resolve_zone
+from . import legacy
 
 __all__ = ["LOGICS", "OLDER_TABLES", "BotHistory", "build_bot_history"]
 
@@ -112,7 +112,7 @@ def build_bot_history(path: str | os.PathLike[str], *, trades: int = 2000, seed:
     if now is None:
         ref += timedelta(hours=1)  # rounded up: every row stays in the past, two builds in one hour agree
     writer = _Writer(random.Random(seed), resolve_zone(zone), older)
-    edge = {} if older or not with_edge_cases else legacy_data.edge_rows(ref, zone)
+    edge = {} if older or not with_edge_cases else legacy.edge_rows(ref, zone)
     signals = _simulate(writer, ref, max(1, trades - len(edge.get("trades", []))), logics, days)
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
@@ -281,7 +281,7 @@ def _write(target: Path, w: _Writer, edge: Mapping[str, list[dict[str, object]]]
     conn = sqlite3.connect(target, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=OFF")
-        conn.executescript(legacy_data.LEGACY_SCHEMA)  # before BEGIN: executescript commits what is open
+        conn.executescript(legacy.LEGACY_SCHEMA)  # before BEGIN: executescript commits what is open
         conn.execute("BEGIN")
         _sessions_closed(w)
         w.add("system_state", key="trading_paused", value="0", updated_at=w.local(ref))

@@ -9,12 +9,23 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import upgrade
-from .attribution import AttributionRules
-from .backup import backup_file
-from .bench_core import Figure, Say, alternate, copy_db, median, ratio_figure, raw_connect, remove_db
-from .db import connect_sync
-from .schema import DEFAULT_PLUGIN_ID, TABLES, TRADES, Table, index_sql
+from .. import upgrade
+from ..attribution import AttributionRules
+from ..db import connect_sync
+from ..ops.backup import backup_file
+from ..schema import DEFAULT_PLUGIN_ID, TABLES, TRADES, Table, index_sql
+from .core import (
+    Figure,
+    Say,
+    alternate,
+    copy_db,
+    median,
+    ratio_figure,
+    raw_connect,
+    remove_db,
+)
+
+__all__ = ["MigrateBench", "make_migrated", "measure_migrate", "raw_migrate_sql"]
 
 
 def raw_migrate_sql(mapping: Mapping[str, str]) -> list[tuple[str, tuple[object, ...]]]:

@@ -16,9 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import plugin_store, statements
-from .bench_core import Figure, Say, median, ratio_figure, timed, write_project
-from .registry import Store
+from .. import plugin_store, statements
+from ..registry import Store
+from .core import Figure, Say, median, ratio_figure, timed, write_project
+
+__all__ = [
+    "Plan",
+    "Query",
+    "READS",
+    "busiest_plugin",
+    "captured_sql",
+    "explain",
+    "measure_reads",
+    "plans_for",
+    "scan_sql",
+]
 
 Query = tuple[str, tuple[Any, ...]]
 
@@ -54,11 +66,11 @@ def captured_sql() -> Iterator[list[Query]]:
         return original(conn, sql, params)
 
     # PluginStore calls it by name, and through statements.fetch_one
-    plugin_store.fetch_all = statements.fetch_all = recording
+    plugin_store.fetch_all = statements.fetch_all = recording  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
-        plugin_store.fetch_all = statements.fetch_all = original
+        plugin_store.fetch_all = statements.fetch_all = original  # type: ignore[attr-defined]
 
 
 def explain(conn: sqlite3.Connection, name: str, database: str, query: Query) -> Plan:
@@ -118,7 +130,7 @@ async def _alternate(handle: plugin_store.PluginStore, call: Callable[[plugin_st
     """Scan, store, scan, store, ... inside one event loop, so the Store stays open between runs."""
     store_times, raw_times = [], []
     for _ in range(repeat):
-        raw_times.append(timed(lambda: plugin_store.fetch_all(raw, *scan)))
+        raw_times.append(timed(lambda: statements.fetch_all(raw, *scan)))
         start = time.perf_counter()
         await call(handle)
         store_times.append(time.perf_counter() - start)

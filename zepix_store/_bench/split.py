@@ -2,7 +2,7 @@
 
 The baseline, also a child process so both pay the same interpreter start: one fresh file per isolated target,
 the store's schema, `ATTACH` the shared file, and per plugin one `INSERT ... SELECT` per table, rows chosen by
-the mapping and the lineage in plain SQL; no ledger, no checks. `python -m zepix_store.bench_split CONFIG_DIR`
+the mapping and the lineage in plain SQL; no ledger, no checks. `python -m zepix_store._bench.split CONFIG_DIR`
 runs it and prints the number of rows copied.
 """
 
@@ -16,7 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench_core import (
+from ..config import StoreConfig, load_config
+from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table, create_schema_sql
+from .core import (
     ChildRun,
     Figure,
     Say,
@@ -28,8 +30,21 @@ from .bench_core import (
     remove_db,
     run_child,
 )
-from .config import StoreConfig, load_config
-from .schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table, create_schema_sql
+
+__all__ = [
+    "COPY_GOAL",
+    "MEMORY_FLAT",
+    "MEMORY_GOAL",
+    "SPLIT_GOAL",
+    "SplitBench",
+    "SplitRuns",
+    "copied_tables",
+    "raw_split",
+    "run_pair",
+    "split_available",
+    "split_figures",
+    "targets",
+]
 
 SPLIT_GOAL = "ratio <= 1.5"
 COPY_GOAL = "ratio <= 1.1"
@@ -124,7 +139,7 @@ class SplitBench:
 
     def raw(self, log_name: str) -> ChildRun:
         self._clean()
-        argv = python_module("zepix_store.bench_split", str(self.root / "configs"))
+        argv = python_module("zepix_store._bench.split", str(self.root / "configs"))
         return run_child(argv, self.root, self.root / "logs" / log_name, self.env)
 
     def copied_rows(self) -> int:

@@ -20,6 +20,25 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "ChildRun",
+    "Figure",
+    "Say",
+    "Timed",
+    "alternate",
+    "copy_db",
+    "machine_info",
+    "median",
+    "not_measured",
+    "python_module",
+    "ratio_figure",
+    "raw_connect",
+    "remove_db",
+    "run_child",
+    "timed",
+    "write_project",
+]
+
 Say = Callable[[str], None]
 
 

@@ -11,9 +11,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .bench_core import Figure, Say, alternate, median, ratio_figure, raw_connect, write_project
-from .registry import Store
-from .schema import TRADES, create_schema_sql
+from ..registry import Store
+from ..schema import TRADES, create_schema_sql
+from .core import (
+    Figure,
+    Say,
+    alternate,
+    median,
+    ratio_figure,
+    raw_connect,
+    write_project,
+)
+
+__all__ = ["COLUMNS", "INSERT_SQL", "PLUGIN", "WriteBench", "measure_writes", "trade_rows"]
 
 PLUGIN = "bench-writer"
 COLUMNS = tuple(c for c in TRADES.column_names if c != "id")

@@ -15,6 +15,17 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 
+__all__ = [
+    "CurvePoint",
+    "DPI",
+    "FORMATS",
+    "INSTALL_HINT",
+    "PLOT_SIZE",
+    "check_plot_name",
+    "plot_equity_curves",
+    "require_matplotlib",
+]
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
