@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from .db import Database
 
+__all__ = ['MoveGate', 'RoutedDatabase', 'T']
+
 T = TypeVar("T")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ._output import print_table
 from .ops.sync.report import SyncReport
 
+__all__ = ['print_sync']
+
 _COLUMNS = ("copied", "updated", "kept", "unchanged", "paired", "renumbered", "source_gone", "conflicts")
 
 

@@ -2,8 +2,10 @@
 the stdlib sqlite3 module in the same run, timed alternately (baseline, store, baseline, store, ...) and reported
 as the median, so the ratios hold on a noisy machine.
 
-  split    zepix-store split (verification included) vs ATTACH + INSERT ... SELECT into fresh files,
-           and split's peak memory at N and N/10 trades (flat in N)
+  split    zepix-store split (verification included) vs ATTACH + INSERT ... SELECT into fresh files with
+           the indexes built after the load, and split's peak memory at N and N/10 trades (flat in N)
+  flip     zepix-store flip of a 100,000-trade plugin while 8 others write: the longest write transaction
+           it held (<= 200 ms) and the writers' p99 latency during the flip against without (<= 3x)
   writes   save_trade awaited one by one vs insert+commit; save_trades vs executemany; 8 plugins writing at
            once to isolated files vs to the shared file
   reads    get_statistics and the 30-day get_trades from the store's indexes vs the same SQL as a table scan,
@@ -61,7 +63,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
     base = QUICK if args.quick else FULL
     trades = args.trades or base.trades
     small = base.small_trades if trades == base.trades else max(trades // 10, 100)
-    return Sizes(trades, small, base.single, base.batch, base.concurrent, args.repeat or base.repeat)
+    return Sizes(trades, small, base.single, base.batch, base.concurrent, args.repeat or base.repeat, base.flip)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+__all__ = ['set_use_shared']
+
 _USE_SHARED = re.compile(r'("use_shared"\s*:\s*)(true|false)')
 
 

@@ -53,6 +53,18 @@ from .schema import (
     TABLES,
 )
 
+__all__ = [
+    'Check',
+    'DETAIL_WIDTH',
+    'LIST_LIMIT',
+    'VerifyReport',
+    'add_arguments',
+    'listed',
+    'main',
+    'run',
+    'verify',
+]
+
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 LIST_LIMIT = 5  # items of a list named in one detail; the rest are counted
 DETAIL_WIDTH = 200  # characters of a detail in the table (--json keeps it whole)

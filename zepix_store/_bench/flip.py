@@ -17,6 +17,8 @@ from pathlib import Path
 
 from .core import Figure, Say, python_module, ratio_figure, write_project
 
+__all__ = ['HOLD_GOAL_MS', 'measure_flip', 'MOVED', 'P99_GOAL', 'WRITER', 'WRITERS']
+
 MOVED = "big-plugin"
 WRITERS = {f"writer-{i}": (None if i < 4 else f"writer_{i}.db") for i in range(8)}
 HOLD_GOAL_MS = 200.0
@@ -54,7 +56,7 @@ asyncio.run(main())
 
 def _history(shared: Path, trades: int) -> None:
     """A legacy shared file holding `trades` closed LOGIC1 trades (the big plugin's), in the legacy schema."""
-    from .._sample import build_legacy_db
+    from .._sample.legacy import build_legacy_db
 
     build_legacy_db(shared, trades=100, seed=5)
     conn = sqlite3.connect(shared)

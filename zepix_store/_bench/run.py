@@ -15,13 +15,14 @@ from ..config import load_config
 from ..errors import ConfigError
 from . import split as bs
 from .core import Figure, Say, machine_info, not_measured
+from .flip import measure_flip
 from .migrate import make_migrated, measure_migrate
 from .reads import Plan, measure_reads, plans_for
 from .writes import measure_writes
 
 __all__ = ["FULL", "QUICK", "SECTIONS", "BenchReport", "Sizes", "run_bench"]
 
-SECTIONS = ("writes", "migrate", "reads", "split")
+SECTIONS = ("writes", "migrate", "reads", "split", "flip")
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,11 @@ class Sizes:
     batch: int         # trades per save_trades batch
     concurrent: int    # save_trade calls per plugin, 8 plugins at once
     repeat: int
+    flip: int = 100_000  # trades of the plugin flip moves while 8 others write
 
 
 FULL = Sizes(1_000_000, 100_000, 5_000, 100_000, 1_000, 3)
-QUICK = Sizes(5_000, 500, 300, 5_000, 50, 3)
+QUICK = Sizes(5_000, 500, 300, 5_000, 50, 3, 5_000)
 
 
 @dataclass
@@ -80,6 +82,8 @@ def run_bench(config_dir: Path, scratch: Path, sizes: Sizes, sections: Sequence[
         report.plans += plans
     if "split" in sections:
         _measure_split(report, config_dir, project, scratch, sizes, say)
+    if "flip" in sections:
+        report.figures += measure_flip(scratch, sizes.flip, say)
     report.machine["loadavg_end"] = _loadavg()
     report.seconds = time.perf_counter() - started
     return report

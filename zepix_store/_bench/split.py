@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import StoreConfig, load_config
-from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table, create_schema_sql
+from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, TABLES, Table, create_schema_sql, index_sql
 from .core import (
     ChildRun,
     Figure,
@@ -85,14 +85,18 @@ def raw_split(config_dir: Path) -> int:
         remove_db(path)
         conn = raw_connect(path)
         try:
+            indexes = {s for t in TABLES for s in index_sql(t)}
             for sql in create_schema_sql():
-                conn.execute(sql)
+                if sql not in indexes:  # the indexes after the load, as a careful engineer builds them
+                    conn.execute(sql)
             conn.execute("ATTACH DATABASE ? AS src", (str(config.shared_db),))
             conn.execute("BEGIN IMMEDIATE")
             for plugin_id in plugins:
                 logic_types = [k for k, v in config.mapping.items() if v == plugin_id]
                 if logic_types:
                     copied += _copy_plugin(conn, plugin_id, logic_types)
+            for sql in sorted(indexes):
+                conn.execute(sql)
             conn.execute("COMMIT")
         finally:
             conn.close()

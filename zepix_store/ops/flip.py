@@ -25,6 +25,8 @@ from .split import SplitReport, split
 from .sync.files import check_regular_file
 from .sync.report import SyncReport
 
+__all__ = ['flip', 'FlipReport', 'TARGETS']
+
 TARGETS = ("isolated", "shared")
 
 

@@ -27,6 +27,8 @@ from .sync.preview import preview
 from .sync.report import SyncReport
 from .sync.shared import open_shared
 
+__all__ = ['check_plugins', 'merge', 'MergeReport', 'prepare_shared']
+
 
 @dataclass(kw_only=True)
 class MergeReport(SyncReport):

@@ -27,6 +27,8 @@ from .sync.columns import columns_for
 from .sync.files import READ, attach, check_regular_file, detach
 from .sync.identity import PAIRS, base_table, has_identity, segment
 
+__all__ = ['prune_isolated', 'prune_preview', 'prune_shared']
+
 Present = dict[str, set[str]]
 
 

@@ -31,6 +31,8 @@ from .sync.preview import preview
 from .sync.report import SyncReport
 from .sync.shared import open_shared
 
+__all__ = ['check_existing_mappings', 'group_by_file', 'preflight', 'select_plugins', 'split', 'SplitReport']
+
 Present = dict[str, set[str]]  # table -> the columns it has in the shared file
 
 

@@ -21,6 +21,8 @@ from .identity import PAIRS, base_table
 from .plan import Scope
 from .report import PluginSync, TableSync
 
+__all__ = ['apply_segment', 'fresh_copy', 'ORDER', 'Writer']
+
 Txn = Callable[[], AbstractContextManager[object]]
 ORDER = ("drop", "clean", "pair", "adopt", "update", "overwrite", "recopy", "copy")
 

@@ -16,6 +16,8 @@ from ...schema import Table
 from .columns import Columns, key_text
 from .identity import PAIRS, base_table
 
+__all__ = ['check_copies', 'CopyCheck', 'INSERT_ONLY']
+
 INSERT_ONLY = ("sl_events", "tp_reentry_events", "reversal_exit_events", "profit_booking_events")
 
 

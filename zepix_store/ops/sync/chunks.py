@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+__all__ = ['ChunkClock']
+
 
 class ChunkClock:
     """Sizes chunks so that each write transaction holds its lock about `target_ms`, never growing past 4x a step.

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...schema import Table
+
+__all__ = [
+    'ALIASES',
+    'Columns',
+    'MONEY',
+    'SCHEMAS',
+    'affinity',
+    'columns_for',
+    'content_columns',
+    'declared_types',
+    'key_text',
+    'money_columns',
+    'natural_key',
+    'rowid_alias',
+]
 
 ALIASES = ("s", "i", "b", "x")  # shared row, isolated row, base row, another row: the only aliases used
 SCHEMAS = ("sh", "iso")
@@ -99,7 +113,3 @@ def natural_key(table: Table) -> str | None:
 
 def money_columns(table: Table, cols: Columns) -> list[str]:
     return [c for c in MONEY.get(table.name, ()) if c in cols.values]
-
-
-def quoted_names(names: Sequence[str]) -> str:
-    return ", ".join(names)

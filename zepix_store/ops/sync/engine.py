@@ -26,6 +26,8 @@ from .plan import (WRITES, Scope, conflict_details, counts, create_todo, other_s
 from .remap import drop_remapped
 from .report import PluginSync, SyncReport
 
+__all__ = ['plan_plugin', 'ROUNDS', 'synchronise']
+
 ROUNDS = 4
 
 

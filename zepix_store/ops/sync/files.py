@@ -21,6 +21,24 @@ from ...db import check_wal_pairing, connect_sync, ensure_private_dir, translate
 from ...errors import StoreIOError
 from ...readonly import WriteGuard, attach_uri, remove_unused_side_files
 
+__all__ = [
+    'READ',
+    'SCHEMAS',
+    'ScratchConnection',
+    'Target',
+    'attach',
+    'attach_isolated',
+    'check_regular_file',
+    'detach',
+    'file_uri',
+    'has_table',
+    'link_new_file',
+    'open_scratch',
+    'release',
+    'tmp_path',
+    'upgrade_if_needed',
+]
+
 READ = "read"  # attach mode: read only, leaving no -wal/-shm behind (see readonly.py)
 SCHEMAS = ("sh", "iso", "src", "dst")
 

@@ -18,6 +18,23 @@ from ...schema import TABLES, Table
 from .columns import content_columns
 from .files import has_table
 
+__all__ = [
+    'MAPPING_KEY',
+    'META',
+    'PAIRS',
+    'SEGMENTS',
+    'base_table',
+    'has_identity',
+    'identity_ddl',
+    'mapping_changes',
+    'mapping_record',
+    'pair_count',
+    'record_mapping',
+    'recorded_mapping',
+    'segment',
+    'upgrade_old_ledgers',
+]
+
 SEGMENTS = "zx_sync_segments"
 PAIRS = "zx_sync_pairs"
 META = "zx_meta"

@@ -11,6 +11,8 @@ from ...config import StoreConfig
 from ...progress import NO_PROGRESS, ProgressSink
 from ...schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 
+__all__ = ['Direction', 'PREFER', 'SyncJob']
+
 
 class Direction(enum.Enum):
     TO_ISOLATED = "isolated"  # split: the shared file is the source

@@ -24,6 +24,20 @@ from .columns import Columns, key_text, natural_key
 from .identity import PAIRS, base_table
 from .job import Direction
 
+__all__ = [
+    'COUNTED',
+    'Scope',
+    'WRITES',
+    'conflict_details',
+    'counts',
+    'create_todo',
+    'other_side_names',
+    'plan_pairs',
+    'plan_unpaired',
+    'shared_rows',
+    'source_counts',
+]
+
 WRITES = ("copy", "recopy", "update", "overwrite", "adopt", "pair", "clean", "drop")
 COUNTED = ("keep", "gone", "deleted", "conflict", "already")
 

@@ -12,6 +12,8 @@ from .job import SyncJob
 from .plan import Scope, conflict_details
 from .report import PluginSync
 
+__all__ = ['preview']
+
 
 def preview(conn: sqlite3.Connection, job: SyncJob) -> dict[str, PluginSync]:
     """Each plugin's planned counts; a file never synchronised (or missing) would receive every source row."""

@@ -13,6 +13,8 @@ from .columns import columns_for
 from .identity import PAIRS, base_table, segment
 from .job import SyncJob
 
+__all__ = ['drop_remapped']
+
 
 def drop_remapped(conn: sqlite3.Connection, job: SyncJob, plugin: str) -> tuple[int, int]:
     """Return (copies removed, copies kept but no longer paired) over every table."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+__all__ = ['PluginSync', 'SyncReport', 'TableSync']
+
 
 @dataclass
 class TableSync:

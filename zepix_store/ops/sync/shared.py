@@ -9,6 +9,8 @@ from ...errors import ConfigError, CorruptDatabaseError, SchemaError
 from ...schema import SCHEMA_VERSION
 from .files import READ, ScratchConnection, attach, check_regular_file, open_scratch
 
+__all__ = ['open_shared']
+
 
 def open_shared(path: Path, mode: str = READ, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> ScratchConnection:
     """A scratch connection with the shared file attached as `sh` (READ: never written; "rw" for a merge)."""
