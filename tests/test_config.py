@@ -835,7 +835,7 @@ def test_one_bad_plugin_config_disables_only_that_plugin_in_store_open(tmp_path:
     from zepix_store import Store
 
     configs = make_project(tmp_path)
-    write_plugin(configs, '{"plugin_id": "%s", "database": {"use_shared": "false"}}' % TARGET)
+    write_plugin(configs, f'{{"plugin_id": "{TARGET}", "database": {{"use_shared": "false"}}}}')
     expect_error(configs, f"{TARGET}/config.json: database.use_shared: must be true or false")  # commands: strict
     with caplog.at_level("WARNING", logger="zepix_store"):
         store = Store.open(configs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,7 @@ def test_bad_values_are_refused_naming_table_column_and_value(project: Project, 
     ("chain_level", np.int32(4), ("integer", 4)), ("is_re_entry", np.bool_(True), ("integer", 1)),
     ("is_re_entry", False, ("integer", 0)), ("trade_id", 123, ("text", "123")),
     ("trade_id", np.int64(9), ("text", "9")),
-    ("close_time", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc), ("text", "2024-01-02 03:04:05")),
+    ("close_time", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), ("text", "2024-01-02 03:04:05")),
     ("close_time", date(2024, 1, 2), ("text", "2024-01-02")),
     ("close_time", "2025-10-07T19:52:47.285408", ("text", "2025-10-07T19:52:47.285408")),
 ], ids=lambda v: repr(v)[:24])

@@ -68,9 +68,8 @@ def trade_row(obj: Any) -> dict[str, Any]:
     data = model_fields(obj, (*columns, *TRADE_ALIASES))
     row = {k: v for k, v in data.items() if k in columns}
     for name, column in TRADE_ALIASES.items():
-        if data.get(name) is not None or column not in row:
-            if name in data:
-                row[column] = data[name]
+        if (data.get(name) is not None or column not in row) and name in data:
+            row[column] = data[name]
     for column, default in _TRADE_DEFAULTS.items():
         row.setdefault(column, default)
     lot = row.get("lot_size")

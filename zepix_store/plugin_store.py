@@ -14,9 +14,8 @@ from typing import Any
 
 from . import timefmt
 from .db import Database
-from .errors import RowError
 from .rows import BatchShape, NotUniform, Row, Trade, check_row, utc_now
-from .schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL, START_KEY_SQL
+from .schema import OPEN_POSITION_SQL
 from .statements import (
     SESSIONS_STARTED_IN,
     TRADES_CLOSED_IN,

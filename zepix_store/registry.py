@@ -14,10 +14,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import upgrade
+from ._routing import MoveGate, RoutedDatabase
 from .config import StoreConfig, load_config
 from .db import Database, transaction
 from .errors import IsolationError
-from ._routing import MoveGate, RoutedDatabase
 from .plugin_store import PluginStore
 from .rows import Row
 

@@ -188,7 +188,8 @@ class BatchShape:
                                      f"refused by the handle of {plugin_id!r}")
             values = got[:width]
             if row_needs_conversion(self.table, self.columns, values):
-                values = tuple(convert_value(self.table, c, v, self.zone) for c, v in zip(self.columns, values))
+                values = tuple(convert_value(self.table, c, v, self.zone)
+                               for c, v in zip(self.columns, values, strict=False))
             checked.append((*values, plugin_id))
         return checked
 

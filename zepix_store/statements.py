@@ -115,7 +115,7 @@ def as_day(day: date | datetime | str) -> date:
 def by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:
     """Rows in time order, ties by id: the window's rows read as instants (naive local ones in `zone`)."""
     oldest = datetime.min.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r["id"] if "id" in r else 0),
+    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r.get("id", 0)),
               reverse=newest_first)
     return rows
 

@@ -79,7 +79,8 @@ def _doomed(conn: sqlite3.Connection, selected: Sequence[str], present: Present)
     counts = {}
     for name in present:
         counts[name] = conn.execute(
-            f"INSERT INTO temp.zx_doomed SELECT :t, o.src_rowid FROM {owner_table(name)} o LEFT JOIN temp.zx_verified v "
+            f"INSERT INTO temp.zx_doomed SELECT :t, o.src_rowid FROM {owner_table(name)} o "
+            "LEFT JOIN temp.zx_verified v "
             "ON v.table_name = :t AND v.src_rowid = o.src_rowid AND v.plugin_id = o.plugin_id GROUP BY o.src_rowid "
             "HAVING count(v.plugin_id) = count(*) AND max(o.plugin_id IN (SELECT plugin_id FROM temp.zx_selected))",
             {"t": name}).rowcount
@@ -188,7 +189,8 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                                   f"({still_equal} AND p.iso_rowid IN (SELECT r FROM temp.zx_batch))", args).rowcount
                 # The delete trigger kept each row as a base row: a prune is not the bot's delete.
                 conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "
-                             f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch))")
+                             f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} "
+                             "WHERE rowid IN (SELECT r FROM temp.zx_batch))")
             clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
         result["deleted"][name] = n
     result["longest_hold_ms"] = round(clock.longest_ms, 1)

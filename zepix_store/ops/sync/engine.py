@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import nullcontext
+
 from ... import fault
 from ...db import read_snapshot, transaction, translated_errors
 from ...errors import VerifyError
@@ -18,11 +19,29 @@ from .apply import Writer, apply_segment, fresh_copy
 from .chunks import ChunkClock
 from .columns import columns_for
 from .files import Target, attach, attach_isolated, detach, link_new_file, release
-from .identity import (has_identity, identity_ddl, mapping_record, pair_count, record_mapping, recorded_mapping,
-                       segment, upgrade_old_ledgers)
+from .identity import (
+    has_identity,
+    identity_ddl,
+    mapping_record,
+    pair_count,
+    record_mapping,
+    recorded_mapping,
+    segment,
+    upgrade_old_ledgers,
+)
 from .job import Direction, SyncJob
-from .plan import (WRITES, Scope, conflict_details, counts, create_todo, other_side_names, plan_pairs, plan_unpaired,
-                   shared_rows, source_counts)
+from .plan import (
+    WRITES,
+    Scope,
+    conflict_details,
+    counts,
+    create_todo,
+    other_side_names,
+    plan_pairs,
+    plan_unpaired,
+    shared_rows,
+    source_counts,
+)
 from .remap import drop_remapped
 from .report import PluginSync, SyncReport
 
@@ -165,7 +184,8 @@ def _run_plugin(conn: sqlite3.Connection, job: SyncJob, writer: Writer, result: 
             if conflicts:
                 result.status, result.conflicts = "refused", conflicts
                 result.problems.append("refused, nothing written for this plugin: changed on both sides or one key "
-                                       "on two rows (resolve with --prefer source|destination): " + "; ".join(conflicts))
+                                       "on two rows (resolve with --prefer source|destination): "
+                                       + "; ".join(conflicts))
                 return
             result.other_side = [n for s in scopes if _moved_away(job, s) for n in other_side_names(conn, s)]
         if not any(planned[s.table.name].get(k) for s in scopes for k in WRITES):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from .columns import columns_for
 from .engine import plan_plugin
 from .files import READ, attach, check_regular_file, detach
 from .identity import has_identity, pair_count, segment
-from .columns import columns_for
 from .job import SyncJob
 from .plan import Scope, conflict_details
 from .report import PluginSync
@@ -24,7 +24,8 @@ def preview(conn: sqlite3.Connection, job: SyncJob) -> dict[str, PluginSync]:
     try:
         known = exists and has_identity(conn)
         for pid in job.plugins:
-            result = out[pid] = PluginSync(pid, str(job.isolated_db), status=f"would {'copy' if job.direction.src == 'sh' else 'merge'}")
+            verb = "copy" if job.direction.src == "sh" else "merge"
+            result = out[pid] = PluginSync(pid, str(job.isolated_db), status=f"would {verb}")
             if not known:
                 _count_only(conn, job, result, exists)
                 continue
