@@ -49,7 +49,7 @@ def test_verify_ends_with_one_summary_line_and_cuts_long_lists(damaged: Project)
 
 
 def test_a_detail_longer_than_the_table_allows_is_cut_with_a_count() -> None:
-    from zepix_store.verify import _cut
+    from zepix_store.verify import _cut  # the command's cell cutter
 
     detail = "x" * 1000
     cut = _cut(detail)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import migrate, split, stats, verify
-from ._output import Progress, print_json, print_table
+from ._output import Progress, print_json
 from ._sample.bot_history import build_bot_history
 from ._sample.project import write_project
 from .cli import command_main
@@ -38,6 +38,7 @@ from .config import StoreConfig, load_config
 from .errors import ConfigError, StoreError
 from .ops.migrate import migrate_shared
 from .ops.stats import collect_stats
+from .ops.verify import listed
 
 __all__ = ["main", "next_commands", "write_project"]
 
@@ -67,12 +68,9 @@ def _verify(config: StoreConfig, progress: Progress) -> _Step:
     report = verify.verify(config, progress)
 
     def show() -> None:
-        # verify has no printer of its own yet: the same table and closing line as `zepix-store verify`
-        print_table(["check", "status", "detail"],
-                    [(c.name, c.status, verify._cut(c.detail)) for c in report.checks])  # noqa: SLF001
-        print(report.summary())
+        verify.print_report(report)
 
-    problems = [f"{len(report.failed)} checks failed: {verify.listed(report.failed, ', ')}"] if report.failed else []
+    problems = [f"{len(report.failed)} checks failed: {listed(report.failed, ', ')}"] if report.failed else []
     return _Step(report.to_json(), show, 1 if report.failed else 0, problems)
 
 
