@@ -36,8 +36,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import yaml
 
 from zepix_store.backup_identity import IDENTITY_TABLE
+from zepix_store.legacy_data import build_legacy_db
 
 REPO = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() == "true"
@@ -742,3 +744,157 @@ def make_store_file(path: Path) -> None:
         conn.execute("INSERT INTO system_state (key, value, plugin_id) VALUES ('k', ?, 'x')", (path.name,))
     finally:
         conn.close()
+
+
+# --- split, merge and verify tests: the legacy project, its CLI and per-plugin checksums -------------
+
+
+split_V3 = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h", "v3-logic-combined")
+
+
+split_ORDER = ("trades", "reentry_chains", "profit_booking_chains", "trading_sessions", "sl_events",
+         "reversal_exit_events", "tp_reentry_events", "profit_booking_orders", "profit_booking_events", "system_state")
+
+
+ID_TABLES = {"trades", "sl_events", "tp_reentry_events", "reversal_exit_events", "profit_booking_events"}
+
+
+N_KILLS = 20 if os.environ.get("CI") == "true" else 8
+
+
+def split_run_cli(command: str, project: Project, *args: str, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m zepix_store.<command> --config <project configs> ARGS` from the repository root."""
+    full_env = {**os.environ, **(env or {})}
+    if env is None:
+        full_env.pop("ZEPIX_FAULT", None)
+    return subprocess.run([sys.executable, "-m", f"zepix_store.{command}", "--config", str(project.configs), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
+
+
+def split_table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def content(row: Mapping[str, object], table: str, columns: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """The typed values of a row's legacy columns, the rowid alias `id` left out."""
+    return tuple(typed(row[c]) for c in columns if not (c == "id" and table in ID_TABLES))
+
+
+def plugin_rows(path: Path, table: str, plugin: str, columns: list[str]) -> list[tuple[tuple[str, str], ...]]:
+    conn = connect_ro(path)
+    try:
+        rows = legacy_rows(conn, table)
+    finally:
+        conn.close()
+    return sorted(content(r, table, columns) for r in rows.values() if r["plugin_id"] == plugin)
+
+
+def logical_checksums(paths: Iterable[Path]) -> dict[str, str]:
+    """(file, plugin, table) -> sha256 of that plugin's rows (SELECT *, type-tagged, sorted), per file."""
+    sums: dict[str, str] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        conn = connect_ro(path)
+        try:
+            for table in ORDER:
+                cols = split_table_columns(conn, table)
+                groups: dict[str, list[tuple[tuple[str, str], ...]]] = {}
+                for row in conn.execute(f"SELECT * FROM {table}"):
+                    d = dict(zip(cols, row))
+                    groups.setdefault(str(d.get("plugin_id", "-")), []).append(tuple(typed(v) for v in row))
+                for plugin, rows in groups.items():
+                    sums[f"{path.name}|{plugin}|{table}"] = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()
+        finally:
+            conn.close()
+    return sums
+
+
+def split_byte_digest(path: Path) -> str:
+    """sha256 of the db file and of its -wal (a missing -wal counts as empty), computed in a subprocess.
+
+    A subprocess, because closing a plain file handle on a database drops this process's SQLite locks.
+    """
+    code = ("import hashlib, sys, pathlib\n"
+            "p = pathlib.Path(sys.argv[1]); w = pathlib.Path(sys.argv[1] + '-wal')\n"
+            "print(hashlib.sha256(p.read_bytes()).hexdigest(), "
+            "hashlib.sha256(w.read_bytes() if w.exists() else b'').hexdigest())")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def split_listing(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def set_mapping(project: Project, mapping: Mapping[str, str]) -> None:
+    path = project.configs / "store.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["mapping"] = dict(mapping)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def shipped_mapping(project: Project) -> dict[str, str]:
+    return dict(yaml.safe_load((project.configs / "store.yaml").read_text())["mapping"])
+
+
+def isolated_files(project: Project) -> list[Path]:
+    return sorted({project.isolated_db(p.name) for p in (project.configs / "plugins").iterdir()})
+
+
+def build_template(factory: pytest.TempPathFactory) -> Path:
+    """One legacy database per test module (400 trades and every edge case), copied into each test's project."""
+    path = factory.mktemp("legacy") / "trading_bot.db"
+    build_legacy_db(path, trades=400, seed=11)
+    return path
+
+
+def split_install(template: Path, project: Project) -> Path:
+    """Copy the template into the project as its shared database (through SQLite's backup API)."""
+    return copy_database(template, project.shared_db)
+
+
+FAULT_POINTS = (
+    "after_owners", f"after_copy:{V3[0]}:trades", f"after_copy:{V3[1]}:profit_booking_events",
+    f"before_commit:{GROUP_FILE}", f"after_commit:{GROUP_FILE}", f"before_link:{GROUP_FILE}",
+    f"after_link:{GROUP_FILE}", "before_link:zepix_v6_logic_04_1h.db", "after_backup_copy", "after_prune_backup",
+    "before_prune_commit", "after_prune_commit",
+)
+
+
+def _state(project: Project) -> dict[str, str]:
+    return logical_checksums([*isolated_files(project), project.shared_db])
+
+
+def _assert_final_names_verified(project: Project, reference: dict[str, str]) -> None:
+    """Each isolated file under its final name is complete (all-or-nothing per file)."""
+    for path in isolated_files(project):
+        if path.exists():
+            mine = {k: v for k, v in logical_checksums([path]).items()}
+            assert mine == {k: v for k, v in reference.items() if k.startswith(path.name + "|")}, path
+
+
+def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration: float,
+                     reference: dict[str, str]) -> None:
+    project = Project(root)
+    split_install(template, project)
+    cmd = [sys.executable, "-m", "zepix_store.split", "--config", str(project.configs), "--prune", "-q"]
+    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_FAULT"}
+    if kind == "fault":
+        env["ZEPIX_FAULT"] = f"{what}:kill"
+        rc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120, check=False).returncode
+        assert rc == -9, f"fault point {what} was never reached"
+    else:
+        proc = subprocess.Popen(cmd[:-1], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        proc.stderr.readline()  # "split: attributing ...": the work has begun; kill somewhere inside it
+        time.sleep(random.Random(what).uniform(0.0, duration))
+        proc.kill()
+        proc.communicate()
+    _assert_final_names_verified(project, reference)
+    rerun = split_run_cli("split", project, "--prune")
+    assert rerun.returncode == 0, (kind, what, rerun.stderr)
+    assert _state(project) == reference, (kind, what)
+    assert not list(project.data.glob("*.tmp*")), (kind, what)
+

@@ -10,16 +10,26 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
-from tests.test_split import (
-    ORDER,
-    V3,
+from tests.helpers import (
     build_template,
     connect_ro,
-    install,
     logical_checksums,
-    run_cli,
-    table_columns,
     typed,
+)
+from tests.helpers import (
+    split_install as install,
+)
+from tests.helpers import (
+    split_ORDER as ORDER,
+)
+from tests.helpers import (
+    split_run_cli as run_cli,
+)
+from tests.helpers import (
+    split_table_columns as table_columns,
+)
+from tests.helpers import (
+    split_V3 as V3,
 )
 from zepix_store.schema import SCHEMA_VERSION, TABLE_BY_NAME
 

@@ -7,219 +7,96 @@ every split runs as a real subprocess.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import os
-import random
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, Project, copy_database
+from tests.conftest import REPO, Project
+from tests.helpers import (
+    FAULT_POINTS,
+    GROUP_FILE,
+    N_KILLS,
+    _kill_then_rerun,
+    _state,
+    build_template,
+    connect_ro,
+    content,
+    expected_owners,
+    isolated_files,
+    legacy_rows,
+    logical_checksums,
+    plugin_rows,
+    set_mapping,
+    shipped_mapping,
+    typed,
+)
+from tests.helpers import (
+    split_byte_digest as byte_digest,
+)
+from tests.helpers import (
+    split_install as install,
+)
+from tests.helpers import (
+    split_listing as listing,
+)
+from tests.helpers import (
+    split_ORDER as ORDER,
+)
+from tests.helpers import (
+    split_run_cli as run_cli,
+)
+from tests.helpers import (
+    split_table_columns as table_columns,
+)
+from tests.helpers import (
+    split_V3 as V3,
+)
 from zepix_store.legacy_data import build_legacy_db, write_wal_only_trades
-
-DEFAULT = "legacy"
-V3 = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h", "v3-logic-combined")
-GROUP_FILE = "zepix_v3_logic_combined.db"
-ORDER = ("trades", "reentry_chains", "profit_booking_chains", "trading_sessions", "sl_events",
-         "reversal_exit_events", "tp_reentry_events", "profit_booking_orders", "profit_booking_events", "system_state")
-LINEAGE = {  # child table: (parent table, parent column, child column), as SPEC 5 words it
-    "reentry_chains": ("trades", "chain_id", "chain_id"),
-    "profit_booking_chains": ("trades", "profit_chain_id", "chain_id"),
-    "trading_sessions": ("trades", "session_id", "session_id"),
-    "sl_events": ("trades", "trade_id", "trade_id"),
-    "reversal_exit_events": ("trades", "trade_id", "trade_id"),
-    "tp_reentry_events": ("reentry_chains", "chain_id", "chain_id"),
-    "profit_booking_orders": ("profit_booking_chains", "chain_id", "chain_id"),
-    "profit_booking_events": ("profit_booking_chains", "chain_id", "chain_id"),
-}
-ID_TABLES = {"trades", "sl_events", "tp_reentry_events", "reversal_exit_events", "profit_booking_events"}
-N_KILLS = 20 if os.environ.get("CI") == "true" else 8
-
 
 # --- helpers shared with test_merge.py and test_verify.py ------------------------------------------------
 
 
-def run_cli(command: str, project: Project, *args: str, env: Mapping[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m zepix_store.<command> --config <project configs> ARGS` from the repository root."""
-    full_env = {**os.environ, **(env or {})}
-    if env is None:
-        full_env.pop("ZEPIX_FAULT", None)
-    return subprocess.run([sys.executable, "-m", f"zepix_store.{command}", "--config", str(project.configs), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
 
 
-def typed(value: object) -> tuple[str, str]:
-    """A value with its Python type: 1, 1.0, '1' and b'1' all differ."""
-    return type(value).__name__, repr(value)
 
 
-def connect_ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
 
 
-def legacy_rows(conn: sqlite3.Connection, table: str) -> dict[int, dict[str, object]]:
-    """rowid -> row (column -> value) of a table."""
-    cols = table_columns(conn, table)
-    return {r[0]: dict(zip(cols, r[1:])) for r in conn.execute(f"SELECT rowid, * FROM {table}")}
 
 
-def expected_owners(path: Path, mapping: Mapping[str, str], default: str = DEFAULT) -> dict[str, dict[int, set[str]]]:
-    """table -> source rowid -> owners, from SPEC 5 alone (independent of zepix_store.attribution)."""
-    conn = connect_ro(path)
-    try:
-        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        owners: dict[str, dict[int, set[str]]] = {}
-        for table in ORDER:
-            if table in present:
-                owners[table] = _owners_of(table, legacy_rows(conn, table), owners, conn, mapping, default)
-        return owners
-    finally:
-        conn.close()
 
 
-def _owners_of(table: str, rows: dict[int, dict[str, object]], owners: dict[str, dict[int, set[str]]],
-               conn: sqlite3.Connection, mapping: Mapping[str, str], default: str) -> dict[int, set[str]]:
-    out: dict[int, set[str]] = {}
-    keys: dict[object, set[str]] | None = None
-    if table in LINEAGE:
-        parent, pcol, ccol = LINEAGE[table]
-        if parent in owners and pcol in table_columns(conn, parent) and ccol in table_columns(conn, table):
-            keys = {}
-            for rowid, prow in legacy_rows(conn, parent).items():
-                if prow[pcol] is not None:
-                    keys.setdefault(prow[pcol], set()).update(owners[parent][rowid])
-    if table == "trades":
-        return trade_owners(rows, mapping, default)
-    for rowid, row in rows.items():
-        own = row.get("plugin_id")
-        if own is not None and own != default:
-            out[rowid] = {str(own)}
-        elif table in LINEAGE and keys is not None:
-            out[rowid] = set(keys.get(row[LINEAGE[table][2]], ())) or {default}
-        else:
-            out[rowid] = {default}
-    return out
 
 
-MAPPING_COLUMNS = ("logic_type", "strategy")  # store.yaml's default
-TRADE_LINKS = ("chain_id", "profit_chain_id", "session_id")
 
 
-def trade_owners(rows: Mapping[int, Mapping[str, object]], mapping: Mapping[str, str], default: str = DEFAULT,
-                 columns: Iterable[str] = MAPPING_COLUMNS) -> dict[int, set[str]]:
-    """SPEC 5's four rules for trades, in Python: own plugin_id, mapping by column, one-step links, default."""
-    decided: dict[int, str] = {}
-    for rowid, row in rows.items():
-        own = row.get("plugin_id")
-        if own is not None and own != default:
-            decided[rowid] = str(own)
-            continue
-        for column in columns:
-            value = row.get(column)
-            if isinstance(value, str) and value in mapping:
-                decided[rowid] = mapping[value]
-                break
-    reached = {link: {} for link in TRADE_LINKS}  # link -> value -> owners of the decided trades carrying it
-    for rowid, owner in decided.items():
-        for link in TRADE_LINKS:
-            value = rows[rowid].get(link)
-            if value is not None and value != "":
-                reached[link].setdefault(value, set()).add(owner)
-    owners = {rowid: {owner} for rowid, owner in decided.items()}
-    for rowid, row in rows.items():
-        if rowid in decided:
-            continue
-        found = next((reached[link][row.get(link)] for link in TRADE_LINKS
-                      if row.get(link) not in (None, "") and row.get(link) in reached[link]), set())
-        owners[rowid] = set(found) if len(found) == 1 else {default}
-    return owners
 
 
-def content(row: Mapping[str, object], table: str, columns: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """The typed values of a row's legacy columns, the rowid alias `id` left out."""
-    return tuple(typed(row[c]) for c in columns if not (c == "id" and table in ID_TABLES))
 
 
-def plugin_rows(path: Path, table: str, plugin: str, columns: list[str]) -> list[tuple[tuple[str, str], ...]]:
-    conn = connect_ro(path)
-    try:
-        rows = legacy_rows(conn, table)
-    finally:
-        conn.close()
-    return sorted(content(r, table, columns) for r in rows.values() if r["plugin_id"] == plugin)
 
 
-def logical_checksums(paths: Iterable[Path]) -> dict[str, str]:
-    """(file, plugin, table) -> sha256 of that plugin's rows (SELECT *, type-tagged, sorted), per file."""
-    sums: dict[str, str] = {}
-    for path in paths:
-        if not path.exists():
-            continue
-        conn = connect_ro(path)
-        try:
-            for table in ORDER:
-                cols = table_columns(conn, table)
-                groups: dict[str, list[tuple[tuple[str, str], ...]]] = {}
-                for row in conn.execute(f"SELECT * FROM {table}"):
-                    d = dict(zip(cols, row))
-                    groups.setdefault(str(d.get("plugin_id", "-")), []).append(tuple(typed(v) for v in row))
-                for plugin, rows in groups.items():
-                    sums[f"{path.name}|{plugin}|{table}"] = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()
-        finally:
-            conn.close()
-    return sums
 
 
-def byte_digest(path: Path) -> str:
-    """sha256 of the db file and of its -wal (a missing -wal counts as empty), computed in a subprocess.
-
-    A subprocess, because closing a plain file handle on a database drops this process's SQLite locks.
-    """
-    code = ("import hashlib, sys, pathlib\n"
-            "p = pathlib.Path(sys.argv[1]); w = pathlib.Path(sys.argv[1] + '-wal')\n"
-            "print(hashlib.sha256(p.read_bytes()).hexdigest(), "
-            "hashlib.sha256(w.read_bytes() if w.exists() else b'').hexdigest())")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
-def listing(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def set_mapping(project: Project, mapping: Mapping[str, str]) -> None:
-    path = project.configs / "store.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["mapping"] = dict(mapping)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def shipped_mapping(project: Project) -> dict[str, str]:
-    return dict(yaml.safe_load((project.configs / "store.yaml").read_text())["mapping"])
 
 
-def isolated_files(project: Project) -> list[Path]:
-    return sorted({project.isolated_db(p.name) for p in (project.configs / "plugins").iterdir()})
 
 
-def build_template(factory: pytest.TempPathFactory) -> Path:
-    """One legacy database per test module (400 trades and every edge case), copied into each test's project."""
-    path = factory.mktemp("legacy") / "trading_bot.db"
-    build_legacy_db(path, trades=400, seed=11)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +104,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_template(tmp_path_factory)
 
 
-def install(template: Path, project: Project) -> Path:
-    """Copy the template into the project as its shared database (through SQLite's backup API)."""
-    return copy_database(template, project.shared_db)
 
 
 @pytest.fixture
@@ -508,48 +382,12 @@ def test_changed_mapping_is_refused_until_remap(legacy: Project) -> None:
 # --- crash safety ------------------------------------------------------------------------------------------
 
 
-FAULT_POINTS = (
-    "after_owners", f"after_copy:{V3[0]}:trades", f"after_copy:{V3[1]}:profit_booking_events",
-    f"before_commit:{GROUP_FILE}", f"after_commit:{GROUP_FILE}", f"before_link:{GROUP_FILE}",
-    f"after_link:{GROUP_FILE}", "before_link:zepix_v6_logic_04_1h.db", "after_backup_copy", "after_prune_backup",
-    "before_prune_commit", "after_prune_commit",
-)
 
 
-def _state(project: Project) -> dict[str, str]:
-    return logical_checksums([*isolated_files(project), project.shared_db])
 
 
-def _assert_final_names_verified(project: Project, reference: dict[str, str]) -> None:
-    """Each isolated file under its final name is complete (all-or-nothing per file)."""
-    for path in isolated_files(project):
-        if path.exists():
-            mine = {k: v for k, v in logical_checksums([path]).items()}
-            assert mine == {k: v for k, v in reference.items() if k.startswith(path.name + "|")}, path
 
 
-def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration: float,
-                     reference: dict[str, str]) -> None:
-    project = Project(root)
-    install(template, project)
-    cmd = [sys.executable, "-m", "zepix_store.split", "--config", str(project.configs), "--prune", "-q"]
-    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_FAULT"}
-    if kind == "fault":
-        env["ZEPIX_FAULT"] = f"{what}:kill"
-        rc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120, check=False).returncode
-        assert rc == -9, f"fault point {what} was never reached"
-    else:
-        proc = subprocess.Popen(cmd[:-1], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert proc.stderr is not None
-        proc.stderr.readline()  # "split: attributing ...": the work has begun; kill somewhere inside it
-        time.sleep(random.Random(what).uniform(0.0, duration))
-        proc.kill()
-        proc.communicate()
-    _assert_final_names_verified(project, reference)
-    rerun = run_cli("split", project, "--prune")
-    assert rerun.returncode == 0, (kind, what, rerun.stderr)
-    assert _state(project) == reference, (kind, what)
-    assert not list(project.data.glob("*.tmp*")), (kind, what)
 
 
 @pytest.mark.slow

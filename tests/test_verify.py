@@ -10,15 +10,25 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
-from tests.test_split import (
-    V3,
+from tests.helpers import (
     build_template,
-    byte_digest,
-    install,
-    listing,
-    run_cli,
     set_mapping,
     shipped_mapping,
+)
+from tests.helpers import (
+    split_byte_digest as byte_digest,
+)
+from tests.helpers import (
+    split_install as install,
+)
+from tests.helpers import (
+    split_listing as listing,
+)
+from tests.helpers import (
+    split_run_cli as run_cli,
+)
+from tests.helpers import (
+    split_V3 as V3,
 )
 from zepix_store import attribution, verify
 from zepix_store.config import load_config
