@@ -18,8 +18,7 @@ from pathlib import Path
 
 from zepix_store.legacy_data import build_legacy_db
 
-from ..conftest import REPO, Project, copy_database
-from .conftest import child_env, scaled
+from ..helpers import REPO, Project, child_env, copy_database, scaled
 
 MOVED = "v6-logic-01-1min"
 SHARED_WRITER, ISOLATED_WRITER = "v3-logic-01-5min", "v6-logic-02-5min"

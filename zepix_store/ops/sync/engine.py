@@ -42,6 +42,7 @@ from .plan import (
     shared_rows,
     source_counts,
 )
+from .rekey import follow_replaced_rows
 from .remap import drop_remapped
 from .report import PluginSync, SyncReport
 
@@ -160,32 +161,22 @@ def _run(conn: sqlite3.Connection, job: SyncJob, writer: Writer, results: dict[s
 
 
 def _run_plugin(conn: sqlite3.Connection, job: SyncJob, writer: Writer, result: PluginSync) -> None:
-    pid = result.plugin_id
-    if not writer.outer:
-        with writer.clock.held(), transaction(conn):
-            scopes = _scopes(conn, job, pid, create=True)
-    else:
-        scopes = _scopes(conn, job, pid, create=True)
-    if writer.outer:  # a new file: nothing to plan, the rows are copied and checked in a few statements
-        for scope in scopes:
-            shared_rows(conn, scope)
-            tr = result.table(scope.table.name)
-            tr.source_rows = int(conn.execute("SELECT count(*) FROM temp.zx_mine").fetchone()[0])
-            if tr.source_rows:
-                fresh_copy(writer, scope, result)
-                job.say(f"split: {pid} {scope.table.name}: {tr.copied:,} copied, {tr.source_rows:,} in the source")
-        result.status = "copied" if result.writes else "up to date"
+    if writer.outer:
+        scopes = _scopes(conn, job, result.plugin_id, create=True)
+        _copy_into_new_file(conn, job, writer, scopes, result)
         return
+    with writer.clock.held(), transaction(conn):
+        scopes = _scopes(conn, job, result.plugin_id, create=True)
+    for scope in scopes:
+        if scope.table.key and scope.had_pairs:
+            shared_rows(conn, scope)
+            with writer.clock.held(), transaction(conn):
+                follow_replaced_rows(conn, scope)
     for round_ in range(ROUNDS):
         planned = plan_plugin(conn, job, scopes)
         if round_ == 0:
             _first_counts(conn, scopes, planned, result)
-            conflicts = [d for s in scopes if planned[s.table.name].get("conflict") for d in conflict_details(conn, s)]
-            if conflicts:
-                result.status, result.conflicts = "refused", conflicts
-                result.problems.append("refused, nothing written for this plugin: changed on both sides or one key "
-                                       "on two rows (resolve with --prefer source|destination): "
-                                       + "; ".join(conflicts))
+            if _refused(conn, scopes, planned, result):
                 return
             result.other_side = [n for s in scopes if _moved_away(job, s) for n in other_side_names(conn, s)]
         if not any(planned[s.table.name].get(k) for s in scopes for k in WRITES):
@@ -194,13 +185,38 @@ def _run_plugin(conn: sqlite3.Connection, job: SyncJob, writer: Writer, result: 
             if any(planned[scope.table.name].get(k) for k in WRITES):
                 apply_segment(writer, scope, result)
                 tr = result.table(scope.table.name)
-                job.say(f"{job.direction.command}: {pid} {scope.table.name}: {tr.copied:,} copied, {tr.updated:,} "
-                        f"updated, {tr.source_rows:,} in the source")
+                job.say(f"{job.direction.command}: {result.plugin_id} {scope.table.name}: {tr.copied:,} copied, "
+                        f"{tr.updated:,} updated, {tr.source_rows:,} in the source")
     else:
         result.problems.append(f"still changing after {ROUNDS} rounds (is the bot writing this plugin in both "
                                "places?); run again")
     result.status = ("copied" if job.direction is Direction.TO_ISOLATED else "merged") if result.writes \
         else "up to date"
+
+
+def _copy_into_new_file(conn: sqlite3.Connection, job: SyncJob, writer: Writer, scopes: list[Scope],
+                        result: PluginSync) -> None:
+    """A new file: nothing to plan, the rows are copied and checked in a few statements per table."""
+    for scope in scopes:
+        shared_rows(conn, scope)
+        tr = result.table(scope.table.name)
+        tr.source_rows = int(conn.execute("SELECT count(*) FROM temp.zx_mine").fetchone()[0])
+        if tr.source_rows:
+            fresh_copy(writer, scope, result)
+            job.say(f"split: {result.plugin_id} {scope.table.name}: {tr.copied:,} copied, {tr.source_rows:,} in "
+                    "the source")
+    result.status = "copied" if result.writes else "up to date"
+
+
+def _refused(conn: sqlite3.Connection, scopes: list[Scope], planned: dict[str, dict[str, int]],
+             result: PluginSync) -> bool:
+    """A conflict refuses the whole plugin before anything of it is written."""
+    conflicts = [d for s in scopes if planned[s.table.name].get("conflict") for d in conflict_details(conn, s)]
+    if conflicts:
+        result.status, result.conflicts = "refused", conflicts
+        result.problems.append("refused, nothing written for this plugin: changed on both sides or one key on two "
+                               "rows (resolve with --prefer source|destination): " + "; ".join(conflicts))
+    return bool(conflicts)
 
 
 def _moved_away(job: SyncJob, scope: Scope) -> bool:
