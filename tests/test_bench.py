@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIGURES = {
     "writes.save_trade", "writes.save_trades_batch", "writes.concurrent_8_isolated_vs_shared", "migrate.upgrade",
     "backup.backup_file", "reads.plugin_statistics", "reads.trades_30_days", "split.time", "split.copy_time",
-    "split.peak_memory",
+    "split.peak_memory", "flip.longest_write_hold", "flip.bot_p99_latency",
 }
 
 

@@ -43,7 +43,9 @@ __all__ = ["main"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("backup", metavar="BACKUP", help="the backup file to restore")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--plugin", metavar="ID", help="restore into this plugin's database file")
+    where.add_argument("--plugin", metavar="ID",
+                       help="restore into the file this plugin is routed to now (the shared file for a use_shared "
+                            "plugin: use --target for its isolated file then)")
     where.add_argument("--target", metavar="PATH", help="restore into this file (inside data_dir)")
     parser.add_argument("--force", action="store_true",
                         help="restore even a backup of another file (role or path differ) or one that records "

@@ -28,11 +28,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from zepix_store.attribution import build_owners, owner_table
 from zepix_store.config import load_config
@@ -334,8 +339,6 @@ class MovePlugin(RuleBasedStateMachine):
         key = ("system_state", name)
         if key in self.dirty_iso and not conflict:
             return
-        if key in self.keyed and not self.read("shared").find("system_state", name):
-            return  # pruned: the old bot's row would get a new rowid, the known bug of the xfail test below
         key, tup = self.upsert_state("shared", name)
         self.old_wrote(key, tup)
         self.trace.append(f"old_bot_state {name}")
@@ -488,8 +491,6 @@ def test_any_sequence_of_moves_keeps_every_row_once_at_its_latest_state() -> Non
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 
-@pytest.mark.xfail(strict=True, reason="sync bug: a keyed row the old bot upserted under a new rowid (INSERT OR "
-                   "REPLACE, or after a prune) is a conflict --prefer cannot resolve, and merge never converges")
 def test_an_old_bot_upsert_giving_a_keyed_row_a_new_rowid_is_carried_over(tmp_path: Path) -> None:
     project = Project(tmp_path / "p")
     copy_database(template(), project.shared_db)

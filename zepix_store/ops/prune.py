@@ -61,7 +61,8 @@ def _collect_verified(conn: sqlite3.Connection, config: StoreConfig, present: Pr
                     c = columns_for(conn, table, cols)
                     conn.execute(
                         f"INSERT OR IGNORE INTO temp.zx_verified SELECT :t, p.shared_rowid, :p FROM iso.{PAIRS} p "
-                        f"JOIN sh.{name} s ON s.rowid = p.shared_rowid JOIN iso.{name} i ON i.rowid = p.iso_rowid "
+                        f"JOIN sh.{table.name} s ON s.rowid = p.shared_rowid JOIN iso.{table.name} i "
+                        "ON i.rowid = p.iso_rowid "
                         f"AND i.plugin_id = :p WHERE p.seg = :seg AND {c.same('s', 'i')}",
                         {"t": name, "p": pid, "seg": seg})
         finally:
@@ -187,6 +188,7 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                 conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
                 n += conn.execute(f"DELETE FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch) AND rowid IN "
                                   f"({still_equal} AND p.iso_rowid IN (SELECT r FROM temp.zx_batch))", args).rowcount
+                fault.point("before_isolated_prune_commit")
                 # The delete trigger kept each row as a base row: a prune is not the bot's delete.
                 conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "
                              f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} "

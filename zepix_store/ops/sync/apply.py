@@ -103,7 +103,7 @@ def _settle_base(conn: sqlite3.Connection, scope: Scope, only_done: bool, shared
         return
     conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT i.rowid {rows} AND {c.same('s', 'i')})")
     if c.values:
-        conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.listed()}) SELECT i.rowid, {c.listed('s')} "
+        conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.names()}) SELECT i.rowid, {c.names('s')} "
                      f"{rows} AND NOT ({c.same('s', 'i')})")
 
 
@@ -153,8 +153,8 @@ def _copy(w: Writer, scope: Scope, tr: TableSync, result: PluginSync) -> None:
         renumbered = conn.execute("SELECT count(*) FROM temp.zx_chunk WHERE want IS NULL").fetchone()[0]
         rid = rowid_alias(scope.table) or "rowid"
         written = conn.execute(
-            f"INSERT INTO {dst}.{t} ({rid}, {c.listed()}{', ' if c.values else ''}plugin_id) "
-            f"SELECT x.dst, {c.listed(a)}{', ' if c.values else ''}:p FROM temp.zx_chunk x "
+            f"INSERT INTO {dst}.{t} ({rid}, {c.names()}{', ' if c.values else ''}plugin_id) "
+            f"SELECT x.dst, {c.names(a)}{', ' if c.values else ''}:p FROM temp.zx_chunk x "
             f"JOIN {src}.{t} {a} ON {a}.rowid = x.src ORDER BY x.dst", scope.args).rowcount
         conn.execute(f"UPDATE temp.zx_chunk SET done = 1 WHERE dst IN (SELECT rowid FROM {dst}.{t})")
         _verify_chunk(conn, scope, written, result, "copied")
@@ -188,11 +188,11 @@ def _update(w: Writer, scope: Scope, tr: TableSync, result: PluginSync, forced: 
         if not scope.to_iso:
             # The shared row as it was becomes the base first: killed before the shared file's commit, the
             # isolated row still reads as changed and is written again.
-            conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.listed()}) SELECT x.src, {c.listed('s')} "
+            conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.names()}) SELECT x.src, {c.names('s')} "
                          f"FROM temp.zx_chunk x JOIN sh.{t} s ON s.rowid = x.dst AND s.plugin_id = :p WHERE {guard}",
                          scope.args)
         conn.execute(
-            f"UPDATE {dst}.{t} AS {d} SET ({c.listed()}) = ({c.listed(a)}) FROM temp.zx_chunk x "
+            f"UPDATE {dst}.{t} AS {d} SET ({c.names()}) = ({c.names(a)}) FROM temp.zx_chunk x "
             f"JOIN {src}.{t} {a} ON {a}.rowid = x.src WHERE {d}.rowid = x.dst AND {d}.plugin_id = :p AND {guard}",
             scope.args)
         conn.execute(f"UPDATE temp.zx_chunk SET done = 1 WHERE EXISTS (SELECT 1 FROM {src}.{t} {a} JOIN {dst}.{t} {d} "
@@ -273,7 +273,7 @@ def fresh_copy(w: Writer, scope: Scope, result: PluginSync) -> None:
     rid = rowid_alias(scope.table) or "rowid"
     sep = ", " if c.values else ""
     written = conn.execute(
-        f"INSERT INTO iso.{t} ({rid}, {c.listed()}{sep}plugin_id) SELECT f.dst, {c.listed('s')}{sep}:p "
+        f"INSERT INTO iso.{t} ({rid}, {c.names()}{sep}plugin_id) SELECT f.dst, {c.names('s')}{sep}:p "
         f"FROM temp.zx_fresh f JOIN sh.{t} s ON s.rowid = f.src ORDER BY f.dst", scope.args).rowcount
     conn.execute(f"INSERT INTO iso.{PAIRS} (seg, iso_rowid, shared_rowid) SELECT :seg, dst, src FROM temp.zx_fresh",
                  scope.args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from ...schema import Table
+from ...schema import TABLES, Table
 
 __all__ = [
     'ALIASES',
@@ -24,6 +24,7 @@ __all__ = [
 
 ALIASES = ("s", "i", "b", "x")  # shared row, isolated row, base row, another row: the only aliases used
 SCHEMAS = ("sh", "iso")
+PREFIXES = {"": "", **{a: f"{a}." for a in ALIASES}}
 # Money columns whose per-plugin totals are compared after a copy.
 MONEY = {"trades": ("pnl", "commission", "swap")}
 
@@ -73,6 +74,16 @@ class Columns:
     values: tuple[str, ...]
     typed: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        known = {c for t in TABLES for c in t.all_column_names}
+        if not set(self.values) <= known or not set(self.typed) <= set(self.values):
+            raise ValueError(f"not schema columns: {self.values!r} / {self.typed!r}")
+
+    def check(self, table: Table) -> None:
+        """Every column is one of `table`'s (raises ValueError)."""
+        if not set(self.values) <= set(table.all_column_names):
+            raise ValueError(f"{table.name}: not its columns: {sorted(set(self.values) - set(table.all_column_names))}")
+
     def same(self, a: str, b: str) -> str:
         """SQL true when rows `a` and `b` hold the same values (and storage classes where needed)."""
         assert a in ALIASES and b in ALIASES
@@ -81,9 +92,9 @@ class Columns:
         test = f"({', '.join(f'{a}.{c}' for c in self.values)}) IS ({', '.join(f'{b}.{c}' for c in self.values)})"
         return " AND ".join([test, *(f"typeof({a}.{c}) = typeof({b}.{c})" for c in self.typed)])
 
-    def listed(self, alias: str = "") -> str:
-        assert alias in ("", *ALIASES)
-        return ", ".join(f"{alias}.{c}" if alias else c for c in self.values)
+    def names(self, alias: str = "") -> str:
+        prefix = PREFIXES[alias]  # KeyError for anything but our own aliases
+        return ", ".join(f"{prefix}{c}" for c in self.values)
 
 
 def columns_for(conn: sqlite3.Connection, table: Table, present: set[str]) -> Columns:

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from ... import fault
 from ...db import read_snapshot, transaction, translated_errors
 from ...errors import VerifyError
-from ...schema import SCHEMA_VERSION, TABLES, create_schema_sql, index_sql
+from ...schema import ATTRIBUTION_ORDER, SCHEMA_VERSION, TABLE_BY_NAME, TABLES, create_schema_sql, index_sql
 from .apply import Writer, apply_segment, fresh_copy
 from .chunks import ChunkClock
 from .columns import columns_for
@@ -128,7 +128,7 @@ def _finish_new(conn: sqlite3.Connection, results: dict[str, PluginSync]) -> Non
 
 def _scopes(conn: sqlite3.Connection, job: SyncJob, pid: str, create: bool) -> list[Scope]:
     scopes = []
-    for table in job.tables:
+    for table in (TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in job.present):
         seg = segment(conn, table, pid, create=create) or 0  # 0: no segment yet, so no pair (ids start at 1)
         scopes.append(Scope(table, pid, seg, columns_for(conn, table, job.present[table.name]), job.direction,
                             had_pairs=pair_count(conn, seg) > 0))

@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from ...attribution import owner_table
-from ...schema import Table
+from ...schema import TABLES, Table
 from .columns import Columns, key_text, natural_key
 from .identity import PAIRS, base_table
 from .job import Direction
@@ -38,6 +38,7 @@ __all__ = [
     'source_counts',
 ]
 
+RESOLVED = {"source": "'overwrite'", "destination": "'adopt'"}  # --prefer: the action a conflict becomes
 WRITES = ("copy", "recopy", "update", "overwrite", "adopt", "pair", "clean", "drop")
 COUNTED = ("keep", "gone", "deleted", "conflict", "already")
 
@@ -52,6 +53,12 @@ class Scope:
     cols: Columns
     direction: Direction
     had_pairs: bool = False
+
+    def __post_init__(self) -> None:
+        # Everything put into SQL text from a Scope is a schema.py identifier: checked here, once.
+        if self.table not in TABLES or not isinstance(self.direction, Direction):
+            raise ValueError(f"not a schema table or direction: {self.table!r}, {self.direction!r}")
+        self.cols.check(self.table)
 
     @property
     def src(self) -> str:
@@ -68,6 +75,11 @@ class Scope:
     @property
     def args(self) -> dict[str, object]:
         return {"p": self.plugin, "seg": self.seg, "t": self.table.name}
+
+
+def resolved_kind(prefer: str | None) -> str:
+    """The action (as SQL text) a conflict becomes under --prefer."""
+    return RESOLVED[prefer] if prefer in RESOLVED else "'conflict'"  # noqa: SIM401 - the SQL scan traces a subscript
 
 
 def create_todo(conn: sqlite3.Connection) -> None:
@@ -122,7 +134,7 @@ def plan_pairs(conn: sqlite3.Connection, scope: Scope, prefer: str | None) -> No
     src_changed, dst_changed = ("sh_changed", "iso_changed") if scope.to_iso else ("iso_changed", "sh_changed")
     src_here, dst_here = ("sh_here", "iso_here") if scope.to_iso else ("iso_here", "sh_here")
     src_id, dst_id = ("sh_rowid", "iso_rowid") if scope.to_iso else ("iso_rowid", "sh_rowid")
-    both = {"source": "'overwrite'", "destination": "'adopt'"}.get(prefer or "", "'conflict'")
+    both = resolved_kind(prefer)
     deleted = "'deleted'" if scope.to_iso else "'recopy'"  # the bot's delete in its isolated file is kept
     conn.execute(
         f"INSERT INTO temp.zx_todo (seg, kind, src, dst) SELECT :seg, k, {src_id}, {dst_id} FROM (SELECT *, CASE "
@@ -198,7 +210,7 @@ def _plan_key_conflicts(conn: sqlite3.Connection, scope: Scope, key: str, prefer
         f"JOIN {src}.{t} {a} ON {a}.rowid = fs.r JOIN {dst}.{t} {d} ON {d}.{key} = {a}.{key} "
         f"WHERE {mine} AND {free} ORDER BY fs.r, {d}.rowid", scope.args)
     # A clash with a row already paired to another source row cannot be resolved by pairing: it stays one.
-    kind = {"source": "'overwrite'", "destination": "'adopt'"}.get(prefer or "", "'conflict'")
+    kind = resolved_kind(prefer)
     # A source row equal to the plugin's paired row of that key (a shared-lineage row seen again after a merge
     # gave the plugin its own row) is already there.
     same = f"EXISTS (SELECT 1 FROM {src}.{t} {a} JOIN {dst}.{t} {d} ON {d}.rowid = zx_clash.dst " \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from ...schema import ATTRIBUTION_ORDER, TABLE_BY_NAME
 from .columns import columns_for
 from .engine import plan_plugin
 from .files import READ, attach, check_regular_file, detach
@@ -30,7 +31,7 @@ def preview(conn: sqlite3.Connection, job: SyncJob) -> dict[str, PluginSync]:
                 _count_only(conn, job, result, exists)
                 continue
             scopes = []
-            for table in job.tables:
+            for table in (TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in job.present):
                 seg = segment(conn, table, pid) or 0
                 scopes.append(Scope(table, pid, seg, columns_for(conn, table, job.present[table.name]),
                                     job.direction, had_pairs=pair_count(conn, seg) > 0))
@@ -59,7 +60,7 @@ def preview(conn: sqlite3.Connection, job: SyncJob) -> dict[str, PluginSync]:
 def _count_only(conn: sqlite3.Connection, job: SyncJob, result: PluginSync, exists: bool) -> None:
     from ...attribution import owner_table
 
-    for table in job.tables:
+    for table in (TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in job.present):
         tr = result.table(table.name)
         if job.direction.src == "sh":
             tr.source_rows = int(conn.execute(f"SELECT count(DISTINCT src_rowid) FROM {owner_table(table.name)} "

@@ -44,7 +44,7 @@ def follow_replaced_rows(conn: sqlite3.Connection, scope: Scope) -> int:
     isolated = conn.execute(f"UPDATE OR IGNORE iso.{PAIRS} AS p SET iso_rowid = r.new FROM temp.zx_rekeyed r "
                             "WHERE p.seg = :seg AND p.iso_rowid = r.old", args).rowcount
     if isolated and c.values:
-        conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.listed()}) SELECT r.new, {c.listed('s')} "
+        conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.names()}) SELECT r.new, {c.names('s')} "
                      f"FROM temp.zx_rekeyed r JOIN iso.{PAIRS} p ON p.seg = :seg AND p.iso_rowid = r.new "
                      f"JOIN sh.{t} s ON s.rowid = p.shared_rowid", args)
     return int(shared) + int(isolated)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from ...attribution import owner_table
+from ...schema import ATTRIBUTION_ORDER, TABLE_BY_NAME
 from .columns import columns_for
 from .identity import PAIRS, base_table, segment
 from .job import SyncJob
@@ -19,7 +20,7 @@ __all__ = ['drop_remapped']
 def drop_remapped(conn: sqlite3.Connection, job: SyncJob, plugin: str) -> tuple[int, int]:
     """Return (copies removed, copies kept but no longer paired) over every table."""
     removed = kept = 0
-    for table in job.tables:
+    for table in (TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in job.present):
         seg = segment(conn, table, plugin)
         if seg is None:
             continue
