@@ -31,10 +31,10 @@ def set_use_shared(path: Path, value: bool) -> bool:
         m = found[0]
         new = text[:m.start(2)] + ("true" if value else "false") + text[m.end(2):]
     elif not found:  # the template's form has no use_shared yet: add it first in the block
-        m = re.search(r'"database"\s*:\s*\{', text)
-        if m is None:
+        block = re.search(r'"database"\s*:\s*\{', text)
+        if block is None:
             raise ConfigError(f"{path}: cannot find the database block")
-        new = text[:m.end()] + f' "use_shared": {"true" if value else "false"},' + text[m.end():]
+        new = text[:block.end()] + f' "use_shared": {"true" if value else "false"},' + text[block.end():]
     else:
         raise ConfigError(f"{path}: several use_shared keys; set database.use_shared by hand")
     after = json.loads(new)

@@ -158,7 +158,7 @@ class BatchShape:
                 return None
             names, key_count = tuple(first), len(first)
         elif dataclasses.is_dataclass(first):
-            names, key_count = _fields_of(type(first))[0], -1
+            names, key_count = _fields_of(type(first))[0], -1  # type: ignore[arg-type]  # a dataclass type
         else:
             return None
         extra = tuple(k for k in _STORE_OWNED if k in names)

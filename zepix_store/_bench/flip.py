@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .core import Figure, Say, not_measured, python_module, ratio_figure, write_project
 
@@ -70,12 +71,13 @@ def _history(shared: Path, trades: int) -> None:
     conn.close()
 
 
-def _writer_p99(configs: Path, stop: Path, during: list[str] | None, seconds: float) -> tuple[float, dict]:
+def _writer_p99(configs: Path, stop: Path, during: list[str] | None,
+                seconds: float) -> tuple[float, dict[str, Any]]:
     """Run the writer; stop it after `seconds`, or once the command `during` has finished."""
     stop.unlink(missing_ok=True)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(configs), str(stop), *WRITERS],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    command: dict = {}
+    command: dict[str, Any] = {}
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
         time.sleep(0.5)
