@@ -12,6 +12,14 @@ from typing import Any
 
 from .schema import TABLE_BY_NAME
 
+__all__ = [
+    'TRADE_ALIASES',
+    'is_model',
+    'model_fields',
+    'table_row',
+    'trade_row',
+]
+
 # The bot's Trade field -> its trades column (the bot's own save_trade read these names first).
 TRADE_ALIASES = {"entry": "entry_price", "sl": "sl_price", "tp": "tp_price", "close_price": "exit_price"}
 # What the bot's save_trade wrote when the model lacked the attribute (getattr with a default).

@@ -18,6 +18,33 @@ from . import timefmt
 from .schema import OPEN_POSITION_SQL
 from .statements import SESSIONS_STARTED_IN, TRADES_CLOSED_IN, Row, as_day, by_time, fetch_all, fetch_one
 
+__all__ = [
+    'CHAIN_STATISTICS',
+    'HIT_IN',
+    'PROFIT_CHAIN_STATS',
+    'SESSION_BREAKDOWN',
+    'SL_HUNT_STATS',
+    'SL_RECOVERY_STATS',
+    'STAMPED_IN',
+    'TP_REENTRY_STATS',
+    'WINDOW_DAYS',
+    'active_profit_chains',
+    'active_session',
+    'chain_statistics',
+    'close_session',
+    'open_trades',
+    'profit_chain_stats',
+    'recompute_session_stats',
+    'session_details',
+    'sessions_by_date',
+    'set_session_metadata',
+    'sl_hunt_reentry_stats',
+    'sl_recovery_stats',
+    'tp_reentry_stats',
+    'trade_history',
+    'trades_by_date',
+]
+
 HIT_IN = timefmt.window_sql(timefmt.time_key_sql("hit_time"), first=2)
 STAMPED_IN = timefmt.window_sql(timefmt.time_key_sql("timestamp"), first=2)
 WINDOW_DAYS = 30

@@ -32,6 +32,10 @@ from .registry import load_lenient_config, prepare_file
 from .rows import Row, check_row
 from .schema import create_schema_sql
 
+__all__ = [
+    'TradeDatabase',
+]
+
 T = TypeVar("T")
 log = logging.getLogger("zepix_store.compat")
 _CHAIN_FIELDS = ("chain_id", "symbol", "direction", "original_entry", "original_sl_distance", "current_level",

@@ -24,6 +24,17 @@ from zepix_store.errors import ConfigError, UnknownPluginError
 from zepix_store.schema import TRADES
 from zepix_store.timefmt import LOCAL, resolve_zone
 
+__all__ = [
+    'MAX_CONFIG_BYTES',
+    'PLUGIN_FILE',
+    'PLUGIN_ID_PATTERN',
+    'PluginConfig',
+    'STORE_FILE',
+    'StoreConfig',
+    'load_config',
+    'validate_plugin_id',
+]
+
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_CONFIG_BYTES = 1 << 20
 STORE_FILE = "store.yaml"

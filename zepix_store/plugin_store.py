@@ -31,6 +31,13 @@ from .statements import (
     upsert,
 )
 
+__all__ = [
+    'NUMERIC_PNL',
+    'PluginStore',
+    'STATISTICS_SQL',
+    'TRUE_VALUES',
+]
+
 TRUE_VALUES = "(1, '1', 'true', 'True', 'TRUE')"
 # Finite numbers only: NULL, text, blobs (legacy values in the REAL column) and +-infinity all fail it, so one bad
 # row never blanks the money figures, and the condition stays a range on the (plugin_id, status, pnl) index.

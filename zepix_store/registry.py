@@ -21,6 +21,14 @@ from .errors import IsolationError
 from .plugin_store import PluginStore
 from .rows import Row
 
+__all__ = [
+    'HOW_TO_CLOSE',
+    'Store',
+    'load_lenient_config',
+    'prepare_file',
+    'wants_backup',
+]
+
 if TYPE_CHECKING:
     from .ops.flip import FlipReport
 

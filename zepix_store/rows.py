@@ -15,6 +15,14 @@ from .errors import IsolationError, RowError
 from .schema import TABLES
 from .values import convert_value, row_needs_conversion
 
+__all__ = [
+    'BatchShape',
+    'NotUniform',
+    'Trade',
+    'check_row',
+    'utc_now',
+]
+
 _COLUMNS: dict[str, frozenset[str]] = {t.name: frozenset(t.all_column_names) for t in TABLES}
 
 Row = dict[str, Any]

@@ -19,6 +19,24 @@ from . import timefmt
 from .errors import RowError
 from .schema import CLOSE_KEY_SQL, START_KEY_SQL, TABLE_BY_NAME
 
+__all__ = [
+    'SESSIONS_STARTED_IN',
+    'STATE_MARK',
+    'TRADES_CLOSED_IN',
+    'as_day',
+    'by_time',
+    'decode_state',
+    'encode_state',
+    'fetch_all',
+    'fetch_one',
+    'get_state',
+    'insert',
+    'integrity_errors',
+    'save_trade',
+    'state_row',
+    'upsert',
+]
+
 Row = dict[str, Any]
 # System state values other than text are stored as this mark + JSON, so a False reads back False, not 'False'.
 STATE_MARK = "\ue000"

@@ -16,6 +16,13 @@ from . import timefmt
 from .errors import RowError
 from .schema import TABLES
 
+__all__ = [
+    'KINDS',
+    'convert_row',
+    'convert_value',
+    'row_needs_conversion',
+]
+
 REAL, INTEGER, TEXT, TIME = "real", "integer", "text", "time"
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _KIND_OF_DECL = {"REAL": REAL, "INTEGER": INTEGER, "BOOLEAN": INTEGER, "TEXT": TEXT, "DATETIME": TIME,
