@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from zepix_store.legacy_data import build_legacy_db
+from zepix_store._bench.flip import big_plugin_history
 
 from ..helpers import REPO, Project, child_env, copy_database, scaled
 
@@ -59,20 +59,6 @@ asyncio.run(main())
 """
 
 
-def build_history(path: Path, trades: int) -> None:
-    """A legacy file with `trades` closed LOGIC1 trades (the moved plugin's) besides a small mixed history."""
-    build_legacy_db(path, trades=200, seed=3)
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-        "INSERT INTO trades (trade_id, symbol, strategy, status, pnl, open_time, close_time) "
-        "SELECT 'BIG-' || i, 'EURUSD', 'LOGIC1', 'closed', (i % 97) - 48.5, "
-        "datetime('2024-01-01', '+' || (i % 300) || ' minutes'), datetime('2024-01-01', '+' || (i % 300 + 5) || "
-        "' minutes') FROM n", (trades,))
-    conn.commit()
-    conn.close()
-
-
 def cli(project: Project, *args: str) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-m", "zepix_store.cli", *args, "--config", str(project.configs),
                            "--json", "-q"], cwd=REPO, capture_output=True, text=True, timeout=900, env=child_env(),
@@ -92,7 +78,7 @@ def count(path: Path, sql: str, params: tuple[object, ...] = ()) -> int:
 def test_moves_of_a_big_plugin_never_block_the_bot(project: Project, tmp_path: Path, figures) -> None:
     big = scaled(40_000, 300_000)
     template = tmp_path / "legacy.db"
-    build_history(template, big)
+    big_plugin_history(template, big)
     copy_database(template, project.shared_db)
     store = project.configs / "store.yaml"
     store.write_text(store.read_text().replace("LOGIC1: v3-logic-01-5min", f"LOGIC1: {MOVED}"))

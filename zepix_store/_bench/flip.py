@@ -18,7 +18,7 @@ from typing import Any
 
 from .core import Figure, Say, not_measured, python_module, ratio_figure, write_project
 
-__all__ = ['HOLD_GOAL_MS', 'measure_flip', 'MOVED', 'P99_GOAL', 'WRITER', 'WRITERS']
+__all__ = ['HOLD_GOAL_MS', 'big_plugin_history', 'measure_flip', 'MOVED', 'P99_GOAL', 'WRITER', 'WRITERS']
 
 MOVED = "big-plugin"
 WRITERS = {f"writer-{i}": (None if i < 4 else f"writer_{i}.db") for i in range(8)}
@@ -55,7 +55,7 @@ asyncio.run(main())
 """
 
 
-def _history(shared: Path, trades: int) -> None:
+def big_plugin_history(shared: Path, trades: int) -> None:
     """A legacy shared file holding `trades` closed LOGIC1 trades (the big plugin's), in the legacy schema."""
     from .._sample.legacy import build_legacy_db
 
@@ -114,7 +114,7 @@ def _measure(scratch: Path, trades: int, say: Say) -> list[Figure]:
             doc["database"]["use_shared"] = True
             (folder / "config.json").write_text(json.dumps(doc, indent=2))
     say(f"flip: a shared file with a {trades:,}-trade plugin, migrated as the bot's would be")
-    _history(root / "data" / "trading_bot.db", trades)
+    big_plugin_history(root / "data" / "trading_bot.db", trades)
     subprocess.run(python_module("zepix_store.migrate", "--config", str(configs), "-q"), check=True,
                    capture_output=True)
     stop = root / "stop"

@@ -144,9 +144,7 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids:
                 if not ids:
                     break
                 after = ids[-1]
-                conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
-                conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
-                conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
+                _batch(conn, ids)
                 done += conn.execute(
                     f"DELETE FROM sh.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b JOIN iso.{PAIRS} p "
                     f"ON p.seg = :seg AND p.shared_rowid = b.r JOIN sh.{name} s ON s.rowid = b.r "
@@ -155,6 +153,13 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids:
                 fault.point("before_prune_commit")
             clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
     return done
+
+
+def _batch(conn: sqlite3.Connection, ids: list[int]) -> None:
+    """temp.zx_batch: the rowids one chunk deletes."""
+    conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
+    conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
 
 
 def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, path: Path,
@@ -183,9 +188,7 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                 if not ids:
                     break
                 after = ids[-1]
-                conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
-                conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
-                conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
+                _batch(conn, ids)
                 n += conn.execute(f"DELETE FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch) AND rowid IN "
                                   f"({still_equal} AND p.iso_rowid IN (SELECT r FROM temp.zx_batch))", args).rowcount
                 fault.point("before_isolated_prune_commit")

@@ -107,14 +107,17 @@ def _settle_base(conn: sqlite3.Connection, scope: Scope, only_done: bool, shared
                      f"{rows} AND NOT ({c.same('s', 'i')})")
 
 
-def _verify_chunk(conn: sqlite3.Connection, scope: Scope, expected: int, result: PluginSync, what: str) -> None:
-    """Inside the writing transaction: the chunk's written rows equal their source, money totals included."""
+def _verify_chunk(conn: sqlite3.Connection, scope: Scope, expected: int, result: PluginSync, what: str,
+                  rows: str = "zx_chunk") -> None:
+    """Inside the writing transaction: the written rows (`done` in temp table `rows`, with their source and
+    destination rowids) equal their source, money totals included."""
+    assert rows in ("zx_chunk", "zx_fresh")
     t, c = scope.table.name, scope.cols
     money = money_columns(scope.table, c)
     a, d = ("s", "i") if scope.to_iso else ("i", "s")
     sums = "".join(f", total({a}.{m}), total({d}.{m})" for m in money)
     n, differ, *totals = conn.execute(
-        f"SELECT count(*), coalesce(sum(NOT ({c.same(a, d)})), 0){sums} FROM temp.zx_chunk x "
+        f"SELECT count(*), coalesce(sum(NOT ({c.same(a, d)})), 0){sums} FROM temp.{rows} x "
         f"JOIN {scope.src}.{t} {a} ON {a}.rowid = x.src JOIN {scope.dst}.{t} {d} ON {d}.rowid = x.dst "
         f"AND {d}.plugin_id = :p WHERE x.done = 1", scope.args).fetchone()
     problems = []
@@ -262,9 +265,9 @@ def fresh_copy(w: Writer, scope: Scope, result: PluginSync) -> None:
     """
     conn, t, c, tr = w.conn, scope.table.name, scope.cols, result.table(scope.table.name)
     conn.execute("DROP TABLE IF EXISTS temp.zx_fresh")
-    conn.execute("CREATE TEMP TABLE zx_fresh (src INTEGER PRIMARY KEY, dst INTEGER)")
-    conn.execute(f"INSERT INTO temp.zx_fresh SELECT r, CASE WHEN EXISTS (SELECT 1 FROM iso.{t} x WHERE x.rowid = r) "
-                 "THEN NULL ELSE r END FROM temp.zx_mine")
+    conn.execute("CREATE TEMP TABLE zx_fresh (src INTEGER PRIMARY KEY, dst INTEGER, done INTEGER NOT NULL DEFAULT 1)")
+    conn.execute(f"INSERT INTO temp.zx_fresh (src, dst) SELECT r, CASE WHEN EXISTS (SELECT 1 FROM iso.{t} x "
+                 "WHERE x.rowid = r) THEN NULL ELSE r END FROM temp.zx_mine")
     top = conn.execute(f"SELECT max(coalesce((SELECT max(rowid) FROM iso.{t}), 0), "
                        "coalesce((SELECT max(src) FROM temp.zx_fresh), 0))").fetchone()[0]
     tr.renumbered += conn.execute(
@@ -277,22 +280,6 @@ def fresh_copy(w: Writer, scope: Scope, result: PluginSync) -> None:
         f"FROM temp.zx_fresh f JOIN sh.{t} s ON s.rowid = f.src ORDER BY f.dst", scope.args).rowcount
     conn.execute(f"INSERT INTO iso.{PAIRS} (seg, iso_rowid, shared_rowid) SELECT :seg, dst, src FROM temp.zx_fresh",
                  scope.args)
-    money = money_columns(scope.table, c)
-    sums = "".join(f", total(s.{m}), total(i.{m})" for m in money)
-    n, differ, *totals = conn.execute(
-        f"SELECT count(*), coalesce(sum(NOT ({c.same('s', 'i')})), 0){sums} FROM temp.zx_fresh f "
-        f"JOIN sh.{t} s ON s.rowid = f.src JOIN iso.{t} i ON i.rowid = f.dst AND i.plugin_id = :p",
-        scope.args).fetchone()
-    problems = []
-    if n != written or differ:
-        problems.append(f"{t}: copied {written} rows, {n} found in the destination, {differ} differ from the source")
-    for k, m in enumerate(money):
-        pair = result.money.setdefault(m, [0.0, 0.0])
-        pair[0] += totals[2 * k]
-        pair[1] += totals[2 * k + 1]
-        if totals[2 * k] != totals[2 * k + 1]:
-            problems.append(f"{t}: total {m} of the copies {totals[2 * k + 1]!r} != source {totals[2 * k]!r}")
-    if problems:
-        raise VerifyError(f"{scope.plugin}: " + "; ".join(problems))
+    _verify_chunk(conn, scope, written, result, "copied", rows="zx_fresh")
     tr.copied += written
     fault.point(f"after_copy:{scope.plugin}:{t}")
