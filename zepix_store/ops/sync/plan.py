@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from ..._output import show_value
 from ...attribution import owner_table
 from ...schema import TABLES, Table
 from .columns import Columns, key_text, natural_key
@@ -246,7 +247,7 @@ def conflict_details(conn: sqlite3.Connection, scope: Scope, limit: int = 5) -> 
         "WHERE x.seg = :seg AND x.kind = 'conflict' ORDER BY x.n LIMIT :n", {**scope.args, "n": limit}).fetchall()
     out = []
     for s_key, i_key, *values in rows:
-        diffs = [f"{col} shared={values[2 * n]!r} isolated={values[2 * n + 1]!r}"
+        diffs = [f"{col} shared={show_value(values[2 * n])} isolated={show_value(values[2 * n + 1])}"
                  for n, col in enumerate(c.values) if values[2 * n] != values[2 * n + 1]
                  or type(values[2 * n]) is not type(values[2 * n + 1])]
         name = s_key if s_key == i_key else f"{s_key} / {i_key}"
