@@ -146,9 +146,9 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids:
                 after = ids[-1]
                 _batch(conn, ids)
                 done += conn.execute(
-                    f"DELETE FROM sh.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b JOIN iso.{PAIRS} p "
-                    f"ON p.seg = :seg AND p.shared_rowid = b.r JOIN sh.{name} s ON s.rowid = b.r "
-                    f"JOIN iso.{name} i ON i.rowid = p.iso_rowid AND i.plugin_id = :p WHERE {c.same('s', 'i')})",
+                    f"DELETE FROM sh.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b CROSS JOIN iso.{PAIRS} p "
+                    f"ON p.seg = :seg AND p.shared_rowid = b.r CROSS JOIN sh.{name} s ON s.rowid = b.r "
+                    f"CROSS JOIN iso.{name} i ON i.rowid = p.iso_rowid AND i.plugin_id = :p WHERE {c.same('s', 'i')})",
                     {"seg": seg, "p": pid}).rowcount
                 fault.point("before_prune_commit")
             clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
@@ -178,7 +178,8 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                        f"AND i.plugin_id = :p JOIN sh.{name} s ON s.rowid = p.shared_rowid AND s.plugin_id = :p "
                        f"WHERE p.seg = :seg AND {c.same('s', 'i')}")
         conn.execute("DROP TABLE IF EXISTS temp.zx_doomed_iso")
-        conn.execute(f"CREATE TEMP TABLE zx_doomed_iso AS {still_equal}", args)
+        conn.execute("CREATE TEMP TABLE zx_doomed_iso (iso_rowid INTEGER PRIMARY KEY)")
+        conn.execute(f"INSERT INTO temp.zx_doomed_iso {still_equal}", args)
         n, after = 0, -1 << 62
         while True:
             start = time.perf_counter()
@@ -189,8 +190,11 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                     break
                 after = ids[-1]
                 _batch(conn, ids)
-                n += conn.execute(f"DELETE FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch) AND rowid IN "
-                                  f"({still_equal} AND p.iso_rowid IN (SELECT r FROM temp.zx_batch))", args).rowcount
+                n += conn.execute(
+                    f"DELETE FROM iso.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b CROSS JOIN iso.{PAIRS} p "
+                    f"ON p.seg = :seg AND p.iso_rowid = b.r CROSS JOIN iso.{name} i ON i.rowid = b.r "
+                    f"AND i.plugin_id = :p CROSS JOIN sh.{name} s ON s.rowid = p.shared_rowid AND s.plugin_id = :p "
+                    f"WHERE {c.same('s', 'i')})", args).rowcount
                 fault.point("before_isolated_prune_commit")
                 # The delete trigger kept each row as a base row: a prune is not the bot's delete.
                 conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "

@@ -81,11 +81,14 @@ def _record_pairs(conn: sqlite3.Connection, scope: Scope, only_done: bool) -> No
     """Pair each chunk row (replacing any older pair of either row) whose two rows both exist."""
     iso, sh, t = _iso_col(scope), _sh_col(scope), scope.table.name
     done = " AND c.done = 1" if only_done else ""
-    conn.execute(f"DELETE FROM iso.{PAIRS} WHERE seg = :seg AND (iso_rowid IN (SELECT {iso} FROM temp.zx_chunk c "
-                 f"WHERE 1{done}) OR shared_rowid IN (SELECT {sh} FROM temp.zx_chunk c WHERE 1{done}))", scope.args)
+    # Two statements, each on its own index (an OR of the two would scan every pair of the segment).
+    conn.execute(f"DELETE FROM iso.{PAIRS} WHERE seg = :seg AND iso_rowid IN (SELECT {iso} FROM temp.zx_chunk c "
+                 f"WHERE 1{done})", scope.args)
+    conn.execute(f"DELETE FROM iso.{PAIRS} WHERE seg = :seg AND shared_rowid IN (SELECT {sh} FROM temp.zx_chunk c "
+                 f"WHERE 1{done})", scope.args)
     conn.execute(f"INSERT INTO iso.{PAIRS} (seg, iso_rowid, shared_rowid) SELECT :seg, c.{iso}, c.{sh} "
-                 f"FROM temp.zx_chunk c JOIN iso.{t} i ON i.rowid = c.{iso} JOIN sh.{t} s ON s.rowid = c.{sh} "
-                 f"WHERE 1{done}", scope.args)
+                 f"FROM temp.zx_chunk c CROSS JOIN iso.{t} i ON i.rowid = c.{iso} "
+                 f"CROSS JOIN sh.{t} s ON s.rowid = c.{sh} WHERE 1{done}", scope.args)
 
 
 def _settle_base(conn: sqlite3.Connection, scope: Scope, only_done: bool, shared_wins: bool = False) -> None:
@@ -96,7 +99,7 @@ def _settle_base(conn: sqlite3.Connection, scope: Scope, only_done: bool, shared
     """
     iso, sh, t, c = _iso_col(scope), _sh_col(scope), scope.table.name, scope.cols
     base, done = base_table(scope.table), " AND x.done = 1" if only_done else ""
-    rows = (f"FROM temp.zx_chunk x JOIN iso.{t} i ON i.rowid = x.{iso} JOIN sh.{t} s ON s.rowid = x.{sh} "
+    rows = (f"FROM temp.zx_chunk x CROSS JOIN iso.{t} i ON i.rowid = x.{iso} CROSS JOIN sh.{t} s ON s.rowid = x.{sh} "
             f"WHERE 1{done}")
     if shared_wins:
         conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT x.{iso} FROM temp.zx_chunk x WHERE 1{done})")
@@ -118,7 +121,7 @@ def _verify_chunk(conn: sqlite3.Connection, scope: Scope, expected: int, result:
     sums = "".join(f", total({a}.{m}), total({d}.{m})" for m in money)
     n, differ, *totals = conn.execute(
         f"SELECT count(*), coalesce(sum(NOT ({c.same(a, d)})), 0){sums} FROM temp.{rows} x "
-        f"JOIN {scope.src}.{t} {a} ON {a}.rowid = x.src JOIN {scope.dst}.{t} {d} ON {d}.rowid = x.dst "
+        f"CROSS JOIN {scope.src}.{t} {a} ON {a}.rowid = x.src CROSS JOIN {scope.dst}.{t} {d} ON {d}.rowid = x.dst "
         f"AND {d}.plugin_id = :p WHERE x.done = 1", scope.args).fetchone()
     problems = []
     if n != expected or differ:
@@ -158,8 +161,9 @@ def _copy(w: Writer, scope: Scope, tr: TableSync, result: PluginSync) -> None:
         written = conn.execute(
             f"INSERT INTO {dst}.{t} ({rid}, {c.names()}{', ' if c.values else ''}plugin_id) "
             f"SELECT x.dst, {c.names(a)}{', ' if c.values else ''}:p FROM temp.zx_chunk x "
-            f"JOIN {src}.{t} {a} ON {a}.rowid = x.src ORDER BY x.dst", scope.args).rowcount
-        conn.execute(f"UPDATE temp.zx_chunk SET done = 1 WHERE dst IN (SELECT rowid FROM {dst}.{t})")
+            f"CROSS JOIN {src}.{t} {a} ON {a}.rowid = x.src ORDER BY x.dst", scope.args).rowcount
+        conn.execute(f"UPDATE temp.zx_chunk SET done = 1 WHERE EXISTS (SELECT 1 FROM {dst}.{t} y "
+                     "WHERE y.rowid = zx_chunk.dst)")
         _verify_chunk(conn, scope, written, result, "copied")
         # Into the shared file the pairs commit first (the isolated file is attached first): killed between
         # the two commits, a pair whose shared row never landed is copied again, never twice.
@@ -192,11 +196,11 @@ def _update(w: Writer, scope: Scope, tr: TableSync, result: PluginSync, forced: 
             # The shared row as it was becomes the base first: killed before the shared file's commit, the
             # isolated row still reads as changed and is written again.
             conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.names()}) SELECT x.src, {c.names('s')} "
-                         f"FROM temp.zx_chunk x JOIN sh.{t} s ON s.rowid = x.dst AND s.plugin_id = :p WHERE {guard}",
-                         scope.args)
+                         f"FROM temp.zx_chunk x CROSS JOIN sh.{t} s ON s.rowid = x.dst AND s.plugin_id = :p "
+                         f"WHERE {guard}", scope.args)
         conn.execute(
             f"UPDATE {dst}.{t} AS {d} SET ({c.names()}) = ({c.names(a)}) FROM temp.zx_chunk x "
-            f"JOIN {src}.{t} {a} ON {a}.rowid = x.src WHERE {d}.rowid = x.dst AND {d}.plugin_id = :p AND {guard}",
+            f"CROSS JOIN {src}.{t} {a} ON {a}.rowid = x.src WHERE {d}.rowid = x.dst AND {d}.plugin_id = :p AND {guard}",
             scope.args)
         conn.execute(f"UPDATE temp.zx_chunk SET done = 1 WHERE EXISTS (SELECT 1 FROM {src}.{t} {a} JOIN {dst}.{t} {d} "
                      f"ON {d}.rowid = zx_chunk.dst WHERE {a}.rowid = zx_chunk.src AND {c.same(a, d)})")
@@ -240,8 +244,8 @@ def _clean(w: Writer, scope: Scope, tr: TableSync, result: PluginSync) -> None:
     t, c, iso, sh = scope.table.name, scope.cols, _iso_col(scope), _sh_col(scope)
     with w.txn():
         w.conn.execute(f"DELETE FROM iso.{base_table(scope.table)} WHERE zx_rowid IN (SELECT x.{iso} "
-                       f"FROM temp.zx_chunk x JOIN iso.{t} i ON i.rowid = x.{iso} JOIN sh.{t} s ON s.rowid = x.{sh} "
-                       f"WHERE {c.same('s', 'i')})")
+                       f"FROM temp.zx_chunk x CROSS JOIN iso.{t} i ON i.rowid = x.{iso} "
+                       f"CROSS JOIN sh.{t} s ON s.rowid = x.{sh} WHERE {c.same('s', 'i')})")
 
 
 def _drop(w: Writer, scope: Scope, tr: TableSync, result: PluginSync) -> None:
