@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._output import print_table
-from .ops.sync.report import SyncReport
+from .ops.sync.report import PluginSync, SyncReport
 
 __all__ = ['print_sync']
 
@@ -35,10 +35,7 @@ def print_sync(report: SyncReport, source: str, dry_run: bool = False) -> None:
         print(f"warning: {warning}")
 
 
-def _in_words(p: object, dry_run: bool) -> str:
-    from .ops.sync.report import PluginSync
-
-    assert isinstance(p, PluginSync)
+def _in_words(p: PluginSync, dry_run: bool) -> str:
     total = {c: sum(getattr(t, c) for t in p.tables.values()) for c in _COLUMNS}
     if p.status in ("refused", "would be refused"):
         return (f"{'would be ' if dry_run else ''}refused: {total['conflicts']:,} rows changed in both places or "

@@ -19,11 +19,12 @@ from ..config import StoreConfig, load_config
 from ..config_edit import set_use_shared
 from ..errors import ConfigError
 from ..progress import NO_PROGRESS, ProgressSink
-from .merge import MergeReport, merge
+from .merge import MergeReport, merge, shared_columns
 from .prune import prune_isolated
 from .split import SplitReport, split
-from .sync.files import check_regular_file
+from .sync.files import attach, check_regular_file
 from .sync.report import SyncReport
+from .sync.shared import open_shared
 
 __all__ = ['flip', 'FlipReport', 'TARGETS']
 
@@ -107,17 +108,11 @@ def _sync(config: StoreConfig, plugin_id: str, to: str, prefer: str | None, prog
 
 
 def _prune_isolated(config: StoreConfig, plugin_id: str) -> dict[str, Any]:
-    from .. import attribution
-    from ..schema import ATTRIBUTION_ORDER
-    from .sync.files import attach
-    from .sync.shared import open_shared
-
     path = config.plugin(plugin_id).isolated_db
     assert path is not None
     conn = open_shared(config.shared_db, "rw")
     try:
         attach(conn, path, "iso", "rw")
-        present = {t: c for t in ATTRIBUTION_ORDER if (c := attribution.source_columns(conn, "sh", t))}
-        return prune_isolated(conn, config, plugin_id, path, present)
+        return prune_isolated(conn, config, plugin_id, path, shared_columns(conn))
     finally:
         conn.close()

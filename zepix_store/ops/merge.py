@@ -27,7 +27,7 @@ from .sync.preview import preview
 from .sync.report import SyncReport
 from .sync.shared import open_shared
 
-__all__ = ['check_plugins', 'merge', 'MergeReport', 'prepare_shared']
+__all__ = ['check_plugins', 'merge', 'MergeReport', 'prepare_shared', 'shared_columns']
 
 
 @dataclass(kw_only=True)
@@ -72,9 +72,9 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
     """
     groups = check_plugins(config, plugin_ids, routed)
     report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
-    changes = True
-    if dry_run or not _needs_migrate(config):
-        planned = _preview(config, groups, prefer, report)
+    changes, migrate_first = True, _needs_migrate(config)
+    if dry_run or not migrate_first:
+        planned = _preview(config, groups, prefer, report, migrate_first)
         if dry_run:
             return report
         changes = any(p.writes or p.conflicts for p in planned.values())
@@ -84,7 +84,7 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
     report.backup, report.upgraded_from = prepare_shared(config, backup=changes)
     conn = open_shared(config.shared_db, "rw")
     try:
-        present = _present(conn)
+        present = shared_columns(conn)
         for path, members in groups.items():
             job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer, max_hold_ms=max_hold_ms,
                           progress=progress, say=say)
@@ -97,7 +97,8 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
     return report
 
 
-def _present(conn: Any) -> dict[str, set[str]]:
+def shared_columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    """The columns each table has in the attached `sh` (tables it lacks left out)."""
     return {t: cols for t in ATTRIBUTION_ORDER if (cols := attribution.source_columns(conn, "sh", t))}
 
 
@@ -111,12 +112,12 @@ def _needs_migrate(config: StoreConfig) -> bool:
         conn.close()
 
 
-def _preview(config: StoreConfig, groups: dict[Path, list[str]], prefer: str | None,
-             report: MergeReport) -> dict[str, Any]:
+def _preview(config: StoreConfig, groups: dict[Path, list[str]], prefer: str | None, report: MergeReport,
+             migrate_first: bool) -> dict[str, Any]:
     """Plan every file against the shared file as it is; the report shows what would change."""
     with tempfile.TemporaryDirectory(prefix="zepix-merge-plan-") as scratch:
         shared = config.shared_db
-        if _needs_migrate(config):
+        if migrate_first:
             # Planned against what the merge would merge into: a private copy, brought to the current schema.
             report.warnings.append(f"{shared}: would be brought to the current schema first")
             shared = Path(scratch) / shared.name
@@ -145,7 +146,7 @@ def _plan_against(config: StoreConfig, shared: Path, groups: dict[Path, list[str
     conn = open_shared(shared, READ)
     planned: dict[str, Any] = {}
     try:
-        present = _present(conn)
+        present = shared_columns(conn)
         for path, members in groups.items():
             job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer, dry_run=True)
             planned.update(preview(conn, job))

@@ -117,7 +117,7 @@ def prune_shared(conn: sqlite3.Connection, config: StoreConfig, selected: Sequen
             if has_identity(conn):
                 for name in reversed(ATTRIBUTION_ORDER):
                     if name in present:
-                        deleted[name] += _delete_shared(conn, clock, name, pids, present[name])
+                        deleted[name] += _delete_shared(conn, clock, config.shared_db, name, pids, present[name])
         finally:
             detach(conn, "iso")
     fault.point("after_prune_commit")
@@ -126,7 +126,8 @@ def prune_shared(conn: sqlite3.Connection, config: StoreConfig, selected: Sequen
     return result
 
 
-def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids: list[str], cols: set[str]) -> int:
+def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, path: Path, name: str, pids: list[str],
+                   cols: set[str]) -> int:
     table = TABLE_BY_NAME[name]
     c = columns_for(conn, table, cols)
     done = 0
@@ -134,32 +135,35 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, name: str, pids:
         seg = segment(conn, table, pid)
         if seg is None:
             continue
-        after = -1 << 62
-        while True:
-            start = time.perf_counter()
-            with translated_errors("shared file"), clock.held(), transaction(conn):
-                ids = [r[0] for r in conn.execute(
-                    "SELECT src_rowid FROM temp.zx_doomed WHERE table_name = ? AND src_rowid > ? ORDER BY src_rowid "
-                    "LIMIT ?", (name, after, clock.size))]
-                if not ids:
-                    break
-                after = ids[-1]
-                _batch(conn, ids)
-                done += conn.execute(
-                    f"DELETE FROM sh.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b CROSS JOIN iso.{PAIRS} p "
-                    f"ON p.seg = :seg AND p.shared_rowid = b.r CROSS JOIN sh.{name} s ON s.rowid = b.r "
-                    f"CROSS JOIN iso.{name} i ON i.rowid = p.iso_rowid AND i.plugin_id = :p WHERE {c.same('s', 'i')})",
-                    {"seg": seg, "p": pid}).rowcount
-                fault.point("before_prune_commit")
-            clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
+        delete = (f"DELETE FROM sh.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b CROSS JOIN iso.{PAIRS} p "
+                  f"ON p.seg = :seg AND p.shared_rowid = b.r CROSS JOIN sh.{name} s ON s.rowid = b.r "
+                  f"CROSS JOIN iso.{name} i ON i.rowid = p.iso_rowid AND i.plugin_id = :p WHERE {c.same('s', 'i')})")
+        done += _delete_in_chunks(conn, clock, path, "SELECT src_rowid FROM temp.zx_doomed WHERE table_name = ? "
+                                  "AND src_rowid > ? ORDER BY src_rowid LIMIT ?", (name,),
+                                  [delete], {"seg": seg, "p": pid}, "before_prune_commit")
     return done
 
 
-def _batch(conn: sqlite3.Connection, ids: list[int]) -> None:
-    """temp.zx_batch: the rowids one chunk deletes."""
-    conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
-    conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
-    conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
+def _delete_in_chunks(conn: sqlite3.Connection, clock: ChunkClock, path: Path, pick: str, pick_args: tuple[Any, ...],
+                      statements: list[str], args: dict[str, Any], point: str) -> int:
+    """Run `statements` on successive batches of the rowids `pick` selects after the last one (temp.zx_batch),
+    each batch in its own short transaction; return the rows the first one deleted."""
+    done, after = 0, -1 << 62
+    while True:
+        start = time.perf_counter()
+        with translated_errors(path), clock.held(), transaction(conn):
+            ids = [r[0] for r in conn.execute(pick, (*pick_args, after, clock.size))]
+            if not ids:
+                return done
+            after = ids[-1]
+            conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
+            conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
+            conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
+            done += conn.execute(statements[0], args).rowcount
+            fault.point(point)
+            for sql in statements[1:]:
+                conn.execute(sql, args)
+        clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
 
 
 def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, path: Path,
@@ -180,27 +184,16 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
         conn.execute("DROP TABLE IF EXISTS temp.zx_doomed_iso")
         conn.execute("CREATE TEMP TABLE zx_doomed_iso (iso_rowid INTEGER PRIMARY KEY)")
         conn.execute(f"INSERT INTO temp.zx_doomed_iso {still_equal}", args)
-        n, after = 0, -1 << 62
-        while True:
-            start = time.perf_counter()
-            with translated_errors(path), clock.held(), transaction(conn):
-                ids = [r[0] for r in conn.execute("SELECT iso_rowid FROM temp.zx_doomed_iso WHERE iso_rowid > ? "
-                                                  "ORDER BY iso_rowid LIMIT ?", (after, clock.size))]
-                if not ids:
-                    break
-                after = ids[-1]
-                _batch(conn, ids)
-                n += conn.execute(
-                    f"DELETE FROM iso.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b CROSS JOIN iso.{PAIRS} p "
-                    f"ON p.seg = :seg AND p.iso_rowid = b.r CROSS JOIN iso.{name} i ON i.rowid = b.r "
-                    f"AND i.plugin_id = :p CROSS JOIN sh.{name} s ON s.rowid = p.shared_rowid AND s.plugin_id = :p "
-                    f"WHERE {c.same('s', 'i')})", args).rowcount
-                fault.point("before_isolated_prune_commit")
-                # The delete trigger kept each row as a base row: a prune is not the bot's delete.
-                conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "
-                             f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} "
-                             "WHERE rowid IN (SELECT r FROM temp.zx_batch))")
-            clock.chunk_done(len(ids), (time.perf_counter() - start) * 1000)
+
+        delete = (f"DELETE FROM iso.{name} WHERE rowid IN (SELECT b.r FROM temp.zx_batch b CROSS JOIN iso.{PAIRS} p "
+                  f"ON p.seg = :seg AND p.iso_rowid = b.r CROSS JOIN iso.{name} i ON i.rowid = b.r "
+                  f"AND i.plugin_id = :p CROSS JOIN sh.{name} s ON s.rowid = p.shared_rowid AND s.plugin_id = :p "
+                  f"WHERE {c.same('s', 'i')})")
+        # The delete trigger kept each row as a base row: a prune is not the bot's delete.
+        forget = (f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "
+                  f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch))")
+        n = _delete_in_chunks(conn, clock, path, "SELECT iso_rowid FROM temp.zx_doomed_iso WHERE iso_rowid > ? "
+                              "ORDER BY iso_rowid LIMIT ?", (), [delete, forget], args, "before_isolated_prune_commit")
         result["deleted"][name] = n
     result["longest_hold_ms"] = round(clock.longest_ms, 1)
     return result

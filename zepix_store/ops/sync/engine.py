@@ -21,9 +21,9 @@ from .columns import columns_for
 from .files import Target, attach, attach_isolated, detach, link_new_file, release
 from .identity import (
     has_identity,
+    has_pairs,
     identity_ddl,
     mapping_record,
-    pair_count,
     record_mapping,
     recorded_mapping,
     segment,
@@ -46,7 +46,7 @@ from .rekey import follow_replaced_rows
 from .remap import drop_remapped
 from .report import PluginSync, SyncReport
 
-__all__ = ['plan_plugin', 'ROUNDS', 'synchronise']
+__all__ = ['plan_plugin', 'record_plan', 'ROUNDS', 'scopes_for', 'synchronise']
 
 ROUNDS = 4
 
@@ -77,11 +77,11 @@ def synchronise(conn: sqlite3.Connection, job: SyncJob, report: SyncReport) -> N
                 if all(r.status != "failed" for r in results.values()):
                     link_new_file(conn, target)
             else:
-                with clock.held(), transaction(conn):
+                with writer.txn():
                     _prepare(conn, job, target)
                 _run(conn, job, writer, results)
                 if any(r.writes for r in results.values()):
-                    with clock.held(), transaction(conn):
+                    with writer.txn():
                         conn.execute("PRAGMA analysis_limit = 400")
                         conn.execute("ANALYZE iso")
     finally:
@@ -126,12 +126,13 @@ def _finish_new(conn: sqlite3.Connection, results: dict[str, PluginSync]) -> Non
     conn.execute("ANALYZE iso")
 
 
-def _scopes(conn: sqlite3.Connection, job: SyncJob, pid: str, create: bool) -> list[Scope]:
+def scopes_for(conn: sqlite3.Connection, job: SyncJob, pid: str, create: bool) -> list[Scope]:
+    """One Scope per table the shared file has, in attribution order (segments created if asked)."""
     scopes = []
     for table in (TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in job.present):
         seg = segment(conn, table, pid, create=create) or 0  # 0: no segment yet, so no pair (ids start at 1)
         scopes.append(Scope(table, pid, seg, columns_for(conn, table, job.present[table.name]), job.direction,
-                            had_pairs=pair_count(conn, seg) > 0))
+                            had_pairs=has_pairs(conn, seg)))
     return scopes
 
 
@@ -162,20 +163,20 @@ def _run(conn: sqlite3.Connection, job: SyncJob, writer: Writer, results: dict[s
 
 def _run_plugin(conn: sqlite3.Connection, job: SyncJob, writer: Writer, result: PluginSync) -> None:
     if writer.outer:
-        scopes = _scopes(conn, job, result.plugin_id, create=True)
+        scopes = scopes_for(conn, job, result.plugin_id, create=True)
         _copy_into_new_file(conn, job, writer, scopes, result)
         return
-    with writer.clock.held(), transaction(conn):
-        scopes = _scopes(conn, job, result.plugin_id, create=True)
+    with writer.txn():
+        scopes = scopes_for(conn, job, result.plugin_id, create=True)
     for scope in scopes:
         if scope.table.key and scope.had_pairs:
             shared_rows(conn, scope)
-            with writer.clock.held(), transaction(conn):
+            with writer.txn():
                 follow_replaced_rows(conn, scope)
     for round_ in range(ROUNDS):
         planned = plan_plugin(conn, job, scopes)
         if round_ == 0:
-            _first_counts(conn, scopes, planned, result)
+            record_plan(scopes, planned, result)
             if _refused(conn, scopes, planned, result):
                 return
             result.other_side = [n for s in scopes if _moved_away(job, s) for n in other_side_names(conn, s)]
@@ -227,8 +228,8 @@ def _moved_away(job: SyncJob, scope: Scope) -> bool:
     return plugin.use_shared == (job.direction is Direction.TO_SHARED)
 
 
-def _first_counts(conn: sqlite3.Connection, scopes: list[Scope], planned: dict[str, dict[str, int]],
-                  result: PluginSync) -> None:
+def record_plan(scopes: list[Scope], planned: dict[str, dict[str, int]], result: PluginSync) -> None:
+    """The counts a plan gives that no write changes: source rows, unchanged, kept, source gone, conflicts."""
     for scope in scopes:
         tr, kinds = result.table(scope.table.name), planned[scope.table.name]
         tr.kept, tr.source_gone, tr.conflicts = kinds.get("keep", 0) + kinds.get("deleted", 0), kinds.get("gone", 0), \

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 READ = "read"  # attach mode: read only, leaving no -wal/-shm behind (see readonly.py)
-SCHEMAS = ("sh", "iso", "src", "dst")
+SCHEMAS = ("sh", "iso")
 
 
 def file_uri(path: Path, mode: str) -> str:

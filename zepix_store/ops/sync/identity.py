@@ -28,7 +28,7 @@ __all__ = [
     'identity_ddl',
     'mapping_changes',
     'mapping_record',
-    'pair_count',
+    'has_pairs',
     'record_mapping',
     'recorded_mapping',
     'segment',
@@ -90,10 +90,9 @@ def segment(conn: sqlite3.Connection, table: Table, plugin: str, create: bool = 
     return int(cur.lastrowid or 0)
 
 
-def pair_count(conn: sqlite3.Connection, seg: int | None) -> int:
-    if seg is None:
-        return 0
-    return int(conn.execute(f"SELECT count(*) FROM iso.{PAIRS} WHERE seg = ?", (seg,)).fetchone()[0])
+def has_pairs(conn: sqlite3.Connection, seg: int) -> bool:
+    """Whether the segment was synchronised before (it holds a pair)."""
+    return conn.execute(f"SELECT 1 FROM iso.{PAIRS} WHERE seg = ? LIMIT 1", (seg,)).fetchone() is not None
 
 
 # --- the mapping a split used -----------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class Scope:
 
     @property
     def args(self) -> dict[str, object]:
-        return {"p": self.plugin, "seg": self.seg, "t": self.table.name}
+        return {"p": self.plugin, "seg": self.seg}
 
 
 def resolved_kind(prefer: str | None) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 from ...schema import ATTRIBUTION_ORDER, TABLE_BY_NAME
-from .columns import columns_for
-from .engine import plan_plugin
+from .engine import plan_plugin, record_plan, scopes_for
 from .files import READ, attach, check_regular_file, detach
-from .identity import has_identity, pair_count, segment
+from .identity import has_identity
 from .job import SyncJob
-from .plan import Scope, conflict_details
+from .plan import conflict_details
 from .report import PluginSync
 
 __all__ = ['preview']
@@ -30,19 +29,13 @@ def preview(conn: sqlite3.Connection, job: SyncJob) -> dict[str, PluginSync]:
             if not known:
                 _count_only(conn, job, result, exists)
                 continue
-            scopes = []
-            for table in (TABLE_BY_NAME[n] for n in ATTRIBUTION_ORDER if n in job.present):
-                seg = segment(conn, table, pid) or 0
-                scopes.append(Scope(table, pid, seg, columns_for(conn, table, job.present[table.name]),
-                                    job.direction, had_pairs=pair_count(conn, seg) > 0))
+            scopes = scopes_for(conn, job, pid, create=False)
             planned = plan_plugin(conn, job, scopes)
-            for scope in scopes:
+            record_plan(scopes, planned, result)
+            for scope in scopes:  # and the writes the plan would make
                 kinds, tr = planned[scope.table.name], result.table(scope.table.name)
-                tr.source_rows, tr.unchanged = kinds.get("source_rows", 0), kinds.get("unchanged", 0)
                 tr.copied = kinds.get("copy", 0) + kinds.get("recopy", 0)
                 tr.updated, tr.paired = kinds.get("update", 0), kinds.get("pair", 0)
-                tr.kept, tr.source_gone = kinds.get("keep", 0) + kinds.get("deleted", 0), kinds.get("gone", 0)
-                tr.conflicts = kinds.get("conflict", 0)
                 tr.resolved = kinds.get("overwrite", 0) + kinds.get("adopt", 0)
                 if tr.conflicts:
                     result.conflicts += conflict_details(conn, scope)
