@@ -193,3 +193,43 @@ def test_prune_then_restore_of_the_pre_prune_backup_then_back_leaves_no_duplicat
     ok(legacy, "flip", PLUGIN, "--to", "shared")
     # The restored rows are found again through the kept pairs: each once, at the bot's latest state.
     assert trades(legacy.shared_db, PLUGIN) == trades(iso, PLUGIN)
+
+
+def test_bot_shaped_history_makes_the_round_trip_with_equal_figures(project: Project, tmp_path: Path) -> None:
+    """The real bot's history (logic in strategy, re-entries on their chains, open snapshots superseded by closed
+    rows, naive local times): flip out, the bot closes a trade, flip back and out again; figures equal each time."""
+    from zepix_store._sample.bot_history import build_bot_history
+
+    plugin = "v3-logic-01-5min"
+    build_bot_history(project.shared_db, trades=600, seed=11)
+    project.set_all_shared(True)
+    ok(project, "migrate")
+    in_shared = stats(project, plugin)
+    ok(project, "flip", plugin, "--to", "isolated")
+    iso = project.isolated_db(plugin)
+    assert stats(project, plugin) == in_shared
+    (trade,) = sql(iso, "SELECT trade_id FROM trades WHERE plugin_id = ? AND status = 'open' ORDER BY id LIMIT 1",
+                   (plugin,))[0]
+    sql(iso, "UPDATE trades SET status = 'closed', pnl = 3.5 WHERE trade_id = ? AND status = 'open'", (trade,))
+    closed = stats(project, plugin)
+    assert closed["total_trades"] == in_shared["total_trades"] + 1
+    ok(project, "flip", plugin, "--to", "shared")
+    assert stats(project, plugin) == closed
+    assert trades(project.shared_db, plugin) == trades(iso, plugin)
+    ok(project, "flip", plugin, "--to", "isolated")
+    assert stats(project, plugin) == closed
+    assert trades(iso, plugin) == trades(project.shared_db, plugin)
+
+
+def test_flip_bad_input_exits_2_with_one_line_and_writes_nothing(legacy: Project) -> None:
+    before = trades(legacy.shared_db)
+    config = legacy.plugin_config_path(PLUGIN).read_text()
+    for args, named in ((["no-such-plugin", "--to", "isolated"], "no-such-plugin"),
+                        ([PLUGIN, "--to", "sideways"], "--to")):
+        done = cli(legacy, "flip", *args)
+        assert done.returncode == 2, done.stderr
+        last = done.stderr.strip().splitlines()[-1]  # argparse's usage may come first, as for every command
+        assert last.startswith("zepix-store flip: error: ") and named in last, done.stderr
+    assert trades(legacy.shared_db) == before
+    assert legacy.plugin_config_path(PLUGIN).read_text() == config
+    assert not legacy.isolated_db(PLUGIN).exists()
