@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -91,7 +91,7 @@ class TradeDatabase:
         if self._conn is None:
             if not create and not os.path.lexists(self.path):
                 return None
-            conn = connect_sync(self.path, create=create)
+            conn = connect_sync(self.path, create=create, data_dir=self.config.data_dir)
             try:
                 prepare_file(conn, self.path, self.config, self.upgrades)
             except BaseException:
@@ -142,10 +142,11 @@ class TradeDatabase:
         """Trades closed in the last `days` days, newest first."""
         return self._read(bot_queries.trade_history, days, self.zone)
 
-    def get_trades_by_date(self, target_date: date) -> list[Row]:
-        """Closed trades whose close time is on that day (store.yaml's timezone), newest first; [] on error."""
+    def get_trades_by_date(self, target_date: date, zone: tzinfo | str | None = None) -> list[Row]:
+        """Closed trades whose close time is on that day (in `zone`, a tzinfo or a name; default store.yaml's
+        timezone), newest first; [] on error."""
         try:
-            return self._read(bot_queries.trades_by_date, target_date, self.zone)
+            return self._read(bot_queries.trades_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
         except (StoreError, ValueError, TypeError) as exc:
             log.warning("zepix_store: get_trades_by_date(%r) of %s: %s", target_date, self.plugin_id, exc)
             return []
@@ -249,9 +250,10 @@ class TradeDatabase:
         """The newest ACTIVE session (of `symbol`), or {}."""
         return self._read(bot_queries.active_session, symbol, self.zone)
 
-    def get_sessions_by_date(self, target_date: date | datetime | str) -> list[Row]:
-        """Sessions started on that day (store.yaml's timezone), newest first."""
-        return self._read(bot_queries.sessions_by_date, target_date, self.zone)
+    def get_sessions_by_date(self, target_date: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
+        """Sessions started on that day (in `zone`, a tzinfo or a name; default store.yaml's timezone), newest
+        first."""
+        return self._read(bot_queries.sessions_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
 
     def get_session_details(self, session_id: str) -> Row:
         """The session row plus `breakdown` of its closed trades, or {} when unknown."""
