@@ -27,7 +27,7 @@ from typing import Any, Self, TypeVar
 from . import bot_models, bot_queries, statements, timefmt
 from .config import StoreConfig
 from .db import connect_sync, transaction, translated_errors
-from .errors import StoreError
+from .errors import RowError, StoreError
 from .registry import load_lenient_config, prepare_file
 from .rows import Row, check_row
 from .schema import create_schema_sql
@@ -134,8 +134,13 @@ class TradeDatabase:
 
     # -- trades --------------------------------------------------------------------------------------------------
     def save_trade(self, trade: Any) -> int:
-        """Write the bot's Trade (its open save, then its close save, update one row); return its row id."""
+        """Write the bot's Trade (its open save, then its close save, update one row); return its row id.
+
+        `final_sl_pips` is computed from entry and SL as the bot's class did, whatever the model holds.
+        """
         row = self._check("trades", trade)
+        if bot_models.is_model(trade) and ("entry_price" in row or "sl_price" in row):
+            row["final_sl_pips"] = bot_models.final_sl_pips(row)
         return self._run(lambda conn, pid: statements.save_trade(conn, row, pid))
 
     def get_trade_history(self, days: int = 30) -> list[Row]:
@@ -261,6 +266,17 @@ class TradeDatabase:
 
     def update_session_metadata(self, session_id: str, metadata: Any) -> bool:
         """Set the session's `metadata` (a dict or list is stored as JSON); False if no such session."""
-        text = metadata if metadata is None or isinstance(metadata, str) else json.dumps(metadata, default=str)
-        checked = self._check("trading_sessions", {"metadata": text})["metadata"]
+        checked = self._check("trading_sessions", {"metadata": _metadata_text(metadata)})["metadata"]
         return self._run(bot_queries.set_session_metadata, session_id, checked)
+
+
+def _metadata_text(metadata: Any) -> str | None:
+    """Session metadata as stored: text as it is, anything else as strict JSON (no NaN, no str() fallback)."""
+    if metadata is None or isinstance(metadata, str):
+        return metadata
+    try:
+        return json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        shown = repr(metadata)
+        shown = shown if len(shown) <= 60 else f"{shown[:60]}...({len(shown)} chars)"
+        raise RowError(f"trading_sessions.metadata: {shown} refused: not JSON text ({exc})") from None
