@@ -41,8 +41,8 @@ from ..plugin_store import NUMERIC_PNL
 from ..schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
 from ._trade_source import TradeSource, TradeSources
 
-__all__ = ["CURVE_LIMIT", "PluginStats", "StatsReport", "TIME_FORMAT", "Window", "collect_stats", "equity_curve",
-           "plugin_stats", "select_plugins"]
+__all__ = ["CURVE_LIMIT", "PluginStats", "StatsReport", "TIME_FORMAT", "UNTIMED_NAMED", "Window", "collect_stats",
+           "equity_curve", "plugin_stats", "select_plugins", "untimed_values"]
 
 CURVE_LIMIT = 10_000
 UNTIMED_NAMED = 3  # distinct values named per plugin
