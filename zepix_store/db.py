@@ -27,6 +27,7 @@ import aiosqlite
 from ._fs import ensure_private_dir
 from ._wal import check_wal_pairing
 from .errors import (
+    ConfigError,
     CorruptDatabaseError,
     StoreError,
     StoreIOError,
@@ -37,6 +38,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "Database",
     "check_wal_pairing",
+    "check_inside",
     "connect_sync",
     "ensure_private_dir",
     "quick_check",
@@ -63,6 +65,19 @@ def _check_file_kind(path: Path) -> bool:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise StoreIOError(f"{path}: is {kind}, not a database file", path=path)
     return True
+
+
+def check_inside(path: Path, data_dir: Path) -> None:
+    """Refuse `path` when its folder, resolved now, is not inside `data_dir` (as resolved when the configs loaded).
+
+    The configs checked every path once; a folder on the way swapped for a symlink since would otherwise be
+    followed, and a file created outside data_dir.
+    """
+    folder = os.path.realpath(path.parent)
+    root = str(data_dir)
+    if os.path.commonpath([folder, root]) != root:
+        raise ConfigError(f"{path}: its folder now resolves to {folder}, outside data_dir {root} (a folder was "
+                          "replaced by a symlink since the configs were checked); refusing to open it", path=path)
 
 
 def _create_private_file(path: Path) -> None:
@@ -93,9 +108,15 @@ def connect_sync(
     create: bool = False,
     synchronous: str = "NORMAL",
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    data_dir: Path | None = None,
 ) -> sqlite3.Connection:
-    """Open `path` with the store's pragmas (WAL, foreign keys, busy timeout), autocommit mode."""
+    """Open `path` with the store's pragmas (WAL, foreign keys, busy timeout), autocommit mode.
+
+    With `data_dir`, the file's folder must still resolve inside it (check_inside).
+    """
     path = Path(path)
+    if data_dir is not None:
+        check_inside(path, data_dir)
     exists = _check_file_kind(path)
     if not exists and not create:
         raise StoreIOError(f"{path}: no such database file", path=path)
@@ -220,11 +241,12 @@ class Database:
         self._in_flight = 0  # calls queued on or running in the worker thread
 
     @classmethod
-    async def open(cls, path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database:
-        """Open (creating owner-only if asked) `path` on a dedicated worker thread."""
+    async def open(cls, path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                   data_dir: Path | None = None) -> Database:
+        """Open (creating owner-only if asked) `path` on a dedicated worker thread (inside `data_dir`, if given)."""
 
         def connector() -> sqlite3.Connection:
-            return connect_sync(path, create=create, busy_timeout_ms=busy_timeout_ms)
+            return connect_sync(path, create=create, busy_timeout_ms=busy_timeout_ms, data_dir=data_dir)
 
         conn = aiosqlite.Connection(connector, iter_chunk_size=64)
         try:

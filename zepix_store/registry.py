@@ -136,7 +136,7 @@ class Store:
         async with self._opening.setdefault(path, asyncio.Lock()):
             db = self._databases.get(path)
             if db is None:
-                db = await Database.open(path)
+                db = await Database.open(path, data_dir=self.config.data_dir)
                 try:
                     # not the bound method: the worker thread keeps its last call, which must not keep
                     # the Store alive (a dropped, unclosed Store is then collected and says so)

@@ -17,7 +17,7 @@ from ... import fault, upgrade
 from ...backup import backup_connection, fsync_path
 from ...backup_identity import identity_of
 from ...config import StoreConfig
-from ...db import check_wal_pairing, connect_sync, ensure_private_dir, translated_errors
+from ...db import check_inside, check_wal_pairing, connect_sync, ensure_private_dir, translated_errors
 from ...errors import StoreIOError
 from ...readonly import WriteGuard, attach_uri, remove_unused_side_files
 
@@ -139,6 +139,7 @@ class Target:
 
 def attach_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, create: bool) -> Target:
     """Attach `path` as `iso` for writing: a new file is built as `<name>.tmp`, an old one upgraded if needed."""
+    check_inside(path, config.data_dir)
     stale = Target(path, tmp_path(path), created=True)
     for leftover in stale.side_files:  # from a run killed before linking: never verified, never used
         leftover.unlink(missing_ok=True)
@@ -164,7 +165,7 @@ def attach_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, c
 
 def upgrade_if_needed(config: StoreConfig, path: Path) -> None:
     """A file of an older version is upgraded in place after a backup (as the Store would)."""
-    own = connect_sync(path)
+    own = connect_sync(path, data_dir=config.data_dir)
     try:
         if upgrade.needs_upgrade(own, path):
             backup_connection(own, path, config.backup_dir, "pre-upgrade", identity=identity_of(config, path))
