@@ -68,6 +68,7 @@ def merge_args(plugins: tuple[str, ...] = V3) -> list[str]:
 
 
 def test_split_prune_merge_gives_the_shared_file_back(legacy: Project) -> None:
+    assert run_cli("migrate", legacy).returncode == 0  # merge never migrates: it refuses a version-0 file
     original = legacy_content(legacy.shared_db)
     pruned = run_cli("split", legacy, "--prune", "--json")
     assert pruned.returncode == 0, pruned.stderr
@@ -77,7 +78,7 @@ def test_split_prune_merge_gives_the_shared_file_back(legacy: Project) -> None:
     done = run_cli("merge", legacy, *merge_args(), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["upgraded_from"] == 0 and Path(report["backup"]).exists()
+    assert report["upgraded_from"] is None and Path(report["backup"]).exists()
     assert legacy_content(legacy.shared_db) == original  # ids, values and storage classes
     conn = connect_ro(legacy.shared_db)
     try:
@@ -92,6 +93,7 @@ def test_split_prune_merge_gives_the_shared_file_back(legacy: Project) -> None:
 
 
 def test_merge_without_prune_finds_every_row_already_there(legacy: Project) -> None:
+    assert run_cli("migrate", legacy).returncode == 0  # merge never migrates: it refuses a version-0 file
     original = legacy_content(legacy.shared_db)
     assert run_cli("split", legacy).returncode == 0
     flip_to_shared(legacy)
@@ -115,6 +117,7 @@ async def _in_isolated_file(project: Project) -> None:
 
 
 def test_merge_adds_new_rows_once_and_updates_changed_ones_in_place(legacy: Project) -> None:
+    assert run_cli("migrate", legacy).returncode == 0  # merge never migrates: it refuses a version-0 file
     assert run_cli("split", legacy).returncode == 0
     asyncio.run(_in_isolated_file(legacy))  # the plugin runs isolated: closes a legacy trade, opens new ones
     before = connect_ro(legacy.shared_db)
@@ -198,6 +201,7 @@ async def _trade(project: Project, plugin: str, trade_id: str) -> None:
 
 
 def test_round_trip_split_merge_split_duplicates_nothing(legacy: Project) -> None:
+    assert run_cli("migrate", legacy).returncode == 0  # merge never migrates: it refuses a version-0 file
     assert run_cli("split", legacy, "--plugin", V3[0]).returncode == 0
     asyncio.run(_trade(legacy, V3[0], "ISO-1"))  # written while isolated
     flip_to_shared(legacy, (V3[0],))

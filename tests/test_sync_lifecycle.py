@@ -86,6 +86,7 @@ def stats(project: Project, plugin: str) -> dict[str, object]:
 
 
 def test_the_whole_lifecycle_keeps_every_row_once_at_its_latest_state(legacy: Project) -> None:
+    ok(legacy, "migrate")  # flip and merge refuse a never-migrated shared file
     iso = legacy.isolated_db(PLUGIN)
     ok(legacy, "flip", PLUGIN, "--to", "isolated")
     one = first_open(iso, PLUGIN)
@@ -159,6 +160,7 @@ def test_a_row_changed_in_both_places_is_refused_by_name_until_prefer(legacy: Pr
 
 
 def test_merge_dry_run_writes_nothing_and_a_rerun_leaves_no_new_backup(legacy: Project) -> None:
+    ok(legacy, "migrate")  # flip and merge refuse a never-migrated shared file
     ok(legacy, "flip", PLUGIN, "--to", "isolated")
     iso = legacy.isolated_db(PLUGIN)
     close(iso, first_open(iso, PLUGIN), 5.0)
@@ -183,6 +185,7 @@ def test_flip_rewrites_only_use_shared_in_the_config(legacy: Project) -> None:
 
 
 def test_prune_then_restore_of_the_pre_prune_backup_then_back_leaves_no_duplicate(legacy: Project) -> None:
+    ok(legacy, "migrate")  # flip and merge refuse a never-migrated shared file
     before = len(trades(legacy.shared_db))
     ok(legacy, "flip", PLUGIN, "--to", "isolated", "--prune")
     assert len(trades(legacy.shared_db)) < before  # the plugin's rows left the shared file

@@ -55,16 +55,19 @@ class MoveGate:
 
 
 class RoutedDatabase(Database):
-    """A Database that resolves its file at each call (`route()`), through the plugin's gate."""
+    """A Database that resolves its file at each call, through the plugin's gate: `route()` to write,
+    `read_route()` to read (which may be a reader that creates and writes nothing, see Store._reader)."""
 
-    def __init__(self, route: Callable[[], Awaitable[Database]], gate: MoveGate) -> None:  # noqa: D107 - a view
+    def __init__(self, route: Callable[[], Awaitable[Database]], gate: MoveGate,  # noqa: D107 - a view
+                 read_route: Callable[[], Awaitable[Database]] | None = None) -> None:
         self._route = route
+        self._read_route = read_route or route
         self._gate = gate
         self.path = Path()
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._gate.call():
-            return await (await self._route()).read(fn, *args)
+            return await (await self._read_route()).read(fn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         async with self._gate.call():

@@ -8,7 +8,8 @@ class is synchronous and thread-safe: one sqlite3 connection per facade, one loc
 `BEGIN IMMEDIATE` transaction (a call is never interleaved with another thread's, and a failed call leaves
 nothing behind). It routes like `Store.for_plugin` and runs the same statements as `PluginStore`
 (statements.py) plus the bot's own queries (bot_queries.py). Reads never create a file: until the plugin's
-file exists, they read an empty schema in memory, so they return exactly the bot's empty values.
+file exists, they read an empty schema in memory, so they return exactly the bot's empty values. A file in a
+folder we cannot write (a read-only mount) is read through a short read-only connection per call.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Any, Self, TypeVar
 
 from . import bot_models, bot_queries, statements, timefmt
 from .config import StoreConfig
-from .db import connect_sync, transaction, translated_errors
+from .db import connect_sync, read_snapshot, transaction, translated_errors
 from .errors import RowError, StoreError
+from .readonly import open_reader, read_only_here
 from .registry import load_lenient_config, prepare_file
 from .rows import Row, check_row
 from .schema import create_schema_sql
@@ -110,6 +112,15 @@ class TradeDatabase:
 
     def _run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
         with self._lock, translated_errors(self.path):
+            if not write and self._conn is None and read_only_here(self.path):
+                if self._closed:
+                    raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
+                reader = open_reader(self.path)
+                try:
+                    with read_snapshot(reader):
+                        return fn(reader, self.plugin_id, *args)
+                finally:
+                    reader.close()
             conn = self._file(create=write) or self._empty_schema()
             with transaction(conn):
                 return fn(conn, self.plugin_id, *args)

@@ -147,6 +147,24 @@ def _on_read_only_fs(path: object) -> bool:
         return False
 
 
+_FULL_BELOW = 1 << 20  # free bytes under which an I/O error on a file is taken for the full disk it most likely is
+
+
+def _on_full_disk(path: object) -> bool:
+    """Whether the file system of `path`'s folder is (nearly) out of space or out of inodes.
+
+    SQLite reports a -shm or -wal it cannot create or grow on a full disk as SQLITE_IOERR ("disk I/O error"),
+    not SQLITE_FULL: a read-only command that only needed those files said "I/O error" on a full disk.
+    """
+    try:
+        st = os.statvfs(os.path.dirname(str(path)) or ".")
+    except (OSError, ValueError):
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW or (st.f_files > 0 and st.f_favail == 0)
+
+
+_DISK_FULL_IO = ("disk full: no room left on its file system for SQLite's -wal/-shm, which even a read of a WAL "
+                 "file needs; free space and run again")
 _READ_ONLY_FS = ("read-only file system: SQLite cannot write the file or create its -wal and -shm files, even to "
                  "read a WAL database; remount it read-write")
 _READ_ONLY_DIR = ("read-only folder: SQLite must create its -wal and -shm files beside a WAL database, even to "
@@ -179,6 +197,7 @@ _SQLITE_RULES: tuple[_Rule, ...] = (
           "not a database or corrupt"),
     _Rule(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR"), (), StoreIOError, _READ_ONLY_FS,
           on_path=_on_read_only_fs),
+    _Rule(("SQLITE_IOERR", "SQLITE_CANTOPEN"), (), StoreFullError, _DISK_FULL_IO, on_path=_on_full_disk),
     _Rule(("SQLITE_READONLY_DIRECTORY",), (), StoreIOError, _READ_ONLY_DIR, exact=True),
     _Rule(("SQLITE_READONLY",), ("readonly",), StoreIOError, "read-only"),
     _Rule(("SQLITE_IOERR", "SQLITE_CANTOPEN"), ("disk I/O error",), StoreIOError, "I/O error"),
@@ -190,7 +209,7 @@ def translate_sqlite_error(exc: BaseException, path: object) -> StoreError | Non
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, OSError):
-        if exc.errno == errno.ENOSPC:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return StoreFullError(f"{path}: disk full", path=path)
         return StoreIOError(f"{path}: {exc.strerror or exc}", path=path)
     if not isinstance(exc, sqlite3.Error):

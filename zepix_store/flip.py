@@ -5,8 +5,9 @@ merge do it: new rows copied, changed rows updated, the bot's newer writes kept,
 verification, then the plugin's config.json rewritten atomically (only database.use_shared changes; every other
 key, their order and the indentation stay), then one more synchronisation for what the bot wrote in the old
 place meanwhile. --prune then deletes the verified rows from the old place (after a backup of it). Run it again
-after an interruption: it finishes the move. Restart the bot (or use Store.move_plugin inside it) so it follows
-the new route.
+after an interruption: it finishes the move. A plugin already where --to says, with nothing left to carry
+over, is left as it is (no backup, no config rewrite). Restart the bot (or use Store.move_plugin inside it) so
+it follows the new route.
 
 examples:
   zepix-store flip v6-logic-01-1min --to isolated --dry-run   # what would be copied, nothing written
@@ -49,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(report: FlipReport) -> None:
+    if report.already is not None:
+        print(f"{'dry run (nothing written): ' if report.dry_run else ''}flip {report.plugin_id} to {report.to}: "
+              f"{report.already}")
+        return
     print(f"{'dry run (nothing written): ' if report.dry_run else ''}flip {report.plugin_id} to {report.to}"
           + (f" (backup {report.backup})" if report.backup else ""))
     for n, sync in enumerate(report.syncs):

@@ -30,6 +30,7 @@ __all__ = [
     "attach_uri",
     "in_sqlite_callback",
     "open_reader",
+    "read_only_here",
     "reader_uri",
     "remove_unused_side_files",
 ]
@@ -96,6 +97,20 @@ def _side_files_exist(path: Path) -> bool:
     return any(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
 
 
+def _writable(path: Path) -> bool:
+    """Whether we may write `path` and create files beside it (a WAL reader's -wal/-shm)."""
+    return os.access(path, os.W_OK) and os.access(Path(path).parent, os.W_OK)
+
+
+def read_only_here(path: Path) -> bool:
+    """Whether `path` exists but we cannot write it or create files beside it (a read-only folder or mount).
+
+    A read-write connection cannot even read a WAL file there (no -wal/-shm can be made): read it with
+    open_reader, one short connection per read (an immutable read must not outlive the moment it was checked).
+    """
+    return os.path.lexists(path) and not _writable(path)
+
+
 def reader_uri(path: Path) -> str:
     """The URI open_reader uses: `rw` under its guard when nothing is beside `path` (see the module doc), else `ro`.
 
@@ -104,8 +119,9 @@ def reader_uri(path: Path) -> str:
     """
     if _side_files_exist(path):
         return _uri(path, "ro")
-    if not os.access(path, os.W_OK) and not Path(f"{path}-journal").exists():
-        # rw would fall back to ro and leave -wal/-shm owned by us (see attach_uri)
+    if not _writable(path) and not Path(f"{path}-journal").exists():
+        # rw would fall back to ro and leave -wal/-shm owned by us, or (a folder we cannot write) fail to create
+        # them at all (see attach_uri)
         return _uri(path, "ro&immutable=1")
     return _uri(path, "rw")  # also lets SQLite roll back a hot -journal a crashed writer left, as any opener would
 
@@ -120,8 +136,7 @@ def attach_uri(path: Path) -> tuple[str, bool]:
     """
     if _side_files_exist(path):
         return _uri(path, "ro"), False
-    writable = os.access(path, os.W_OK) and os.access(Path(path).parent, os.W_OK)
-    if not writable and not Path(f"{path}-journal").exists():
+    if not _writable(path) and not Path(f"{path}-journal").exists():
         return _uri(path, "ro&immutable=1"), False
     return _uri(path, "ro"), True
 

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from . import upgrade
 from ._routing import MoveGate, RoutedDatabase
 from .config import StoreConfig, load_config
-from .db import Database, transaction
+from .db import Database, transaction, translated_errors
 from .errors import IsolationError
 from .plugin_store import PluginStore
+from .readonly import open_reader, read_only_here
 from .rows import Row
+from .schema import create_schema_sql
 
 __all__ = [
     'HOW_TO_CLOSE',
@@ -47,6 +49,7 @@ class Store:
         self._handles: dict[str, PluginStore] = {}
         self._gates: dict[str, MoveGate] = {}
         self._unattributed: PluginStore | None = None
+        self._no_file = _EmptyFile()
         self.zone = config.zone
         self._closed = False
         self.upgrades: list[tuple[Path, Path | None, upgrade.UpgradeReport]] = []  # (file, its backup, report)
@@ -89,7 +92,10 @@ class Store:
             async def route() -> Database:  # where the config routes the plugin now (move_plugin changes it)
                 return await self._database(self.config.plugin(plugin_id).db_path)
 
-            routed = RoutedDatabase(route, gate)
+            async def read_route() -> Database:
+                return await self._reader(self.config.plugin(plugin_id).db_path)
+
+            routed = RoutedDatabase(route, gate, read_route)
 
             async def database() -> Database:
                 return routed
@@ -123,9 +129,24 @@ class Store:
         """
         if self._unattributed is None:
             async def database() -> Database:
-                return _ReadOnly(await self._database(self.config.shared_db), self.config.default_plugin_id)
+                return _ReadOnly(await self._reader(self.config.shared_db), self.config.default_plugin_id)
             self._unattributed = PluginStore(self.config.default_plugin_id, database, zone=self.zone)
         return self._unattributed
+
+    async def _reader(self, path: Path) -> Database:
+        """Where a read of `path` goes: its connection once open; nothing but an empty schema while the file does
+        not exist (a read creates no file); a short read-only connection per read where we cannot write (a
+        read-only folder or mount); else the file opened as for a write."""
+        db = self._databases.get(path)
+        if db is not None:
+            return db
+        if self._closed:
+            raise RuntimeError("Store is closed")
+        if not os.path.lexists(path):
+            return self._no_file
+        if read_only_here(path):
+            return _FileReader(path)
+        return await self._database(path)
 
     async def _database(self, path: Path) -> Database:
         db = self._databases.get(path)
@@ -154,6 +175,7 @@ class Store:
     async def aclose(self) -> None:
         """Close every connection this store opened (safe to call twice, and to cancel)."""
         self._closed = True
+        self._no_file.close_now()
         databases, self._databases = list(self._databases.values()), {}
         first: BaseException | None = None
         for db in databases:
@@ -204,6 +226,58 @@ class _ReadOnly(Database):
 
     async def close(self) -> None:
         """The Store closes the connection it wraps."""
+
+
+class _EmptyFile(Database):
+    """The reads of a file that does not exist yet: the current schema, empty, in memory. Never written."""
+
+    def __init__(self) -> None:  # noqa: D107 - no super().__init__: no file behind it
+        self.path = Path()
+        self._memory: sqlite3.Connection | None = None
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._memory is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            for sql in create_schema_sql():
+                conn.execute(sql)
+            self._memory = conn
+        return fn(self._memory, *args)  # in memory, empty: no need to leave the event loop
+
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        raise AssertionError("writes are routed to the file, never to _EmptyFile")
+
+    async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
+
+
+class _FileReader(Database):
+    """Reads of a file we cannot write (readonly.read_only_here): one short read-only connection per read."""
+
+    def __init__(self, path: Path) -> None:  # noqa: D107 - no super().__init__: no lasting connection
+        self.path = path
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(_read_once, self.path, fn, args)
+
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        raise AssertionError("writes are routed to the file, never to _FileReader")
+
+    async def close(self) -> None:
+        """Nothing stays open."""
+
+
+def _read_once(path: Path, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    conn = open_reader(path)
+    try:
+        with translated_errors(path):
+            return fn(conn, *args)
+    finally:
+        conn.close()
 
 
 def prepare_file(conn: sqlite3.Connection, path: Path, config: StoreConfig,

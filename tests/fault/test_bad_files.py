@@ -294,16 +294,19 @@ def test_read_only_folder_with_a_wal_database_and_no_shm(tmp_path: Path, templat
     finally:
         os.chmod(project.data, 0o700)
 
-    assert runs["verify"].rc == 0, runs["verify"].stderr  # reads it immutable: no -wal, nobody can be writing
+    for command in ("verify", "stats"):  # read it immutable: no -wal, nobody can be writing (stats: issue 18)
+        assert runs[command].rc == 0, runs[command].stderr
     for command, done in runs.items():
         if command.startswith("split"):  # reads the source as verify does; what it must create first is named
             _refused_read_only(done, project.data / LOCK_DIR, "Permission denied")
-        elif command != "verify":
-            _refused_read_only(done, project.shared_db, "read-only folder")
+        elif command == "migrate":  # its read works now (immutable): the folder it must write is named
+            one_line(done, 3, f"{project.data} (the folder of {DB})", "not writable", "no backup taken")
+        elif command == "backup":  # the source is read; the folder it must create is named
+            _refused_read_only(done, project.data / "backups", "Permission denied")
     assert state(project.shared_db) == source
     assert files_under(project.root) == before
-    figures("D5 read-only", "0555 folder, WAL db, no -shm: verify reads it; stats (SQLITE_READONLY_DIRECTORY), "
-            "migrate, backup exit 3 'read-only folder' naming the file, split exit 3 naming the file it cannot "
+    figures("D5 read-only", "0555 folder, WAL db, no -shm: verify and stats read it; "
+            "migrate and backup exit 3 naming the folder they cannot write, split exit 3 naming the lock folder it cannot "
             "create; no file created")
 
 

@@ -148,7 +148,8 @@ def starts(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, bool], S
     store = base.configs / "store.yaml"
     store.write_text(store.read_text().replace("LOGIC1: v3-logic-01-5min", f"LOGIC1: {PLUGIN}"))
     base.set_all_shared(True)
-    states = {"new_file": snapshot(base, root / "new_file")}
+    states = {"new_file": snapshot(base, root / "new_file")}  # a never-migrated shared file: flip out works
+    cli(base, "migrate")  # flip back to shared refuses a never-migrated shared file
     # isolated, then the bot closes trades and opens new ones in its own file: a chunked merge to come
     cli(base, "flip", PLUGIN, "--to", "isolated")
     iso = base.isolated_db(PLUGIN)

@@ -103,6 +103,7 @@ class MovePlugin(RuleBasedStateMachine):
         store.write_text(store.read_text().replace("LOGIC1: v3-logic-01-5min", f"LOGIC1: {PLUGIN}"))
         self.project.set_all_shared(True)
         self.routed = "shared"
+        self.migrated = False  # merge and flip --to shared refuse a never-migrated shared file
         self.n = 0
         self.keyed: dict[Key, tuple[Any, ...]] = {}        # rows the rules write, by natural key
         self.rest: dict[str, Counter[tuple[Any, ...]]] = {}  # the rest of the plugin's history
@@ -185,6 +186,7 @@ class MovePlugin(RuleBasedStateMachine):
         if migrated:
             code, out = command("migrate", "--config", str(self.project.configs), "-q")
             assert code == 0, out
+        self.migrated = migrated
         self.trace.append(f"start(migrated={migrated})")
         rows = self.read("shared")
         idx = content_columns(TABLE_BY_NAME["trades"]).index("trade_id")
@@ -393,6 +395,11 @@ class MovePlugin(RuleBasedStateMachine):
     @precondition(lambda self: self.iso.exists())
     @rule()
     def merge(self) -> None:
+        if not self.migrated:
+            self.project.set_use_shared(PLUGIN, True)  # by hand, as below
+            self.refused_unmigrated(["merge", "--config", str(self.project.configs), "--plugin", PLUGIN, "-q"])
+            self.project.set_use_shared(PLUGIN, self.routed == "shared")
+            return
         if self.routed == "isolated":
             self.project.set_use_shared(PLUGIN, True)  # by hand
             self.routed = "shared"
@@ -403,6 +410,11 @@ class MovePlugin(RuleBasedStateMachine):
     def flip(self, to: str, prune: bool) -> None:
         if to == "shared" and not self.iso.exists():
             to = "isolated"
+        if to == "shared" and not self.migrated:
+            config = self.project.plugin_config_path(PLUGIN).read_text()
+            self.refused_unmigrated(["flip", PLUGIN, "--config", str(self.project.configs), "--to", to, "-q"])
+            assert self.project.plugin_config_path(PLUGIN).read_text() == config
+            return
         self.trace.append(f"flip --to {to}{' --prune' if prune else ''}")
         backups = set(self.backups())
         self.routed = to
@@ -416,6 +428,16 @@ class MovePlugin(RuleBasedStateMachine):
             made = sorted(p for p in set(self.backups()) - backups if p.name.startswith(name) and "pre-prune" in p.name)
             if made:
                 self.restorable = (left, made[-1])
+
+    def refused_unmigrated(self, argv: list[str]) -> None:
+        """Onto a never-migrated shared file: exit 2 saying to migrate first, nothing of the plugin written."""
+        self.trace.append(f"{argv[0]} refused: never migrated")
+        before = {side: self.read(side) for side in ("isolated", "shared")}
+        code, out = command(*argv)
+        assert code == 2 and "never migrated" in out and "zepix-store migrate" in out, (argv, code, out)
+        for side, rows in before.items():
+            after = self.read(side)
+            assert all(after.counter(t.name) == rows.counter(t.name) for t in TABLES), (argv, side)
 
     @precondition(lambda self: self.restorable is not None)
     @rule()

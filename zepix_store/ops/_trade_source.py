@@ -1,4 +1,4 @@
-"""Where stats reads one plugin's trades: a current file through Store, an older one read-only, a missing one never."""
+"""Where stats reads one plugin's trades: every file read-only (readonly.open_reader), a missing one never."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from .. import attribution, db, upgrade
 from ..attribution_report import AttributionReport, attribution_report
 from ..config import StoreConfig
 from ..readonly import open_reader
-from ..registry import Store
 from ..rows import Row
 from ..statements import fetch_all
 
@@ -38,18 +37,20 @@ class TradeSource:
 
 
 class TradeSources:
-    """Opens each routed file once: current files through Store, older ones read-only, missing ones never."""
+    """Opens each routed file once, read-only, missing ones never.
+
+    Not through Store: its connections are read-write, and opening one switches a rollback-journal file to WAL
+    (stats writes no byte); nor could they read a file in a folder we cannot write.
+    """
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
         self._stack = AsyncExitStack()
-        self._store = Store(config)
         self._files: dict[Path, tuple[str, sqlite3.Connection | None]] = {}
         self.zone = config.zone
         self.attribution: dict[str, AttributionReport] = {}  # unmigrated file -> how its trades were attributed
 
     async def __aenter__(self) -> TradeSources:
-        await self._stack.enter_async_context(self._store)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -67,14 +68,14 @@ class TradeSources:
                 self._stack.callback(conn.close)
         kind, conn = self._files[path]
         if kind == "store":
-            handle = self._store.unattributed() if default else self._store.for_plugin(plugin_id)
-            return TradeSource(path, kind, handle._all, zone=self.zone)  # noqa: SLF001 (scoped read)
+            assert conn is not None
+            return TradeSource(path, kind, _legacy_reader(conn, path, plugin_id), zone=self.zone)
         if conn is not None:
             return TradeSource(path, kind, _legacy_reader(conn, path, plugin_id), _legacy_trades(conn), self.zone)
         return TradeSource(path, kind, zone=self.zone)
 
     def _inspect(self, path: Path) -> tuple[str, sqlite3.Connection | None]:
-        """Classify `path` without writing it; keep a read-only connection open for an older file."""
+        """Classify `path` without writing it; keep a read-only connection open to read it."""
         if not path.exists():
             return "missing", None
         conn = open_reader(path)  # leaves no -wal/-shm behind when nobody else had the file open
@@ -84,8 +85,7 @@ class TradeSources:
                     conn.close()
                     return "missing", None
                 if not upgrade.needs_upgrade(conn, path):
-                    conn.close()
-                    return "store", None
+                    return "store", conn
                 # Temp tables only: the connection cannot write the file.
                 present = attribution.build_owners(conn, "main", self.config.rules)
                 self.attribution[str(path)] = attribution_report(conn, "main", self.config.rules, present)

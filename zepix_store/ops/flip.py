@@ -4,7 +4,8 @@ Backup of the file that will receive rows, synchronisation, verification, then t
 rewritten atomically (only `database.use_shared`), then one more synchronisation carries over what the bot
 wrote in the old place meanwhile; `prune` then deletes the verified rows from the old place. Killed at any
 point, the config says the old route until the rewrite and the new one after it, and each is consistent: a
-rerun finishes the move.
+rerun finishes the move. A flip to where the config already routes the plugin, with nothing left to carry over
+(planned read-only) and no --prune, changes nothing: no backup, no config rewrite, no sync.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class FlipReport:
     dry_run: bool = False
     backup: str | None = None
     config_changed: bool = False
+    already: str | None = None  # set when the plugin was already there and nothing changed: says so
     syncs: list[SyncReport] = field(default_factory=list)
     prune: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -56,7 +58,8 @@ class FlipReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"plugin_id": self.plugin_id, "to": self.to, "dry_run": self.dry_run, "backup": self.backup,
-                "config_changed": self.config_changed, "prune": self.prune, "problems": self.problems,
+                "config_changed": self.config_changed, "already_there": self.already is not None,
+                "note": self.already, "prune": self.prune, "problems": self.problems,
                 "longest_hold_ms": round(self.longest_hold_ms, 1), "ok": self.ok,
                 "syncs": [s.to_json() for s in self.syncs]}
 
@@ -73,6 +76,13 @@ def flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False, dry_r
         config, isolated = _load(config_dir, plugin_id)
         plugin = config.plugin(plugin_id)
         report = FlipReport(plugin_id=plugin_id, to=to, dry_run=dry_run)
+        if plugin.use_shared == (to == "shared") and not prune and _nothing_to_carry(config, plugin_id, to, prefer):
+            other = "split" if to == "isolated" else "merge"
+            report.already = (f"plugin {plugin_id} is already {to} ({plugin.config_path.name} says use_shared: "
+                              f"{str(to == 'shared').lower()}) and nothing is left to carry over; nothing changed. "
+                              f"Rows an old bot writes in the other place later are carried over by `zepix-store "
+                              f"{other} --plugin {plugin_id}`")
+            return report
         if dry_run:
             report.syncs.append(_sync(config, plugin_id, to, prefer, progress, max_hold_ms, dry_run=True))
             report.problems += report.syncs[-1].problems
@@ -119,6 +129,18 @@ def _sync(config: StoreConfig, plugin_id: str, to: str, prefer: str | None, prog
                      prune=prune)
     return merge(config, [plugin_id], dry_run=dry_run, prefer=prefer, progress=progress, max_hold_ms=max_hold_ms,
                  routed=False)
+
+
+def _nothing_to_carry(config: StoreConfig, plugin_id: str, to: str, prefer: str | None) -> bool:
+    """Whether a synchronisation to `to` would write nothing (planned read-only): the move is complete.
+
+    A killed flip's rerun is not a no-op: its config already names the new place, but rows wait to be carried.
+    """
+    plugin = config.plugin(plugin_id)
+    if to == "shared" and (plugin.isolated_db is None or not check_regular_file(plugin.isolated_db)):
+        return True
+    plan = _sync(config, plugin_id, to, prefer, NO_PROGRESS, 100.0, dry_run=True)
+    return plan.ok and not any(p.writes or p.conflicts for p in plan.plugins.values())
 
 
 def _prune_isolated(config: StoreConfig, plugin_id: str) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """merge: plugins' isolated rows back into the shared file, through the synchronisation.
 
 The shared file is backed up first (only when the merge will change something) and brought to the current
-schema if it is older; then each isolated file is synchronised into it in short committed chunks.
+schema if it is an older store file (or created when missing); then each isolated file is synchronised into it in
+short committed chunks. A legacy shared file that was never migrated (schema version 0, no `plugin_id`) is
+refused, dry run included: adding `plugin_id` in place breaks a bot still running its old code, so that step is
+`zepix-store migrate`'s, taken on purpose once the bot uses the facade.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from ..db import connect_sync, transaction, translated_errors
 from ..errors import ConfigError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
-from ..schema import ATTRIBUTION_ORDER
+from ..readonly import open_reader
+from ..schema import ATTRIBUTION_ORDER, SCHEMA_VERSION
 from .sync import Direction, SyncJob, synchronise
 from .sync.files import READ, check_regular_file
 from .sync.preview import preview
 from .sync.report import SyncReport
 from .sync.shared import open_shared
 
-__all__ = ['check_plugins', 'merge', 'MergeReport', 'prepare_shared', 'shared_columns']
+__all__ = ['check_plugins', 'check_migrated', 'merge', 'MergeReport', 'prepare_shared', 'shared_columns']
 
 
 @dataclass(kw_only=True)
@@ -69,14 +73,15 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
     """Synchronise the plugins' isolated rows into the shared file (see the module doc).
 
     Raises:
-        ConfigError: unknown plugin, a plugin still isolated (with `routed`), or no isolated file.
+        ConfigError: unknown plugin, a plugin still isolated (with `routed`), no isolated file, or a shared file
+            never migrated (see check_migrated).
         StoreError: I/O, busy or corrupt files.
     """
     groups = check_plugins(config, plugin_ids, routed)
     locked = [p for members in groups.values() for p in members]
     with nullcontext() if dry_run else plugin_locks(config.data_dir, locked, "merge", lock_wait_s):
         report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
-        changes, migrate_first = True, _needs_migrate(config)
+        changes, migrate_first = True, check_migrated(config)
         if dry_run or not migrate_first:
             planned = _preview(config, groups, prefer, report, migrate_first)
             if dry_run:
@@ -106,14 +111,30 @@ def shared_columns(conn: sqlite3.Connection) -> dict[str, set[str]]:
     return {t: cols for t in ATTRIBUTION_ORDER if (cols := attribution.source_columns(conn, "sh", t))}
 
 
-def _needs_migrate(config: StoreConfig) -> bool:
-    if not check_regular_file(config.shared_db):
+def check_migrated(config: StoreConfig) -> bool:
+    """Whether the shared file must be created or brought to the current schema first; read without writing it.
+
+    Raises:
+        ConfigError: the shared file is a legacy one never migrated (version 0): only `migrate` adds `plugin_id`.
+    """
+    path = config.shared_db
+    if not check_regular_file(path):
         return True
-    conn = connect_sync(config.shared_db, create=False)
+    conn = open_reader(path)  # never read-write: that alone would switch a rollback-journal file to WAL
     try:
-        return upgrade.is_empty(conn) or upgrade.needs_upgrade(conn, config.shared_db)
+        with translated_errors(path):
+            if upgrade.is_empty(conn):
+                return True
+            version = upgrade.file_version(conn, path)
     finally:
         conn.close()
+    if version == 0:
+        raise ConfigError(
+            f"{path}: the shared file was never migrated (schema version 0, no plugin_id); nothing written. Run "
+            "`zepix-store migrate` first: it adds plugin_id in place, after a backup. A bot still running its old "
+            "code breaks on a migrated file, so switch it to the facade (zepix_store.compat.TradeDatabase) first",
+            path=path)
+    return version < SCHEMA_VERSION
 
 
 def _preview(config: StoreConfig, groups: dict[Path, list[str]], prefer: str | None, report: MergeReport,
@@ -126,7 +147,7 @@ def _preview(config: StoreConfig, groups: dict[Path, list[str]], prefer: str | N
             report.warnings.append(f"{shared}: would be brought to the current schema first")
             shared = Path(scratch) / shared.name
             if check_regular_file(config.shared_db):
-                src = connect_sync(config.shared_db, create=False)
+                src = open_reader(config.shared_db)
                 dst = sqlite3.connect(shared)
                 try:
                     src.backup(dst)
@@ -162,9 +183,13 @@ def _plan_against(config: StoreConfig, shared: Path, groups: dict[Path, list[str
 
 
 def prepare_shared(config: StoreConfig, backup: bool = True) -> tuple[str | None, int | None]:
-    """Back up the shared file, then bring it to the current schema; return (backup, version upgraded from)."""
+    """Back up the shared file, then bring it to the current schema; return (backup, version upgraded from).
+
+    A legacy file (version 0) is refused (check_migrated), before anything opens it read-write.
+    """
     path = config.shared_db
-    conn = connect_sync(path, create=True, synchronous="FULL")
+    check_migrated(config)
+    conn = connect_sync(path, create=True, synchronous="FULL", data_dir=config.data_dir)
     try:
         made = None
         if backup and not upgrade.is_empty(conn):
