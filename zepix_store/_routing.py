@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .db import Database
+from .backend.base import Database, Operations
 
 __all__ = ['MoveGate', 'RoutedDatabase', 'T']
 
@@ -57,10 +57,12 @@ class MoveGate:
 class RoutedDatabase(Database):
     """A Database that resolves its file at each call (`route()`), through the plugin's gate."""
 
-    def __init__(self, route: Callable[[], Awaitable[Database]], gate: MoveGate) -> None:  # noqa: D107 - a view
+    def __init__(self, route: Callable[[], Awaitable[Database]], gate: MoveGate,  # noqa: D107 - a view
+                 operations: Operations) -> None:
         self._route = route
         self._gate = gate
         self.path = Path()
+        self.operations = operations
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._gate.call():

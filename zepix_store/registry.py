@@ -5,43 +5,64 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
-from . import upgrade
 from ._routing import MoveGate, RoutedDatabase
+from .backend.base import Backend, Database, Upgrades
+from .backend.sqlite import SQLITE
 from .config import StoreConfig, load_config
-from .db import Database, transaction
-from .errors import IsolationError
+from .errors import IsolationError, StoreError
 from .plugin_store import PluginStore
 from .rows import Row
 
 __all__ = [
     'HOW_TO_CLOSE',
+    'MoveReport',
+    'Mover',
     'Store',
+    'install_mover',
     'load_lenient_config',
-    'prepare_file',
-    'wants_backup',
 ]
-
-if TYPE_CHECKING:
-    from .ops.flip import FlipReport
 
 T = TypeVar("T")
 log = logging.getLogger("zepix_store")
 HOW_TO_CLOSE = "use `async with Store.open(...) as store:`, or call `await store.aclose()` when done"
 
 
+class MoveReport(Protocol):
+    """What a move of a plugin reports (flip's FlipReport): the Store reroutes only when it is ok."""
+
+    @property
+    def ok(self) -> bool: ...
+
+
+class Mover(Protocol):
+    """Moves a plugin's rows and rewrites its config (blocking; the Store runs it on a thread)."""
+
+    def __call__(self, config_dir: str, plugin_id: str, to: str, *, prune: bool = False) -> MoveReport: ...
+
+
+# How Store.move_plugin moves the rows: the file tooling's flip, installed by the package (zepix_store/__init__.py)
+# so that the core never imports the tooling.
+_MOVERS: dict[str, Mover] = {}
+
+
+def install_mover(mover: Mover) -> None:
+    """Make `mover` what Store.move_plugin runs (the package installs flip's when it is imported)."""
+    _MOVERS["mover"] = mover
+
+
 class Store:
     """All plugin stores of one config folder. Use `async with Store.open("configs") as store:`."""
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(self, config: StoreConfig, *, backend: Backend = SQLITE) -> None:
         self.config = config
+        self.backend = backend
         self._databases: dict[Path, Database] = {}
         self._opening: dict[Path, asyncio.Lock] = {}
         self._handles: dict[str, PluginStore] = {}
@@ -49,7 +70,7 @@ class Store:
         self._unattributed: PluginStore | None = None
         self.zone = config.zone
         self._closed = False
-        self.upgrades: list[tuple[Path, Path | None, upgrade.UpgradeReport]] = []  # (file, its backup, report)
+        self.upgrades: Upgrades = []  # (file, its backup, report)
 
     @classmethod
     def open(cls, config_dir: str | os.PathLike[str] = "configs", *, strict: bool = False) -> Store:
@@ -65,7 +86,7 @@ class Store:
         raise TypeError(f"Store.open() returns the store itself, it is not awaited: {HOW_TO_CLOSE}")
 
     def __del__(self) -> None:
-        # At interpreter exit db.py's hook has named the unclosed files already.
+        # At interpreter exit backend/sqlite.py's hook has named the unclosed files already.
         if not self._closed and self._databases and not sys.is_finalizing():
             message = (f"a Store with {len(self._databases)} open database connection(s) was never closed: "
                        f"{HOW_TO_CLOSE}")
@@ -89,7 +110,7 @@ class Store:
             async def route() -> Database:  # where the config routes the plugin now (move_plugin changes it)
                 return await self._database(self.config.plugin(plugin_id).db_path)
 
-            routed = RoutedDatabase(route, gate)
+            routed = RoutedDatabase(route, gate, self.backend.operations)
 
             async def database() -> Database:
                 return routed
@@ -98,7 +119,7 @@ class Store:
             self._handles[plugin_id] = handle
         return handle
 
-    async def move_plugin(self, plugin_id: str, to: str, *, prune: bool = False) -> FlipReport:
+    async def move_plugin(self, plugin_id: str, to: str, *, prune: bool = False) -> MoveReport:
         """Move a plugin to "isolated" or "shared" while the bot runs: `zepix-store flip` from inside the process.
 
         That plugin's calls wait (those in flight finish first); every other plugin's go on. The rows are
@@ -106,10 +127,11 @@ class Store:
         failed move leaves the old route (the report says why). Raises what flip raises for bad input.
         """
         self.for_plugin(plugin_id)
-        from .ops.flip import flip  # the commands' machinery, only when a move is asked for
-
+        mover = _MOVERS.get("mover")
+        if mover is None:
+            raise StoreError(f"{self.config.config_dir}: no mover installed; import zepix_store to install flip's")
         async with self._gates[plugin_id].closed():
-            report = await asyncio.to_thread(flip, str(self.config.config_dir), plugin_id, to, prune=prune)
+            report = await asyncio.to_thread(mover, str(self.config.config_dir), plugin_id, to, prune=prune)
             if report.ok:
                 moved = load_config(self.config.config_dir).plugin(plugin_id)
                 self.config.plugins[plugin_id] = moved
@@ -136,20 +158,12 @@ class Store:
         async with self._opening.setdefault(path, asyncio.Lock()):
             db = self._databases.get(path)
             if db is None:
-                db = await Database.open(path)
-                try:
-                    # not the bound method: the worker thread keeps its last call, which must not keep
-                    # the Store alive (a dropped, unclosed Store is then collected and says so)
-                    await db.read(prepare_file, path, self.config, self.upgrades)
-                except BaseException:
-                    await db.close()
-                    raise
+                # created if new, else backed up and upgraded if older; the backend's worker thread keeps its
+                # last call, so it is given the config and the list, never the Store (a dropped, unclosed Store
+                # is then collected and says so)
+                db = await self.backend.open_database(path, self.config, self.upgrades)
                 self._databases[path] = db
         return db
-
-    def _prepare_file(self, conn: sqlite3.Connection, path: Path) -> None:
-        """Create the schema in a new file, or back up then upgrade an older one (runs on the worker thread)."""
-        prepare_file(conn, path, self.config, self.upgrades)
 
     async def aclose(self) -> None:
         """Close every connection this store opened (safe to call twice, and to cancel)."""
@@ -194,6 +208,7 @@ class _ReadOnly(Database):
         self._inner = inner
         self._owner = owner
         self.path = inner.path
+        self.operations = inner.operations
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._inner.read(fn, *args)
@@ -204,31 +219,3 @@ class _ReadOnly(Database):
 
     async def close(self) -> None:
         """The Store closes the connection it wraps."""
-
-
-def prepare_file(conn: sqlite3.Connection, path: Path, config: StoreConfig,
-                 upgrades: list[tuple[Path, Path | None, upgrade.UpgradeReport]]) -> None:
-    """Create the schema in a new file, or back up then upgrade an older one, noting it in `upgrades`."""
-    if upgrade.is_empty(conn):
-        with transaction(conn):
-            upgrade.initialise(conn)
-    elif upgrade.needs_upgrade(conn, path):
-        # Imported here, not at the top: `python -m zepix_store.backup` warns if the package imported it first.
-        from .backup import backup_connection
-        from .backup_identity import identity_of
-
-        backup = None
-        if wants_backup(config, path):
-            backup = backup_connection(conn, path, config.backup_dir, "pre-upgrade",
-                                       identity=identity_of(config, path))
-        report = upgrade.upgrade(conn, path, config.rules)
-        upgrades.append((path, backup, report))
-
-
-def wants_backup(config: StoreConfig, path: Path) -> bool:
-    """Whether automatic backups of `path` are on: always for the shared file, else unless every plugin routed
-    there says `backup_enabled: false` (the bot template's key)."""
-    if path == config.shared_db:
-        return True
-    owners = [p for p in config.plugins.values() if p.db_path == path]
-    return not owners or any(p.backup_enabled for p in owners)

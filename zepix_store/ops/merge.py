@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import attribution, fault, upgrade
-from ..backup import backup_connection
+from ..backend.sqlite_backup import backup_connection
+from ..backend.sqlite_file import connect_sync, transaction, translated_errors
 from ..backup_identity import identity_of
 from ..config import StoreConfig
-from ..db import connect_sync, transaction, translated_errors
 from ..errors import ConfigError
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import ATTRIBUTION_ORDER

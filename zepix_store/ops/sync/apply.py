@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ... import fault
-from ...db import transaction
+from ...backend.sqlite_file import transaction
 from ...errors import VerifyError
 from .chunks import ChunkClock
 from .columns import money_columns, natural_key, rowid_alias

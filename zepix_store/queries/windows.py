@@ -1,0 +1,28 @@
+"""Rows of a time window or a calendar day: compared as instants (timefmt), whatever form each time was stored in."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, tzinfo
+
+from .. import timefmt
+from ..schema import CLOSE_KEY_SQL, START_KEY_SQL
+from .fetch import Row
+
+__all__ = ['SESSIONS_STARTED_IN', 'TRADES_CLOSED_IN', 'as_day', 'by_time']
+
+TRADES_CLOSED_IN = f"SELECT * FROM trades WHERE plugin_id = ? AND {timefmt.window_sql(CLOSE_KEY_SQL)}"
+SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {timefmt.window_sql(START_KEY_SQL)}"
+
+
+def as_day(day: date | datetime | str) -> date:
+    if isinstance(day, str):
+        return date.fromisoformat(day[:10])
+    return day.date() if isinstance(day, datetime) else day
+
+
+def by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:
+    """Rows in time order, ties by id: the window's rows read as instants (naive local ones in `zone`)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (timefmt.instant(r[column], zone) or oldest, r.get("id", 0)),
+              reverse=newest_first)
+    return rows
