@@ -1,4 +1,8 @@
-"""Store: routes each plugin to the shared file or its isolated file, and owns every connection it opens."""
+"""Store: routes each plugin to the shared file or its isolated file, and owns every connection it opens.
+
+The Store names its backend (SQLite, backend/sqlite.py, the only one today) and otherwise talks to backend/base.py's
+interface. It never imports the tooling: `move_plugin` runs the Mover the package installed (flip's).
+"""
 
 from __future__ import annotations
 
