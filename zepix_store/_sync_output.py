@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ._output import print_table
 from .ops.sync.report import PluginSync, SyncReport
+from .plugin_lock import DEFAULT_LOCK_WAIT_S
 
-__all__ = ['print_sync']
+__all__ = ['add_lock_wait', 'print_sync']
+
+
+def add_lock_wait(parser: argparse.ArgumentParser) -> None:
+    """--lock-wait: how long to wait for another synchronisation of the same plugin (then exit 4)."""
+    parser.add_argument("--lock-wait", type=float, default=DEFAULT_LOCK_WAIT_S, metavar="SECONDS",
+                        help="wait this long for another split, merge or flip of the same plugin to finish, then "
+                             f"give up with exit 4 naming it (default {DEFAULT_LOCK_WAIT_S:g})")
 
 _COLUMNS = ("copied", "updated", "kept", "unchanged", "paired", "renumbered", "source_gone", "conflicts")
 

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from ._output import Progress, emit_report
-from ._sync_output import print_sync
+from ._sync_output import add_lock_wait, print_sync
 from .cli import command_main
 from .ops.flip import TARGETS, FlipReport, flip
 from .ops.sync.job import PREFER
@@ -39,11 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="plan only: what would be copied; write nothing")
     parser.add_argument("--prefer", choices=PREFER, help="resolve conflicts: the old place (source) or the new "
                                                          "place (destination) wins")
+    add_lock_wait(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     report = flip(args.config, args.plugin, args.to, prune=args.prune, dry_run=args.dry_run, prefer=args.prefer,
-                  progress=Progress(enabled=not args.quiet))
+                  progress=Progress(enabled=not args.quiet), lock_wait_s=args.lock_wait)
     return emit_report("flip", report, args.json, print_report)
 
 

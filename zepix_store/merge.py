@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from ._output import Progress, emit_report
-from ._sync_output import print_sync
+from ._sync_output import add_lock_wait, print_sync
 from .cli import command_main
 from .config import load_config
 from .ops.merge import MergeReport, check_plugins, merge, prepare_shared
@@ -41,12 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefer", choices=PREFER,
                         help="resolve conflicts (a row changed in both places): the isolated row (source) or the "
                              "shared row (destination) wins")
+    add_lock_wait(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     progress = Progress(enabled=not args.quiet)
-    report = merge(config, args.plugin, dry_run=args.dry_run, prefer=args.prefer, progress=progress, say=progress)
+    report = merge(config, args.plugin, dry_run=args.dry_run, prefer=args.prefer, progress=progress, say=progress,
+                   lock_wait_s=args.lock_wait)
     return emit_report("merge", report, args.json, print_report)
 
 

@@ -100,16 +100,19 @@ def print_report(report: MigrateReport, default: str) -> None:
     else:
         print(f"migrated {report.path} from schema version {report.from_version} to {report.to_version} "
               f"in {report.seconds:.1f} s\nbackup: {report.backup}")
-    if not report.reindexed:
+    if report.from_version == 0:
         print()
         print_table(["table", "action", "owner", "rows", "note"], _owner_rows(report, default))
     for table, cols in report.added_columns.items():
         print(f"\n{table}: missing legacy columns added: {', '.join(cols)}")
     if report.reindexed:
         print(f"\nindexes rebuilt for the new close-time key: {', '.join(report.reindexed)} (no row changed)")
+    if report.retriggered:
+        tables = ", ".join(report.retriggered)
+        print(f"\nchange-tracking triggers rewritten (repeated upserts no longer fail): {tables} (no row changed)")
     if report.attribution is not None:
         print("\n" + "\n".join(report.attribution.lines()))
-    if not report.reindexed:
+    if report.from_version == 0:
         print("\n" + OLD_CODE_NOTE)
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._output import Progress, emit_report, human, print_table
-from ._sync_output import print_sync
+from ._sync_output import add_lock_wait, print_sync
 from .cli import command_main
 from .config import load_config
 from .ops.split import SplitReport, split
@@ -49,13 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefer", choices=PREFER,
                         help="resolve conflicts (a row changed in both places): the shared row (source) or the "
                              "isolated copy (destination) wins")
+    add_lock_wait(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     progress = Progress(enabled=not args.quiet)
     report = split(config, args.plugin, dry_run=args.dry_run, prune=args.prune, remap=args.remap,
-                   prefer=args.prefer, progress=progress, say=progress)
+                   prefer=args.prefer, progress=progress, say=progress, lock_wait_s=args.lock_wait)
     return emit_report("split", report, args.json, print_report)
 
 

@@ -5,6 +5,8 @@ already carry a `plugin_id` of the wrong shape, are rebuilt (the SQLite 12-step 
 `ALTER TABLE ADD COLUMN` and one UPDATE from the owner tables. A parent shared by several plugins cannot be
 given one owner in place, so it (and its children) keeps the default id here and is reported as shared.
 Version 1 differs only in the close-time index key (timefmt.time_key_sql): it is rebuilt, rows are untouched.
+Version 2 differs only in the change-tracking triggers of a synchronised file (change_tracking.py): they are
+rewritten, rows are untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from . import attribution, fault
 from .attribution import AttributionRules
 from .attribution_report import AttributionReport, attribution_report
+from .change_tracking import replace_tracking_triggers
 from .errors import SchemaError
 from .progress import NO_PROGRESS, ProgressSink
 from .schema import (
@@ -42,6 +45,7 @@ class UpgradeReport:
     buckets: dict[str, attribution.TableBuckets] = field(default_factory=dict)
     attribution: AttributionReport | None = None  # None: no row was attributed (an upgrade from version 1)
     reindexed: list[str] = field(default_factory=list)
+    retriggered: list[str] = field(default_factory=list)  # tables whose change-tracking triggers were rewritten
 
     @property
     def changed(self) -> bool:
@@ -88,7 +92,7 @@ def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules, *,
             # Another process may have upgraded the file between our first look and the write lock.
             report.from_version = file_version(conn, path)
             if report.changed and report.from_version >= 1:
-                _reindex(conn, report)
+                _upgrade_in_place(conn, report)
             elif report.changed:
                 _upgrade_in_transaction(conn, report, rules, progress, f"upgrade {path}")
             fault.point("before_commit")
@@ -102,14 +106,16 @@ def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules, *,
     return report
 
 
-def _reindex(conn: sqlite3.Connection, report: UpgradeReport) -> None:
-    """Version 1 -> 2: the close-time index gets the two-band key; no row changes."""
-    conn.execute(f"DROP INDEX IF EXISTS main.{CLOSE_INDEX}")
-    for table in TABLES:
-        for sql in index_sql(table):
-            conn.execute(sql)
-    report.reindexed.append(CLOSE_INDEX)
-    conn.execute("ANALYZE")
+def _upgrade_in_place(conn: sqlite3.Connection, report: UpgradeReport) -> None:
+    """Version 1 or 2 -> 3: the close-time index and the change-tracking triggers; no row changes."""
+    if report.from_version < 2:
+        conn.execute(f"DROP INDEX IF EXISTS main.{CLOSE_INDEX}")
+        for table in TABLES:
+            for sql in index_sql(table):
+                conn.execute(sql)
+        report.reindexed.append(CLOSE_INDEX)
+        conn.execute("ANALYZE")
+    report.retriggered = replace_tracking_triggers(conn)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

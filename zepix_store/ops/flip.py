@@ -9,7 +9,9 @@ rerun finishes the move.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import fault
@@ -18,6 +20,7 @@ from ..backup_identity import identity_of
 from ..config import StoreConfig, load_config
 from ..config_edit import set_use_shared
 from ..errors import ConfigError
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
 from .merge import MergeReport, merge, shared_columns
 from .prune import prune_isolated
@@ -59,43 +62,54 @@ class FlipReport:
 
 
 def flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False, dry_run: bool = False,
-         prefer: str | None = None, progress: ProgressSink = NO_PROGRESS, max_hold_ms: float = 100.0) -> FlipReport:
+         prefer: str | None = None, progress: ProgressSink = NO_PROGRESS, max_hold_ms: float = 100.0,
+         lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> FlipReport:
     """Move `plugin_id` to `to` ("isolated" or "shared"); see the module doc."""
     if to not in TARGETS:
         raise ConfigError(f"--to: {to!r}: say isolated or shared")
+    config, _isolated = _load(config_dir, plugin_id)
+    with nullcontext() if dry_run else plugin_locks(config.data_dir, [plugin_id], f"flip --to {to}", lock_wait_s):
+        # Read again under the lock: a flip that waited for another sees where that one left the plugin.
+        config, isolated = _load(config_dir, plugin_id)
+        plugin = config.plugin(plugin_id)
+        report = FlipReport(plugin_id=plugin_id, to=to, dry_run=dry_run)
+        if dry_run:
+            report.syncs.append(_sync(config, plugin_id, to, prefer, progress, max_hold_ms, dry_run=True))
+            report.problems += report.syncs[-1].problems
+            return report
+        if to == "isolated" and check_regular_file(isolated):
+            report.backup = str(backup_file(isolated, config.backup_dir, "pre-flip",
+                                            identity=identity_of(config, isolated)))
+            fault.point("after_flip_backup")
+        first = _sync(config, plugin_id, to, prefer, progress, max_hold_ms)
+        report.syncs.append(first)
+        if to == "shared" and isinstance(first, MergeReport):
+            report.backup = first.backup
+        if not first.ok:
+            report.problems += first.problems
+            return report
+        fault.point("before_config_rewrite")
+        report.config_changed = set_use_shared(plugin.config_path, to == "shared")
+        fault.point("after_config_rewrite")
+        config = load_config(config_dir)
+        # The bot may have written the old place until it saw the new config: carry that over too.
+        last = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, prune=prune and to == "isolated")
+        report.syncs.append(last)
+        report.problems += last.problems
+        if isinstance(last, SplitReport):
+            report.prune = last.prune
+        elif prune and last.ok:
+            report.prune = _prune_isolated(config, plugin_id)
+        return report
+
+
+def _load(config_dir: str, plugin_id: str) -> tuple[StoreConfig, Path]:
+    """The configs, and the plugin's isolated file (a plugin without one cannot flip)."""
     config = load_config(config_dir)
     plugin = config.plugin(plugin_id)
     if plugin.isolated_db is None:
         raise ConfigError(f"{plugin.config_path}: database.isolated_db: plugin {plugin_id} has no isolated file")
-    report = FlipReport(plugin_id=plugin_id, to=to, dry_run=dry_run)
-    if dry_run:
-        report.syncs.append(_sync(config, plugin_id, to, prefer, progress, max_hold_ms, dry_run=True))
-        report.problems += report.syncs[-1].problems
-        return report
-    if to == "isolated" and check_regular_file(plugin.isolated_db):
-        report.backup = str(backup_file(plugin.isolated_db, config.backup_dir, "pre-flip",
-                                        identity=identity_of(config, plugin.isolated_db)))
-        fault.point("after_flip_backup")
-    first = _sync(config, plugin_id, to, prefer, progress, max_hold_ms)
-    report.syncs.append(first)
-    if to == "shared" and isinstance(first, MergeReport):
-        report.backup = first.backup
-    if not first.ok:
-        report.problems += first.problems
-        return report
-    fault.point("before_config_rewrite")
-    report.config_changed = set_use_shared(plugin.config_path, to == "shared")
-    fault.point("after_config_rewrite")
-    config = load_config(config_dir)
-    # The bot may have written the old place until it saw the new config: carry that over too.
-    last = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, prune=prune and to == "isolated")
-    report.syncs.append(last)
-    report.problems += last.problems
-    if isinstance(last, SplitReport):
-        report.prune = last.prune
-    elif prune and last.ok:
-        report.prune = _prune_isolated(config, plugin_id)
-    return report
+    return config, plugin.isolated_db
 
 
 def _sync(config: StoreConfig, plugin_id: str, to: str, prefer: str | None, progress: ProgressSink,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ..backend.sqlite_file import connect_sync, transaction, translated_errors
 from ..backup_identity import identity_of
 from ..config import StoreConfig
 from ..errors import ConfigError
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import ATTRIBUTION_ORDER
 from .sync import Direction, SyncJob, synchronise
@@ -63,7 +65,7 @@ def check_plugins(config: StoreConfig, plugin_ids: Sequence[str], routed: bool =
 
 def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = False, prefer: str | None = None,
           progress: ProgressSink = NO_PROGRESS, max_hold_ms: float = 100.0, routed: bool = True,
-          say: Callable[[str], None] = lambda _line: None) -> MergeReport:
+          say: Callable[[str], None] = lambda _line: None, lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> MergeReport:
     """Synchronise the plugins' isolated rows into the shared file (see the module doc).
 
     Raises:
@@ -71,30 +73,32 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
         StoreError: I/O, busy or corrupt files.
     """
     groups = check_plugins(config, plugin_ids, routed)
-    report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
-    changes, migrate_first = True, _needs_migrate(config)
-    if dry_run or not migrate_first:
-        planned = _preview(config, groups, prefer, report, migrate_first)
-        if dry_run:
-            return report
-        changes = any(p.writes or p.conflicts for p in planned.values())
-        report.plugins.clear()
-        report.problems.clear()
-    # A rerun that will change nothing leaves no new backup behind.
-    report.backup, report.upgraded_from = prepare_shared(config, backup=changes)
-    conn = open_shared(config.shared_db, "rw")
-    try:
-        present = shared_columns(conn)
-        for path, members in groups.items():
-            job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer, max_hold_ms=max_hold_ms,
-                          progress=progress, say=say)
-            progress.start(f"merge {path.name}", None, "tables")
-            synchronise(conn, job, report)
-            progress.done()
-            fault.point("after_merge_commit")
-    finally:
-        conn.close()
-    return report
+    locked = [p for members in groups.values() for p in members]
+    with nullcontext() if dry_run else plugin_locks(config.data_dir, locked, "merge", lock_wait_s):
+        report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
+        changes, migrate_first = True, _needs_migrate(config)
+        if dry_run or not migrate_first:
+            planned = _preview(config, groups, prefer, report, migrate_first)
+            if dry_run:
+                return report
+            changes = any(p.writes or p.conflicts for p in planned.values())
+            report.plugins.clear()
+            report.problems.clear()
+        # A rerun that will change nothing leaves no new backup behind.
+        report.backup, report.upgraded_from = prepare_shared(config, backup=changes)
+        conn = open_shared(config.shared_db, "rw")
+        try:
+            present = shared_columns(conn)
+            for path, members in groups.items():
+                job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer,
+                              max_hold_ms=max_hold_ms, progress=progress, say=say)
+                progress.start(f"merge {path.name}", None, "tables")
+                synchronise(conn, job, report)
+                progress.done()
+                fault.point("after_merge_commit")
+        finally:
+            conn.close()
+        return report
 
 
 def shared_columns(conn: sqlite3.Connection) -> dict[str, set[str]]:

@@ -30,6 +30,7 @@ from ..backend.sqlite_file import (
     translated_errors,
 )
 from ..backup_identity import FileIdentity, fallback_identity, identity_of
+from ..change_tracking import tracked_tables
 from ..config import StoreConfig
 from ..errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
 from ..progress import NO_PROGRESS, ProgressSink
@@ -63,6 +64,7 @@ class MigrateReport:
     rows_by_plugin: dict[str, dict[str, int]] = field(default_factory=dict)  # already migrated: from plugin_id
     attribution: AttributionReport | None = None
     reindexed: list[str] = field(default_factory=list)  # from version 1: indexes rebuilt, no row attributed
+    retriggered: list[str] = field(default_factory=list)  # from version 1 or 2: change-tracking triggers rewritten
     db_bytes: int = 0
     seconds: float = 0.0
 
@@ -91,6 +93,7 @@ class MigrateReport:
                                for n, b in self.buckets.items() if b.shared_rows},
             "attribution": self.attribution.to_json() if self.attribution else None,
             "reindexed": self.reindexed,
+            "retriggered": self.retriggered,
         }
 
 
@@ -168,8 +171,9 @@ def rows_by_plugin(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
 
 def _plan(conn: sqlite3.Connection, report: MigrateReport, rules: AttributionRules) -> None:
     """Attribute on the read-only connection (temp tables only) and say what upgrade would do."""
-    if report.from_version >= 1:  # upgrade only rebuilds an index (see upgrade._reindex)
-        report.reindexed = [CLOSE_INDEX]
+    if report.from_version >= 1:  # an upgrade in place: no row changes (see upgrade._upgrade_in_place)
+        report.reindexed = [CLOSE_INDEX] if report.from_version < 2 else []
+        report.retriggered = [t.name for t in tracked_tables(conn)]
         return
     present = attribution.build_owners(conn, "main", rules)
     report.attribution = attribution_report(conn, "main", rules, present)
@@ -208,7 +212,7 @@ def _migrate(report: MigrateReport, rules: AttributionRules, backup_dir: Path, b
     report.actions.update({t: "rebuild" for t in done.rebuilt_tables})
     report.actions.update({t: "alter" for t in done.altered_tables})
     report.added_columns, report.buckets = done.added_columns, done.buckets
-    report.attribution, report.reindexed = done.attribution, done.reindexed
+    report.attribution, report.reindexed, report.retriggered = done.attribution, done.reindexed, done.retriggered
 
 
 def _check_writable(path: Path) -> None:

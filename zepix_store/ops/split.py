@@ -11,7 +11,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ..attribution_report import AttributionReport, attribution_report
 from ..backend.sqlite_file import read_snapshot, translated_errors
 from ..config import StoreConfig
 from ..errors import ConfigError
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import TABLES
 from .prune import prune_preview, prune_shared
@@ -89,7 +90,8 @@ def group_by_file(config: StoreConfig, plugins: Sequence[str]) -> dict[Path, lis
 
 def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool = False, prune: bool = False,
           remap: bool = False, prefer: str | None = None, progress: ProgressSink = NO_PROGRESS,
-          max_hold_ms: float = 100.0, say: Callable[[str], None] = lambda _line: None) -> SplitReport:
+          max_hold_ms: float = 100.0, say: Callable[[str], None] = lambda _line: None,
+          lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> SplitReport:
     """Synchronise the selected plugins' isolated files from the shared file (see the module doc).
 
     Raises:
@@ -98,37 +100,38 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
     """
     plugins = select_plugins(config, plugin_ids)
     groups = group_by_file(config, plugins)
-    report = SplitReport(direction=Direction.TO_ISOLATED.value, shared_db=str(config.shared_db), dry_run=dry_run)
-    conn = open_shared(config.shared_db)
-    try:
-        check_existing_mappings(conn, config, list(groups), remap)
-        # One snapshot: the bot may commit between the attribution and the counts of the same table.
-        with translated_errors(config.shared_db), read_snapshot(conn):  # a damaged page is named here
-            present = _attribute(conn, config, report, progress)
-        jobs = [SyncJob(config, path, members, Direction.TO_ISOLATED, present, prefer=prefer, remap=remap,
-                        max_hold_ms=max_hold_ms, progress=progress, say=say) for path, members in groups.items()]
-        if dry_run:
+    with nullcontext() if dry_run else plugin_locks(config.data_dir, plugins, "split", lock_wait_s):
+        report = SplitReport(direction=Direction.TO_ISOLATED.value, shared_db=str(config.shared_db), dry_run=dry_run)
+        conn = open_shared(config.shared_db)
+        try:
+            check_existing_mappings(conn, config, list(groups), remap)
+            # One snapshot: the bot may commit between the attribution and the counts of the same table.
+            with translated_errors(config.shared_db), read_snapshot(conn):  # a damaged page is named here
+                present = _attribute(conn, config, report, progress)
+            jobs = [SyncJob(config, path, members, Direction.TO_ISOLATED, present, prefer=prefer, remap=remap,
+                            max_hold_ms=max_hold_ms, progress=progress, say=say) for path, members in groups.items()]
+            if dry_run:
+                for job in jobs:
+                    report.plugins.update(preview(conn, job))
+                preflight(conn, config, groups, report)
+                if prune:
+                    report.prune = {"would_delete": prune_preview(conn, config, plugins, present)}
+                return report
             for job in jobs:
-                report.plugins.update(preview(conn, job))
-            preflight(conn, config, groups, report)
-            if prune:
-                report.prune = {"would_delete": prune_preview(conn, config, plugins, present)}
-            return report
-        for job in jobs:
-            existed = check_regular_file(job.isolated_db)
-            progress.start(f"split {job.isolated_db.name}", None, "tables")
-            with report.timed("copy"):
-                synchronise(conn, job, report)
-            progress.done()
-            failed = any(report.plugins[p].status == "failed" for p in job.plugins)
-            wrote = any(report.plugins[p].writes for p in job.plugins)
-            report.files[str(job.isolated_db)] = "failed" if failed else "created" if not existed else \
-                "updated" if wrote else "up to date"
-        if prune and report.ok:
-            report.prune = prune_shared(conn, config, plugins, present)
-    finally:
-        conn.close()
-    return report
+                existed = check_regular_file(job.isolated_db)
+                progress.start(f"split {job.isolated_db.name}", None, "tables")
+                with report.timed("copy"):
+                    synchronise(conn, job, report)
+                progress.done()
+                failed = any(report.plugins[p].status == "failed" for p in job.plugins)
+                wrote = any(report.plugins[p].writes for p in job.plugins)
+                report.files[str(job.isolated_db)] = "failed" if failed else "created" if not existed else \
+                    "updated" if wrote else "up to date"
+            if prune and report.ok:
+                report.prune = prune_shared(conn, config, plugins, present)
+        finally:
+            conn.close()
+        return report
 
 
 def check_existing_mappings(conn: sqlite3.Connection, config: StoreConfig, paths: Sequence[Path],

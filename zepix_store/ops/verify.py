@@ -23,7 +23,7 @@ from ..schema import (
     TABLE_BY_NAME,
     TABLES,
 )
-from .sync.check import CopyCheck, check_copies
+from .sync.check import CopyCheck, check_copies, check_sync_duplicates
 from .sync.columns import columns_for
 from .sync.files import READ, attach, check_regular_file, has_table, open_scratch
 from .sync.identity import has_identity, mapping_changes, mapping_record, recorded_mapping, segment
@@ -294,6 +294,8 @@ def _check_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, p
         _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "iso", pids))
         _run(report, f"mapping:{path.name}", lambda: _mapping(conn, config))
         for pid in pids:
+            if present is not None and has_identity(conn):
+                _run(report, f"sync-pairs:{pid}", functools.partial(_sync_pairs, conn, pid, present))
             if config.plugins[pid].use_shared:
                 report.add(f"copies:{pid}", SKIP, "uses the shared file now (its isolated rows are history)")
             elif present is not None:
@@ -310,6 +312,19 @@ def _mapping(conn: sqlite3.Connection, config: StoreConfig) -> tuple[str, str]:
     if recorded != current:
         return FAIL, f"split used another mapping ({mapping_changes(recorded, current)}): run split --remap"
     return OK, "split used the current mapping"
+
+
+def _sync_pairs(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]]) -> tuple[str, str]:
+    """The identity map pairs each row once, and no synchronisation copied a row twice (either side)."""
+    out = CopyCheck()
+    for name in ATTRIBUTION_ORDER:
+        if name in present and has_table(conn, "iso", name):
+            table = TABLE_BY_NAME[name]
+            check_sync_duplicates(conn, table, columns_for(conn, table, present[name]), pid,
+                                  segment(conn, table, pid), "plugin_id" in present[name], out)
+    if out.problems:
+        return FAIL, f"plugin {pid}: " + listed(out.problems)
+    return OK, "every row paired once, no row copied twice"
 
 
 def _copies(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]]) -> tuple[str, str]:

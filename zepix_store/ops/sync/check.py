@@ -16,7 +16,7 @@ from ...schema import Table
 from .columns import Columns, key_text
 from .identity import PAIRS, base_table
 
-__all__ = ['check_copies', 'CopyCheck', 'INSERT_ONLY']
+__all__ = ['check_copies', 'check_sync_duplicates', 'CopyCheck', 'INSERT_ONLY']
 
 INSERT_ONLY = ("sl_events", "tp_reentry_events", "reversal_exit_events", "profit_booking_events")
 
@@ -69,3 +69,41 @@ def check_copies(conn: sqlite3.Connection, table: Table, cols: Columns, plugin: 
         names = [r[0] for r in conn.execute(f"SELECT DISTINCT {key_text(table, 's')} {missing} LIMIT :n", args)]
         out.problems.append(f"{t}: {uncopied} rows of the plugin in the shared file not copied ({', '.join(names)}): "
                             "run split")
+
+
+# The indexed column a keyless table's rows are found by (keyed tables cannot hold two rows of one key).
+_LINK = {"trades": "trade_id", "sl_events": "trade_id", "reversal_exit_events": "trade_id",
+         "tp_reentry_events": "chain_id", "profit_booking_events": "chain_id"}
+
+
+def check_sync_duplicates(conn: sqlite3.Connection, table: Table, cols: Columns, plugin: str, seg: int | None,
+                          shared_has_plugin: bool, out: CopyCheck, limit: int = 5) -> None:
+    """Fail a pair table that maps two rows onto one, and unpaired rows equal to a paired row of the same side.
+
+    Two syncs of one plugin that ran at once copied the same rows twice: the second copy has no pair (the
+    first took it) and equals a paired row value for value. The bot's own new rows are unpaired too, but the
+    bot never writes a row equal to one it has (save_trade updates; events carry their own time).
+    """
+    if seg is None:
+        return
+    t, args = table.name, {"seg": seg, "p": plugin, "n": limit}
+    for side in ("iso_rowid", "shared_rowid"):
+        (twice,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM iso.{PAIRS} WHERE seg = :seg GROUP BY {side} "
+                                "HAVING count(*) > 1)", args).fetchone()
+        if twice:
+            out.problems.append(f"{t}: {twice} rows paired with more than one row of the other file ({side})")
+    link = _LINK.get(t)
+    if link is None:
+        return
+    sides = [("iso", "iso_rowid")] + ([("sh", "shared_rowid")] if shared_has_plugin else [])
+    for schema, side in sides:
+        dupes = (f"FROM {schema}.{t} i WHERE i.plugin_id = :p AND NOT EXISTS (SELECT 1 FROM iso.{PAIRS} p "
+                 f"WHERE p.seg = :seg AND p.{side} = i.rowid) AND EXISTS (SELECT 1 FROM {schema}.{t} x "
+                 f"JOIN iso.{PAIRS} q ON q.seg = :seg AND q.{side} = x.rowid WHERE x.plugin_id = :p "
+                 f"AND x.{link} IS i.{link} AND x.rowid <> i.rowid AND {cols.same('x', 'i')})")
+        (n,) = conn.execute(f"SELECT count(*) {dupes}", args).fetchone()
+        if n:
+            names = [r[0] for r in conn.execute(f"SELECT {key_text(table, 'i')} {dupes} LIMIT :n", args)]
+            where = "isolated file" if schema == "iso" else "shared file"
+            out.problems.append(f"{t}: {n} rows in the {where} duplicate a synchronised row value for value "
+                                f"({', '.join(names)}): two synchronisations ran at once; delete the copies named")

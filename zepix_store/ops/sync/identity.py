@@ -14,8 +14,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from ...attribution import DEFAULT_MAPPING_COLUMNS
+from ...change_tracking import base_columns, base_table, tracking_ddl
 from ...schema import TABLES, Table
-from .columns import content_columns
 from .files import has_table
 
 __all__ = [
@@ -42,36 +42,18 @@ MAPPING_KEY = "split_mapping"
 OLD_LEDGER, OLD_SEGMENTS, OLD_RUNS = "zx_copy_ledger", "zx_copy_segments", "zx_copy_runs"
 
 
-def base_table(table: Table) -> str:
-    return f"zx_sync_base_{table.name}"
-
-
-def _base_columns(table: Table) -> list[str]:
-    return content_columns(table, set(table.column_names))
-
-
 def identity_ddl(schema: str = "iso") -> list[str]:
     """Statements that create the identity map, base tables and triggers in `schema` if missing."""
     assert schema in ("iso", "main")
-    ddl = [
+    return [
         (f"CREATE TABLE IF NOT EXISTS {schema}.{SEGMENTS} (seg INTEGER PRIMARY KEY, table_name TEXT NOT NULL, "
          "plugin_id TEXT NOT NULL, UNIQUE (table_name, plugin_id))"),
         (f"CREATE TABLE IF NOT EXISTS {schema}.{PAIRS} (seg INTEGER NOT NULL, iso_rowid INTEGER NOT NULL, "
          "shared_rowid INTEGER NOT NULL, PRIMARY KEY (seg, iso_rowid)) WITHOUT ROWID"),
         f"CREATE UNIQUE INDEX IF NOT EXISTS {schema}.zx_sync_pairs_shared ON {PAIRS} (seg, shared_rowid)",
         f"CREATE TABLE IF NOT EXISTS {schema}.{META} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        *tracking_ddl(schema),
     ]
-    for table in TABLES:
-        cols = _base_columns(table)
-        old = ", ".join(f"OLD.{c}" for c in cols)
-        ddl.append(f"CREATE TABLE IF NOT EXISTS {schema}.{base_table(table)} (zx_rowid INTEGER PRIMARY KEY, "
-                   f"{', '.join(cols)})")
-        for event in ("UPDATE", "DELETE"):
-            # The first change since the last sync keeps the row as it was; later ones leave that alone.
-            ddl.append(f"CREATE TRIGGER IF NOT EXISTS {schema}.zx_sync_{event.lower()}_{table.name} AFTER {event} "
-                       f"ON {table.name} BEGIN INSERT OR IGNORE INTO {base_table(table)} (zx_rowid, "
-                       f"{', '.join(cols)}) VALUES (OLD.rowid, {old}); END")
-    return ddl
 
 
 def has_identity(conn: sqlite3.Connection, schema: str = "iso") -> bool:
@@ -163,7 +145,7 @@ def upgrade_old_ledgers(conn: sqlite3.Connection, routed_isolated: Mapping[str, 
 
 
 def _base_for_differences(conn: sqlite3.Connection, table: Table, plugin: str, seg: int, isolated: bool) -> None:
-    cols = [c for c in _base_columns(table)
+    cols = [c for c in base_columns(table)
             if c in {r[1] for r in conn.execute(f"PRAGMA sh.table_info({table.name})")}]
     if not cols or not has_table(conn, "sh", table.name):
         return

@@ -1,0 +1,103 @@
+"""One synchronisation per plugin at a time, across processes: an OS lock per plugin, released with the process.
+
+Two syncs of one plugin that both plan before either commits copy the same rows twice, so split, merge, flip and
+prune hold the plugin's lock from their first read to their last write. The lock is `flock` on
+`<data_dir>/.zepix-locks/<plugin_id>.lock`: the kernel drops it when the holder exits, kill -9 included, so a
+crashed command never leaves a stale lock. The file's text names the holder (pid, command, since) for the error
+a waiter raises; it is only a label, the lock is the flock.
+
+A thread that holds a plugin's lock may take it again (flip runs split or merge inside its own hold); another
+thread of the same process waits like another process would (flock locks belong to the open file, not the process).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ._fs import ensure_private_dir
+from .errors import StoreBusyError
+
+__all__ = ["DEFAULT_LOCK_WAIT_S", "LOCK_DIR", "plugin_locks"]
+
+LOCK_DIR = ".zepix-locks"
+DEFAULT_LOCK_WAIT_S = 10.0
+_POLL_S = 0.05
+
+_held: dict[tuple[int, str], int] = {}  # (thread id, lock path) -> depth, for re-entry by the holding thread
+_held_guard = threading.Lock()
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+@contextmanager
+def _one_lock(path: Path, plugin_id: str, command: str, wait_s: float) -> Iterator[None]:
+    key = (threading.get_ident(), str(path))
+    with _held_guard:
+        if key in _held:
+            _held[key] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"plugin {plugin_id} is being synchronised by {_holder(path)}; waited {wait_s:g} s for it "
+                        f"to finish (lock {path}); nothing was changed, run again when it is done",
+                        path=path, plugin=plugin_id) from None
+                time.sleep(_POLL_S)
+        since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({command}) since {since}\n".encode(), 0)
+        with _held_guard:
+            _held[key] = 1
+        try:
+            yield
+        finally:
+            with _held_guard:
+                del _held[key]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+@contextmanager
+def plugin_locks(data_dir: Path, plugin_ids: Sequence[str], command: str,
+                 wait_s: float = DEFAULT_LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the synchronisation lock of every plugin in `plugin_ids` (taken in sorted order: no deadlock).
+
+    Raises:
+        StoreBusyError: another synchronisation of one of them did not finish within `wait_s` seconds.
+    """
+    folder = data_dir / LOCK_DIR
+    ensure_private_dir(folder)
+    with ExitStack() as stack:
+        for plugin_id in sorted(set(plugin_ids)):
+            stack.enter_context(_one_lock(folder / f"{plugin_id}.lock", plugin_id, command, wait_s))
+        yield
