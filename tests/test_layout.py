@@ -100,3 +100,30 @@ def test_the_layout_guard_can_fail() -> None:
     # a lazy import inside a function counts
     source = "def move():\n    from .ops.flip import flip\n"
     assert _imports("zepix_store.registry", source, "zepix_store", set(graph)) == {"zepix_store.ops.flip"}
+
+
+# The core above the backend: it reaches the database through backend/base.py only, so a second backend needs no
+# change here. (errors.py still translates sqlite3 errors for the SQLite backend and the CLI.)
+DRIVER_NEUTRAL = {"zepix_store.registry", "zepix_store.plugin_store", "zepix_store.compat", "zepix_store._routing",
+                  "zepix_store.queries", "zepix_store.backend.base"}
+DRIVERS = {"sqlite3", "aiosqlite"}
+
+
+def drivers_named(sources: dict[str, str]) -> dict[str, list[str]]:
+    """The database drivers each module imports by name."""
+    named = {}
+    for module, source in sources.items():
+        found = {a.name.split(".")[0] for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import)
+                 for a in n.names} | {(n.module or "").split(".")[0] for n in ast.walk(ast.parse(source))
+                                      if isinstance(n, ast.ImportFrom) and not n.level}
+        if found & DRIVERS:
+            named[module] = sorted(found & DRIVERS)
+    return named
+
+
+def test_the_core_above_the_backend_imports_no_driver() -> None:
+    sources = {m: p.read_text() for m, p in _module_paths().items() if _within(m, DRIVER_NEUTRAL)}
+    assert len(sources) >= 10
+    assert drivers_named(sources) == {}
+    assert drivers_named({"x": "import sqlite3\n", "y": "from aiosqlite import Connection\n"}) == {
+        "x": ["sqlite3"], "y": ["aiosqlite"]}
