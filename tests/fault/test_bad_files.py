@@ -43,6 +43,7 @@ from tests.helpers import (
     stray,
 )
 from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
+from zepix_store.plugin_lock import LOCK_DIR
 
 DB = "trading_bot.db"
 COMMANDS = ("migrate", "split", "verify", "backup", "stats")
@@ -295,8 +296,8 @@ def test_read_only_folder_with_a_wal_database_and_no_shm(tmp_path: Path, templat
 
     assert runs["verify"].rc == 0, runs["verify"].stderr  # reads it immutable: no -wal, nobody can be writing
     for command, done in runs.items():
-        if command.startswith("split"):  # reads the source as verify does; the new file it must create is named
-            _refused_read_only(done, project.isolated_db(V3[0]).with_suffix(".db.tmp"), "Permission denied")
+        if command.startswith("split"):  # reads the source as verify does; what it must create first is named
+            _refused_read_only(done, project.data / LOCK_DIR, "Permission denied")
         elif command != "verify":
             _refused_read_only(done, project.shared_db, "read-only folder")
     assert state(project.shared_db) == source
@@ -322,8 +323,8 @@ def test_read_only_file_system(tmp_path: Path, template: Path, figures) -> None:
         for command in ("verify", "stats"):  # nobody can be writing it: read as immutable
             assert runs[command].rc == 0, runs[command].stderr
         for command, done in runs.items():
-            if command.startswith("split"):  # the source is read; the new file it must create is named
-                _refused_read_only(done, db.with_name("zepix_v3_logic_combined.db.tmp"), "Read-only file system")
+            if command.startswith("split"):  # the source is read; what it must create first is named
+                _refused_read_only(done, db.parent / LOCK_DIR, "Read-only file system")
             elif command == "backup":  # the source is read; the folder it must write is named
                 _refused_read_only(done, db.parent / "backups", "Read-only file system")
             elif command not in ("verify", "stats"):

@@ -196,7 +196,9 @@ def test_a_held_plugin_refuses_after_the_wait_naming_the_holder_and_other_plugin
         assert waited >= 0.5
         assert not project.isolated_db(P).exists()
         ok(project, "split", "--plugin", OTHER)  # another plugin's lock is its own
+        assert (project.data / LOCK_DIR / f"{P}.lock").stat().st_mode & 0o777 == 0o600
     ok(project, "split", "--plugin", P)
+    assert not (project.data / LOCK_DIR).exists()  # nothing outlives the commands
 
 
 def test_a_holder_killed_with_sigkill_releases_the_plugin(project: Project, template: Path) -> None:
@@ -218,4 +220,4 @@ def test_a_holder_killed_with_sigkill_releases_the_plugin(project: Project, temp
             holder.wait(10)
         assert holder.stdout is not None
         holder.stdout.close()
-    assert (project.data / LOCK_DIR / f"{P}.lock").stat().st_mode & 0o777 == 0o600
+    assert not (project.data / LOCK_DIR).exists()  # the next holder took the dead one's file and removed it
