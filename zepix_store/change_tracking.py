@@ -15,9 +15,12 @@ import sqlite3
 
 from .schema import TABLES, Table
 
-__all__ = ["base_columns", "base_table", "replace_tracking_triggers", "tracked_tables", "tracking_ddl"]
+__all__ = ["SUSPENDED", "base_columns", "base_table", "replace_tracking_triggers", "tracked_tables", "tracking_ddl"]
 
 EVENTS = ("UPDATE", "DELETE")
+# A row in this table (only ever inside the prune's own write transaction) silences the DELETE triggers: a prune
+# is not the bot's delete, and keeping then dropping a base row per pruned row cost more than the delete itself.
+SUSPENDED = "zx_sync_suspended"
 
 
 def base_table(table: Table) -> str:
@@ -36,8 +39,9 @@ def _trigger_name(table: Table, event: str) -> str:
 def _create_trigger(schema: str, table: Table, event: str) -> str:
     cols, base = base_columns(table), base_table(table)
     old = ", ".join(f"OLD.{c}" for c in cols)
+    pruning = f" AND NOT EXISTS (SELECT 1 FROM {SUSPENDED})" if event == "DELETE" else ""
     return (f"CREATE TRIGGER {schema}.{_trigger_name(table, event)} AFTER {event} ON {table.name} "
-            f"WHEN NOT EXISTS (SELECT 1 FROM {base} WHERE zx_rowid = OLD.rowid) "
+            f"WHEN NOT EXISTS (SELECT 1 FROM {base} WHERE zx_rowid = OLD.rowid){pruning} "
             f"BEGIN INSERT INTO {base} (zx_rowid, {', '.join(cols)}) VALUES (OLD.rowid, {old}); END")
 
 
@@ -52,7 +56,7 @@ def _trigger_ddl(schema: str, table: Table) -> list[str]:
 def tracking_ddl(schema: str) -> list[str]:
     """Statements that create the base tables if missing and (re)create every trigger in `schema`."""
     assert schema in ("iso", "main")
-    ddl: list[str] = []
+    ddl = [f"CREATE TABLE IF NOT EXISTS {schema}.{SUSPENDED} (one INTEGER PRIMARY KEY)"]
     for table in TABLES:
         ddl.append(f"CREATE TABLE IF NOT EXISTS {schema}.{base_table(table)} (zx_rowid INTEGER PRIMARY KEY, "
                    f"{', '.join(base_columns(table))})")
@@ -69,6 +73,8 @@ def tracked_tables(conn: sqlite3.Connection) -> list[Table]:
 def replace_tracking_triggers(conn: sqlite3.Connection) -> list[str]:
     """Rewrite the triggers of a synchronised file (caller holds the write transaction); return the tables done."""
     done = tracked_tables(conn)
+    if done:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS main.{SUSPENDED} (one INTEGER PRIMARY KEY)")
     for table in done:
         for sql in _trigger_ddl("main", table):
             conn.execute(sql)

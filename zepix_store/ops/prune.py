@@ -20,9 +20,10 @@ from ..attribution import owner_table
 from ..backend.sqlite_backup import backup_file
 from ..backend.sqlite_file import transaction, translated_errors
 from ..backup_identity import identity_of
+from ..change_tracking import SUSPENDED
 from ..config import StoreConfig
 from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME
-from .sync.chunks import ChunkClock
+from .sync.chunks import ChunkClock, plan_as_small
 from .sync.columns import columns_for
 from .sync.files import READ, attach, check_regular_file, detach
 from .sync.identity import PAIRS, base_table, has_identity, segment
@@ -145,10 +146,13 @@ def _delete_shared(conn: sqlite3.Connection, clock: ChunkClock, path: Path, name
 
 
 def _delete_in_chunks(conn: sqlite3.Connection, clock: ChunkClock, path: Path, pick: str, pick_args: tuple[Any, ...],
-                      statements: list[str], args: dict[str, Any], point: str) -> int:
+                      statements: list[str], args: dict[str, Any], point: str, setup: str = "") -> int:
     """Run `statements` on successive batches of the rowids `pick` selects after the last one (temp.zx_batch),
-    each batch in its own short transaction; return the rows the first one deleted."""
+    each batch in its own short transaction after `setup`; return the rows the first statement deleted."""
     done, after = 0, -1 << 62
+    conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
+    conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
+    sized = False
     while True:
         start = time.perf_counter()
         with translated_errors(path), clock.held(), transaction(conn):
@@ -156,9 +160,13 @@ def _delete_in_chunks(conn: sqlite3.Connection, clock: ChunkClock, path: Path, p
             if not ids:
                 return done
             after = ids[-1]
-            conn.execute("DROP TABLE IF EXISTS temp.zx_batch")
-            conn.execute("CREATE TEMP TABLE zx_batch (r INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.zx_batch")
             conn.executemany("INSERT INTO temp.zx_batch VALUES (?)", [(i,) for i in ids])
+            if not sized:
+                plan_as_small(conn, "zx_batch")
+                sized = True
+            if setup:
+                conn.execute(setup)
             done += conn.execute(statements[0], args).rowcount
             fault.point(point)
             for sql in statements[1:]:
@@ -189,11 +197,13 @@ def prune_isolated(conn: sqlite3.Connection, config: StoreConfig, plugin: str, p
                   f"ON p.seg = :seg AND p.iso_rowid = b.r CROSS JOIN iso.{name} i ON i.rowid = b.r "
                   f"AND i.plugin_id = :p CROSS JOIN sh.{name} s ON s.rowid = p.shared_rowid AND s.plugin_id = :p "
                   f"WHERE {c.same('s', 'i')})")
-        # The delete trigger kept each row as a base row: a prune is not the bot's delete.
+        # A prune is not the bot's delete: the triggers are silenced for the chunk (change_tracking.SUSPENDED),
+        # and a base row the bot's earlier change left for a pruned row goes with it.
         forget = (f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r FROM temp.zx_batch) "
                   f"AND zx_rowid NOT IN (SELECT rowid FROM iso.{name} WHERE rowid IN (SELECT r FROM temp.zx_batch))")
         n = _delete_in_chunks(conn, clock, path, "SELECT iso_rowid FROM temp.zx_doomed_iso WHERE iso_rowid > ? "
-                              "ORDER BY iso_rowid LIMIT ?", (), [delete, forget], args, "before_isolated_prune_commit")
+                              "ORDER BY iso_rowid LIMIT ?", (), [delete, forget, f"DELETE FROM iso.{SUSPENDED}"], args,
+                              "before_isolated_prune_commit", setup=f"INSERT INTO iso.{SUSPENDED} VALUES (1)")
         result["deleted"][name] = n
     result["longest_hold_ms"] = round(clock.longest_ms, 1)
     return result

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from ... import fault
 from ...backend.sqlite_file import transaction
 from ...errors import VerifyError
-from .chunks import ChunkClock
+from .chunks import ChunkClock, plan_as_small
 from .columns import money_columns, natural_key, rowid_alias
 from .identity import PAIRS, base_table
 from .plan import Scope
@@ -48,6 +48,7 @@ def apply_segment(w: Writer, scope: Scope, result: PluginSync) -> None:
     conn.execute("DROP TABLE IF EXISTS temp.zx_chunk")
     conn.execute("CREATE TEMP TABLE zx_chunk (n INTEGER PRIMARY KEY, src INTEGER, dst INTEGER, want INTEGER, "
                  "done INTEGER NOT NULL DEFAULT 0)")
+    sized = False
     for kind in ORDER:
         after = 0
         while True:
@@ -59,6 +60,9 @@ def apply_segment(w: Writer, scope: Scope, result: PluginSync) -> None:
             if not row[0]:
                 break
             rows, after = int(row[0]), int(row[1])
+            if not sized:
+                plan_as_small(conn, "zx_chunk")
+                sized = True
             start = time.perf_counter()
             _KINDS[kind](w, scope, tr, result)
             fault.point(f"after_copy:{scope.plugin}:{scope.table.name}")

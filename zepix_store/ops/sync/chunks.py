@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ['ChunkClock']
+__all__ = ['BATCH_TABLES', 'ChunkClock', 'plan_as_small']
+
+BATCH_TABLES = ("zx_chunk", "zx_batch")  # the temp tables a chunk's rowids are put in
 
 
 class ChunkClock:
@@ -42,3 +45,13 @@ class ChunkClock:
         elif elapsed_ms > self.target_ms:
             self.size = max(50, int(self.size * self.target_ms / elapsed_ms))
         time.sleep(min(0.02, max(0.002, elapsed_ms / 2000)))
+
+
+def plan_as_small(conn: sqlite3.Connection, table: str) -> None:
+    """Give a filled temp batch table its row count in sqlite_stat1, so joins from it look rows up one by one.
+
+    A temp table has no statistics, and SQLite then takes it for a million rows: each join from a chunk built a
+    Bloom filter over the whole table it joins (a full scan per chunk, so a chunk's hold grew with the file).
+    """
+    assert table in BATCH_TABLES
+    conn.execute(f"ANALYZE temp.{table}")
