@@ -189,6 +189,46 @@ def test_sessions_as_the_bot_runs_them(db: TradeDatabase) -> None:
         db.create_session("S1", "EURUSD", "buy", "again")
 
 
+# final_sl_pips as the bot's TradeDatabase.save_trade stored it: 0.0, or |entry - sl| x 100 (JPY) / x 10000,
+# whatever the model's own final_sl_pips says (written out by hand from the bot's class, not from our code)
+SL_PIPS = [
+    ("EURUSD", 1.1, 1.09, 0.0, abs(1.1 - 1.09) * 10000),
+    ("USDJPY", 150.25, 149.75, 42.0, abs(150.25 - 149.75) * 100),  # the model's 42.0 is not what the bot stored
+    ("XAUUSD", 2030.5, 2025.0, None, abs(2030.5 - 2025.0) * 10000),
+    ("EURUSD", 1.1, None, 7.0, 0.0),  # no SL: 0.0
+    ("EURUSD", 1.1, 0.0, 7.0, 0.0),  # an SL of 0 is no SL to the bot either
+    ("EURUSD", None, 1.09, 7.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(("symbol", "entry", "sl", "own", "want"), SL_PIPS)
+def test_final_sl_pips_is_computed_as_the_bots_class_computed_it(db: TradeDatabase, symbol: str, entry: float | None,
+                                                                 sl: float | None, own: float | None,
+                                                                 want: float) -> None:
+    trade = bot_trade(77, symbol=symbol, entry=entry, sl=sl, final_sl_pips=own)
+    db.save_trade(trade)
+    db.save_trade(close(trade, 1.0))  # the close save computes it again, from the same entry and SL
+    assert query(db.path, "SELECT final_sl_pips FROM trades") == [(want,)]
+
+
+def test_a_model_without_final_sl_pips_gets_the_bots_value(db: TradeDatabase) -> None:
+    trade = bot_trade(78)
+    del trade.final_sl_pips
+    db.save_trade(trade)
+    assert query(db.path, "SELECT final_sl_pips FROM trades") == [(abs(1.1 - 1.09) * 10000,)]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), b"raw", object(), {"pnl": float("-inf")},
+                                 {"blob": b"x"}, {"when": datetime(2026, 1, 20)}, [{1, 2}]],
+                         ids=["nan", "inf", "bytes", "object", "inf-inside", "bytes-inside", "datetime", "set"])
+def test_session_metadata_is_checked_like_every_write(db: TradeDatabase, bad: object) -> None:
+    db.create_session("S1", "EURUSD", "buy", "signal-1")
+    assert db.update_session_metadata("S1", {"note": "ok"}) is True
+    with pytest.raises(RowError, match=r"^trading_sessions\.metadata: .* refused"):
+        db.update_session_metadata("S1", bad)
+    assert query(db.path, "SELECT metadata FROM trading_sessions") == [('{"note": "ok"}',)]  # left as it was
+
+
 def test_system_state_round_trips_and_clear_lifetime_losses_writes_text_zero(db: TradeDatabase) -> None:
     for key, value in (("paused", False), ("on", True), ("n", 3), ("x", 2.5), ("s", "text"), ("none", None),
                        ("list", [1, "a"]), ("dict", {"a": [1]}), ("mark", "\ue000odd")):

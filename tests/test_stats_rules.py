@@ -189,3 +189,18 @@ def test_plot_refuses_a_name_that_is_not_png_or_svg(project: Project, tmp_path: 
         f"zepix-store stats: error: --plot: {tmp_path / name} must end in .png or .svg (the format is taken from "
         "the name)"]
     assert not (tmp_path / name).exists() and not list(tmp_path.glob(".*"))
+
+
+# Saved in id order T1..T4, closed in the order T1, T2, T4, T3: by close time the equity runs 50, 30, 10, 110
+# (max drawdown 40); read in id order it would run 50, 30, 130, 110 (max drawdown 20).
+OUT_OF_ORDER = [("T1", 50.0, "2024-02-01 10:00:00"), ("T2", -20.0, "2024-02-02T05:00:00Z"),
+                ("T3", 100.0, 1706954400), ("T4", -20.0, "2024/02/02 12:00:00")]  # 2024-02-03 10:00 UTC; naive
+
+
+@pytest.mark.parametrize("window", [(), ("--since", "2024-01-01")], ids=["all-time", "window"])
+def test_max_drawdown_follows_close_time_not_row_order(project: Project, window: tuple[str, ...]) -> None:
+    write_raw(project, W, OUT_OF_ORDER)
+    done = run_cli("stats", "--json", "--plugin", W, *window, config=project)
+    assert done.returncode == 0, done.stderr
+    got = strict_json(done.stdout)["plugins"][0]
+    assert (got["total_trades"], got["total_pnl"], got["max_drawdown"]) == (4, 110.0, 40.0)

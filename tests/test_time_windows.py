@@ -19,6 +19,8 @@ import pytest
 from tests.helpers import Project, query, run_cli
 from zepix_store import Store
 from zepix_store._bench.reads import captured_sql, explain
+from zepix_store.compat import TradeDatabase
+from zepix_store.errors import ConfigError
 from zepix_store.schema import CLOSE_INDEX, SCHEMA_VERSION
 
 ZONE_NAME = "America/Bogota"
@@ -113,6 +115,48 @@ def test_sessions_by_date_use_the_zone_too(project: Project) -> None:
             return [s["session_id"] for s in await db.get_sessions_by_date(date(2025, 3, 10))]
 
     assert asyncio.run(run()) == ["utc-evening", "evening"]  # 23:00 and 23:10 in Bogota
+
+
+def _rewrite_close_times(project: Project, times: dict[str, object]) -> None:
+    """Legacy values the API would refuse, written as an old bot or another tool left them."""
+    path = project.data / "zepix_v6_logic_01_1min.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany("UPDATE trades SET close_time = ? WHERE trade_id = ?", [(v, k) for k, v in times.items()])
+    conn.close()
+
+
+def test_legacy_spellings_fall_in_their_window_and_no_time_is_named_not_a_traceback(project: Project) -> None:
+    set_zone(project)
+    asyncio.run(save(project, [closed("iso", "2026-01-20T10:00:00", 1.0), closed("slashes", "2026-01-20T10:00:00", 2.0),
+                               closed("dots", "2026-01-20T10:00:00", 4.0), closed("offset", "2026-01-20T10:00:00", 8.0),
+                               closed("word", "2026-01-20T10:00:00", 16.0), closed("ambiguous", "2026-01-20", 32.0)]))
+    _rewrite_close_times(project, {"slashes": "2026/01/20 11:00:00", "dots": "20.01.2026 23:59",
+                                   "offset": "2026-01-20T11:00:00+0200",  # no colon: neither reader takes it
+                                   "word": "n/a", "ambiguous": "01/20/2026"})
+    window = ("--plugin", PLUGIN, "--since", "2026-01-20", "--until", "2026-01-20")
+    done = run_cli("stats", "--json", *window, config=project)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    got = doc["plugins"][0]
+    assert (got["total_trades"], got["total_pnl"], got["untimed_trades"]) == (3, 7.0, 3)
+    assert doc["untimed_values"] == {PLUGIN: ["'01/20/2026'", "'2026-01-20T11:00:00+0200'", "'n/a'"]}
+    assert doc["notes"] == [f"{PLUGIN}: 3 closed trade(s) whose close_time is no time (such as '01/20/2026', "
+                            "'2026-01-20T11:00:00+0200', 'n/a'): in no time window, counted only in all-time figures"]
+    human = run_cli("stats", *window, config=project)
+    assert human.returncode == 0, human.stderr
+    assert f"note: {doc['notes'][0]}" in human.stdout
+    everything = json.loads(run_cli("stats", "--json", "--plugin", PLUGIN, config=project).stdout)["plugins"][0]
+    assert (everything["total_trades"], everything["untimed_trades"]) == (6, 3)  # all time: every trade counts
+    rows = asyncio.run(call(project, "get_trades_by_date", date(2026, 1, 20)))
+    assert [r["trade_id"] for r in rows] == ["iso", "slashes", "dots"]
+    next_day_in_utc = asyncio.run(call(project, "get_trades_by_date", "2026-01-21", "UTC"))  # a zone by its name
+    assert [r["trade_id"] for r in next_day_in_utc] == ["dots"]  # 23:59 in Bogota is 04:59 UTC on the 21st
+    with TradeDatabase(PLUGIN, project.configs) as db:
+        assert [r["trade_id"] for r in db.get_trades_by_date(date(2026, 1, 21), "UTC")] == ["dots"]
+        assert [r["trade_id"] for r in db.get_trades_by_date(date(2026, 1, 21), ZoneInfo("UTC"))] == ["dots"]
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Base'"):
+        asyncio.run(call(project, "get_trades_by_date", "2026-01-21", "Mars/Base"))
 
 
 # --- the index: every window is answered from it --------------------------------------------------------------

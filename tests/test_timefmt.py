@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from zepix_store import timefmt
+from zepix_store.errors import ConfigError
 
 BOGOTA = ZoneInfo("America/Bogota")  # -05:00 all year: a naive time misread as UTC is five hours off
 NEW_YORK = ZoneInfo("America/New_York")
@@ -28,17 +29,44 @@ CASES: list[tuple[object, datetime | None]] = [
     (1759866767.0, datetime(2025, 10, 7, 19, 52, 47, tzinfo=UTC)),
     (1759866767285, datetime(2025, 10, 7, 19, 52, 47, 285000, tzinfo=UTC)),               # epoch milliseconds
     ("n/a", None), ("", None), (None, None), (b"\x00", None), ("19:52", None),
+    # legacy spellings: year-first slashes and day-first dots are unambiguous, naive local like the bot's
+    ("2025/10/07 19:52:47", datetime(2025, 10, 8, 0, 52, 47, tzinfo=UTC)),
+    ("2025/10/07", datetime(2025, 10, 7, 5, 0, tzinfo=UTC)),
+    ("2025/10/07T19:52:47.5", datetime(2025, 10, 8, 0, 52, 47, 500000, tzinfo=UTC)),
+    ("07.10.2025 19:52", datetime(2025, 10, 8, 0, 52, tzinfo=UTC)),
+    ("07.10.2025 19:52:47", datetime(2025, 10, 8, 0, 52, 47, tzinfo=UTC)),
+    ("07.10.2025", datetime(2025, 10, 7, 5, 0, tzinfo=UTC)),
+    ("2025-10-07T19:52", datetime(2025, 10, 8, 0, 52, tzinfo=UTC)),
+    ("2025/10/07 19:52:47+05:30", datetime(2025, 10, 7, 14, 22, 47, tzinfo=UTC)),
+    ("2025-10-07T19:52:47.1234567Z", datetime(2025, 10, 7, 19, 52, 47, 123456, tzinfo=UTC)),
+    # no time: ambiguous or malformed, read as no time by both readers
+    ("10/07/2025 19:52", None), ("07/10/2025", None), ("2025-10-07T19:52:47+0530", None),
+    ("2025-10-07 19:52:47 extra", None), ("2025-10-07T19", None), ("2025-10-07x", None), ("2025-13-45", None),
+    ("2025/10/07 19:52:47.", None), ("1759866767.", None), ("1.2.3", None), ("-1759866767", None),
+]
+# numeric text, as a legacy TEXT column keeps it (a DATETIME column's affinity turns it into a number)
+TEXT_CASES: list[tuple[object, datetime | None]] = [
+    ("1759866767", datetime(2025, 10, 7, 19, 52, 47, tzinfo=UTC)),
+    ("1759866767.5", datetime(2025, 10, 7, 19, 52, 47, 500000, tzinfo=UTC)),
+    ("1759866767285", datetime(2025, 10, 7, 19, 52, 47, 285000, tzinfo=UTC)),
+    *CASES,
 ]
 
 
-def sql_key(value: object) -> str | None:
+def stored_and_key(value: object, declared: str = "DATETIME") -> tuple[object, str | None]:
+    """The value as a column declared `declared` keeps it (its affinity may turn text into a number), and its key."""
     conn = sqlite3.connect(":memory:")
     try:
-        conn.execute("CREATE TABLE t (close_time DATETIME)")
+        conn.execute(f"CREATE TABLE t (close_time {declared})")
         conn.execute("INSERT INTO t VALUES (?)", (value,))
-        return conn.execute(f"SELECT {timefmt.time_key_sql('close_time')} FROM t").fetchone()[0]
+        stored, key = conn.execute(f"SELECT close_time, {timefmt.time_key_sql('close_time')} FROM t").fetchone()
+        return stored, key
     finally:
         conn.close()
+
+
+def sql_key(value: object, declared: str = "DATETIME") -> str | None:
+    return stored_and_key(value, declared)[1]
 
 
 def key_instant(key: str | None, zone: ZoneInfo) -> datetime | None:
@@ -49,20 +77,28 @@ def key_instant(key: str | None, zone: ZoneInfo) -> datetime | None:
     return moment.replace(tzinfo=UTC) if key[0] == "U" else moment.replace(tzinfo=zone).astimezone(UTC)
 
 
-@pytest.mark.parametrize(("value", "meant"), CASES, ids=[repr(v)[:30] for v, _ in CASES])
-def test_python_and_the_index_key_read_the_same_instant(value: object, meant: datetime | None) -> None:
+@pytest.mark.parametrize("declared", ["DATETIME", "TEXT"])
+@pytest.mark.parametrize(("value", "meant"), TEXT_CASES, ids=[repr(v)[:30] for v, _ in TEXT_CASES])
+def test_python_and_the_index_key_read_the_same_instant(value: object, meant: datetime | None, declared: str) -> None:
     assert timefmt.instant(value, BOGOTA) == meant
-    from_key = key_instant(sql_key(value), BOGOTA)
-    if meant is None:
+    stored, key = stored_and_key(value, declared)
+    read = timefmt.instant(stored, BOGOTA)  # a DATETIME column may keep numeric text as a number
+    from_key = key_instant(key, BOGOTA)
+    if read is None:
         assert from_key is None
     else:  # SQLite's datetime() keeps whole seconds of the forms it converts
-        assert from_key is not None and abs(from_key - meant) < timedelta(seconds=1)
+        assert from_key is not None and abs(from_key - read) < timedelta(seconds=1)
+    if stored == value:
+        assert read == meant
 
 
 def test_bands_keep_naive_times_apart_from_utc_ones() -> None:
     assert sql_key("2025-10-07 19:52:47") == "U2025-10-07 19:52:47"
     assert sql_key("2025-10-07T19:52:47.285408") == "L2025-10-07 19:52:47.285408"
     assert sql_key(1759866767285) == "U2025-10-07 19:52:47"
+    assert sql_key("2025/10/07 19:52:47") == "L2025-10-07 19:52:47"  # slashes: never the store's UTC form
+    assert sql_key("07.10.2025 19:52") == "L2025-10-07 19:52:00"  # whole seconds: a bound at 19:52:00 takes it
+    assert sql_key("1759866767", "TEXT") == "U2025-10-07 19:52:47"
 
 
 def test_window_bounds_convert_each_band() -> None:
@@ -112,3 +148,13 @@ def test_zone_names() -> None:
     for bad in ("Mars/Base", "../etc/passwd", ""):
         with pytest.raises(ValueError, match="unknown time zone"):
             timefmt.resolve_zone(bad)
+
+
+def test_a_zone_is_a_name_or_a_tzinfo_and_a_bad_one_is_a_config_error() -> None:
+    assert timefmt.as_zone("UTC", BOGOTA) is UTC
+    assert timefmt.as_zone("America/New_York", BOGOTA) == NEW_YORK
+    assert timefmt.as_zone(NEW_YORK, BOGOTA) is NEW_YORK
+    assert timefmt.as_zone(None, BOGOTA) is BOGOTA
+    for bad in ("Mars/Base", 5, b"UTC"):
+        with pytest.raises(ConfigError, match="zone: "):
+            timefmt.as_zone(bad, BOGOTA)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from .schema import TABLE_BY_NAME
 
 __all__ = [
     'TRADE_ALIASES',
+    'final_sl_pips',
     'is_model',
     'model_fields',
     'table_row',
@@ -86,3 +87,23 @@ def trade_row(obj: Any) -> dict[str, Any]:
             row["base_lot_size"] = lot
         row["final_lot_size"] = lot
     return row
+
+
+def final_sl_pips(row: Mapping[str, Any]) -> float:
+    """`final_sl_pips` as the bot's TradeDatabase.save_trade computed it from a trades row, ignoring the model's.
+
+    0.0 unless entry and SL are both set and non-zero; else |entry - SL| x 100 for a symbol containing 'JPY', x
+    10000 for any other (the bot's class raised on a None symbol and saved nothing; here None is not 'JPY').
+    Values that are not numbers are left for the row check to refuse (0.0 here).
+    """
+    entry, sl = row.get("entry_price"), row.get("sl_price")
+    if not (_number(entry) and _number(sl) and entry and sl):
+        return 0.0
+    symbol = row.get("symbol")
+    pips = abs(entry - sl)
+    pips *= 100 if isinstance(symbol, str) and "JPY" in symbol else 10000
+    return float(pips)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -36,31 +36,28 @@ def _trigger_name(table: Table, event: str) -> str:
     return f"zx_sync_{event.lower()}_{table.name}"
 
 
-def _create_trigger(schema: str, table: Table, event: str) -> str:
+def _create_trigger(schema: str, table: Table, event: str, if_missing: bool = False) -> str:
     cols, base = base_columns(table), base_table(table)
     old = ", ".join(f"OLD.{c}" for c in cols)
     pruning = f" AND NOT EXISTS (SELECT 1 FROM {SUSPENDED})" if event == "DELETE" else ""
-    return (f"CREATE TRIGGER {schema}.{_trigger_name(table, event)} AFTER {event} ON {table.name} "
+    return (f"CREATE TRIGGER {'IF NOT EXISTS ' if if_missing else ''}{schema}.{_trigger_name(table, event)} "
+            f"AFTER {event} ON {table.name} "
             f"WHEN NOT EXISTS (SELECT 1 FROM {base} WHERE zx_rowid = OLD.rowid){pruning} "
             f"BEGIN INSERT INTO {base} (zx_rowid, {', '.join(cols)}) VALUES (OLD.rowid, {old}); END")
 
 
-def _trigger_ddl(schema: str, table: Table) -> list[str]:
-    ddl: list[str] = []
-    for event in EVENTS:
-        ddl.append(f"DROP TRIGGER IF EXISTS {schema}.{_trigger_name(table, event)}")
-        ddl.append(_create_trigger(schema, table, event))
-    return ddl
-
-
 def tracking_ddl(schema: str) -> list[str]:
-    """Statements that create the base tables if missing and (re)create every trigger in `schema`."""
+    """Statements that create the base tables and triggers in `schema` where missing.
+
+    A file synchronised by an older version has its triggers rewritten by the schema upgrade (upgrade.py), which
+    runs before any synchronisation opens it; a rerun that finds everything in place writes nothing.
+    """
     assert schema in ("iso", "main")
     ddl = [f"CREATE TABLE IF NOT EXISTS {schema}.{SUSPENDED} (one INTEGER PRIMARY KEY)"]
     for table in TABLES:
         ddl.append(f"CREATE TABLE IF NOT EXISTS {schema}.{base_table(table)} (zx_rowid INTEGER PRIMARY KEY, "
                    f"{', '.join(base_columns(table))})")
-        ddl.extend(_trigger_ddl(schema, table))
+        ddl.extend(_create_trigger(schema, table, event, if_missing=True) for event in EVENTS)
     return ddl
 
 
@@ -76,6 +73,7 @@ def replace_tracking_triggers(conn: sqlite3.Connection) -> list[str]:
     if done:
         conn.execute(f"CREATE TABLE IF NOT EXISTS main.{SUSPENDED} (one INTEGER PRIMARY KEY)")
     for table in done:
-        for sql in _trigger_ddl("main", table):
-            conn.execute(sql)
+        for event in EVENTS:
+            conn.execute(f"DROP TRIGGER IF EXISTS main.{_trigger_name(table, event)}")
+            conn.execute(_create_trigger("main", table, event))
     return [t.name for t in done]

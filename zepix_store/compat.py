@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -27,7 +27,7 @@ from . import bot_models, timefmt
 from .backend.base import Backend, Connection
 from .backend.sqlite import SQLITE
 from .config import StoreConfig
-from .errors import StoreError
+from .errors import RowError, StoreError
 from .queries import bot as bot_queries
 from .queries import write
 from .queries.state import get_state, state_row
@@ -126,18 +126,24 @@ class TradeDatabase:
 
     # -- trades --------------------------------------------------------------------------------------------------
     def save_trade(self, trade: Any) -> int:
-        """Write the bot's Trade (its open save, then its close save, update one row); return its row id."""
+        """Write the bot's Trade (its open save, then its close save, update one row); return its row id.
+
+        `final_sl_pips` is computed from entry and SL as the bot's class did, whatever the model holds.
+        """
         row = self._check("trades", trade)
+        if bot_models.is_model(trade) and ("entry_price" in row or "sl_price" in row):
+            row["final_sl_pips"] = bot_models.final_sl_pips(row)
         return self._run(lambda conn, pid: write.save_trade(conn, self._backend.operations, row, pid))
 
     def get_trade_history(self, days: int = 30) -> list[Row]:
         """Trades closed in the last `days` days, newest first."""
         return self._read(bot_queries.trade_history, days, self.zone)
 
-    def get_trades_by_date(self, target_date: date) -> list[Row]:
-        """Closed trades whose close time is on that day (store.yaml's timezone), newest first; [] on error."""
+    def get_trades_by_date(self, target_date: date, zone: tzinfo | str | None = None) -> list[Row]:
+        """Closed trades whose close time is on that day (in `zone`, a tzinfo or a name; default store.yaml's
+        timezone), newest first; [] on error."""
         try:
-            return self._read(bot_queries.trades_by_date, target_date, self.zone)
+            return self._read(bot_queries.trades_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
         except (StoreError, ValueError, TypeError) as exc:
             log.warning("zepix_store: get_trades_by_date(%r) of %s: %s", target_date, self.plugin_id, exc)
             return []
@@ -241,9 +247,10 @@ class TradeDatabase:
         """The newest ACTIVE session (of `symbol`), or {}."""
         return self._read(bot_queries.active_session, symbol, self.zone)
 
-    def get_sessions_by_date(self, target_date: date | datetime | str) -> list[Row]:
-        """Sessions started on that day (store.yaml's timezone), newest first."""
-        return self._read(bot_queries.sessions_by_date, target_date, self.zone)
+    def get_sessions_by_date(self, target_date: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
+        """Sessions started on that day (in `zone`, a tzinfo or a name; default store.yaml's timezone), newest
+        first."""
+        return self._read(bot_queries.sessions_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
 
     def get_session_details(self, session_id: str) -> Row:
         """The session row plus `breakdown` of its closed trades, or {} when unknown."""
@@ -251,6 +258,17 @@ class TradeDatabase:
 
     def update_session_metadata(self, session_id: str, metadata: Any) -> bool:
         """Set the session's `metadata` (a dict or list is stored as JSON); False if no such session."""
-        text = metadata if metadata is None or isinstance(metadata, str) else json.dumps(metadata, default=str)
-        checked = self._check("trading_sessions", {"metadata": text})["metadata"]
+        checked = self._check("trading_sessions", {"metadata": _metadata_text(metadata)})["metadata"]
         return self._run(bot_queries.set_session_metadata, session_id, checked)
+
+
+def _metadata_text(metadata: Any) -> str | None:
+    """Session metadata as stored: text as it is, anything else as strict JSON (no NaN, no str() fallback)."""
+    if metadata is None or isinstance(metadata, str):
+        return metadata
+    try:
+        return json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        shown = repr(metadata)
+        shown = shown if len(shown) <= 60 else f"{shown[:60]}...({len(shown)} chars)"
+        raise RowError(f"trading_sessions.metadata: {shown} refused: not JSON text ({exc})") from None

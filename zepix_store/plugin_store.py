@@ -28,11 +28,12 @@ class PluginStore:
     """One plugin's view of its store; get one from `Store.for_plugin(plugin_id)`."""
 
     def __init__(self, plugin_id: str, database: Callable[[], Awaitable[Database]], *,
-                 zone: tzinfo | None = None) -> None:
+                 zone: tzinfo | str | None = None) -> None:
         self.plugin_id = plugin_id
         self._database = database
         # the zone of naive legacy times and of calendar days (store.yaml `timezone`)
-        self.zone = zone if zone is not None else timefmt.resolve_zone(timefmt.LOCAL)
+        self.zone = timefmt.as_zone(zone, timefmt.resolve_zone(timefmt.LOCAL)) if zone is not None else \
+            timefmt.resolve_zone(timefmt.LOCAL)
 
     def __repr__(self) -> str:
         return f"PluginStore({self.plugin_id!r})"
@@ -92,9 +93,10 @@ class PluginStore:
         rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(since, None, self.zone))
         return by_time(rows, "close_time", self.zone, newest_first=True)
 
-    async def get_trades_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
-        """Trades closed on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
-        start, end = timefmt.day_bounds(as_day(day), zone or self.zone)
+    async def get_trades_by_date(self, day: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
+        """Trades closed on calendar day `day` in `zone` (a tzinfo or a name; default: store.yaml's timezone),
+        oldest first."""
+        start, end = timefmt.day_bounds(as_day(day), timefmt.as_zone(zone, self.zone))
         rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(start, end, self.zone))
         return by_time(rows, "close_time", self.zone)
 
@@ -238,9 +240,10 @@ class PluginStore:
             return await self._one(q.ACTIVE_SESSION)
         return await self._one(q.ACTIVE_SESSION_OF_SYMBOL, symbol)
 
-    async def get_sessions_by_date(self, day: date | datetime | str, zone: tzinfo | None = None) -> list[Row]:
-        """Sessions started on calendar day `day` in `zone` (default: store.yaml's timezone), oldest first."""
-        start, end = timefmt.day_bounds(as_day(day), zone or self.zone)
+    async def get_sessions_by_date(self, day: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
+        """Sessions started on calendar day `day` in `zone` (a tzinfo or a name; default: store.yaml's timezone),
+        oldest first."""
+        start, end = timefmt.day_bounds(as_day(day), timefmt.as_zone(zone, self.zone))
         rows = await self._all(SESSIONS_STARTED_IN, *timefmt.band_bounds(start, end, self.zone))
         return by_time(rows, "start_time", self.zone)
 

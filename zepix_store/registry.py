@@ -162,9 +162,9 @@ class Store:
         async with self._opening.setdefault(path, asyncio.Lock()):
             db = self._databases.get(path)
             if db is None:
-                # created if new, else backed up and upgraded if older; the backend's worker thread keeps its
-                # last call, so it is given the config and the list, never the Store (a dropped, unclosed Store
-                # is then collected and says so)
+                # created if new, else backed up and upgraded if older, inside data_dir; the backend's worker
+                # thread keeps its last call, so it is given the config and the list, never the Store (a dropped,
+                # unclosed Store is then collected and says so)
                 db = await self.backend.open_database(path, self.config, self.upgrades)
                 self._databases[path] = db
         return db

@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 # 2: the close-time index key keeps UTC and naive local times in two bands (timefmt.time_key_sql)
-# 3: the change-tracking triggers of a synchronised file decide "first change" in a WHEN clause (change_tracking)
+# 3: the change-tracking triggers decide "first change" in a WHEN clause (change_tracking); the close-time key
+#    reads numeric text, YYYY/MM/DD and DD.MM.YYYY (timefmt.time_key_sql)
 SCHEMA_VERSION = 3
 DEFAULT_PLUGIN_ID = "legacy"
 PLUGIN_ID_COLUMN = f"plugin_id TEXT NOT NULL DEFAULT '{DEFAULT_PLUGIN_ID}'"

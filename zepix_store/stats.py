@@ -132,6 +132,8 @@ def print_report(report: StatsReport, config: StoreConfig) -> None:
         if s.unpriced_trades:
             print(f"note: {s.plugin_id}: {s.unpriced_trades} closed trade(s) with a pnl that is NULL, not a number "
                   "or not finite (counted as trades, left out of PnL, win%, PF and max DD)")
+    for note in report.notes():
+        print(f"note: {note}")
     legacy = sorted({_display_path(s.database, config) for s in report.plugins if s.source == "legacy"})
     for path in legacy:
         print(f"note: {path} is not migrated yet: read read-only, owners from store.yaml's mapping "

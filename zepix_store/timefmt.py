@@ -1,11 +1,16 @@
 """Which instant a stored time means, and time windows answered from an index (SPEC 3 `timezone`, SPEC 4).
 
 A stored value is never rewritten; its form alone says how to read it:
-- UTC: the store's own 'YYYY-MM-DD HH:MM:SS' (exactly that form: it is also SQLite's CURRENT_TIMESTAMP); text
-  ending in 'Z' or in a '+hh:mm' / '-hh:mm' offset (converted to UTC); a number: epoch seconds, or epoch
-  milliseconds from EPOCH_MS_FROM on (1e11: 5138 as seconds, 1973-03-03 as milliseconds).
-- naive local: any other date text ('T' separator, fractional seconds, a date alone meaning its midnight), as
-  the bot's `datetime.now().isoformat()` wrote it: a wall-clock time in store.yaml's `timezone`.
+- UTC: the store's own 'YYYY-MM-DD HH:MM:SS' (exactly that form: it is also SQLite's CURRENT_TIMESTAMP); a date
+  and time ending in 'Z' or in a '+hh:mm' / '-hh:mm' offset (converted to UTC); a number, or text of digits with
+  at most one '.' ('1768953600'): epoch seconds, or epoch milliseconds from EPOCH_MS_FROM on (1e11: 5138 as
+  seconds, 1973-03-03 as milliseconds).
+- naive local: any other date, or date and time ('T' or space, HH:MM, HH:MM:SS, a fraction), as the bot's
+  `datetime.now().isoformat()` wrote it: a wall-clock time in store.yaml's `timezone` (a date alone is its
+  midnight).
+Dates are 'YYYY-MM-DD', or in the legacy spellings 'YYYY/MM/DD' and 'DD.MM.YYYY' (day first, as dotted dates
+are written; 'MM/DD/YYYY' and 'DD/MM/YYYY' cannot be told apart and are no time). Anything else is no time: None
+here and a NULL key, so every reader counts the same values as no time.
 
 No zone conversion can live in an index: SQLite's 'localtime'/'utc' modifiers are non-deterministic, and an
 application-defined function in a schema object would break every connection that lacks it (the bot's own).
@@ -22,13 +27,17 @@ import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import ConfigError
+
 __all__ = [
     "EPOCH_MS_FROM",
     "LOCAL",
     "STORE_FORMAT",
+    "as_zone",
     "band_bounds",
     "day_bounds",
     "instant",
+    "key_wall",
     "local_now",
     "resolve_zone",
     "shift_params",
@@ -48,10 +57,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _D4, _D2 = "[0-9][0-9][0-9][0-9]", "[0-9][0-9]"
 _STORE_GLOB = f"{_D4}-{_D2}-{_D2} {_D2}:{_D2}:{_D2}"
 _DATE_GLOB = f"{_D4}-{_D2}-{_D2}"
+_OFFSET_GLOB = f"[+-]{_D2}:{_D2}"
 _STORE_FORM = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_NUMERIC_TEXT = re.compile(r"\d+(?:\.\d+)?")
+_SLASHED = re.compile(r"\d{4}/\d{2}/\d{2}")
+_DOTTED = re.compile(r"\d{2}\.\d{2}\.\d{4}")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_WITH_ZONE = re.compile(r"(?:[+-]\d{2}:\d{2}|[Zz])\Z")
-_DATED = re.compile(r"\d{4}-\d{2}-\d{2}[T ]")
+_WALL = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
+_ZONED = re.compile(r"(?P<wall>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<zone>[Zz]|[+-]\d{2}:\d{2})")
+_MAX_FRACTION = 6  # datetime keeps microseconds; SQLite reads any number of digits, Python 3.11 up to six
 
 
 # --- zones ------------------------------------------------------------------------------------------------------
@@ -72,6 +86,26 @@ def resolve_zone(name: str) -> tzinfo:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r} (use local, UTC or an IANA name such as Europe/Berlin)") \
             from None
+
+
+def as_zone(zone: str | tzinfo | None, default: tzinfo) -> tzinfo:
+    """A zone a caller passes: a tzinfo (ZoneInfo, UTC, a fixed offset), a name as store.yaml takes it, or None
+    for `default`.
+
+    Raises:
+        ConfigError: an unknown name, or something that is no zone.
+    """
+    if zone is None:
+        return default
+    if isinstance(zone, tzinfo):
+        return zone
+    if not isinstance(zone, str):
+        raise ConfigError(f"zone: {zone!r} is no time zone (pass a ZoneInfo, or a name such as 'UTC' or "
+                          "'Europe/Berlin')")
+    try:
+        return resolve_zone(zone)
+    except ValueError as exc:
+        raise ConfigError(f"zone: {exc}") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -114,16 +148,35 @@ def instant(value: object, zone: tzinfo) -> datetime | None:
     try:
         if _STORE_FORM.fullmatch(value):
             return datetime.strptime(value, STORE_FORMAT).replace(tzinfo=UTC)
-        if _WITH_ZONE.search(value):
-            aware = value[:-1] + "+00:00" if value[-1] in "Zz" else value  # SQLite takes a lower-case z too
-            return datetime.fromisoformat(aware).astimezone(UTC)
-        if _DATE_ONLY.fullmatch(value):
-            return to_utc(datetime.combine(date.fromisoformat(value), time()), zone)
-        if _DATED.match(value):
-            return to_utc(datetime.fromisoformat(value), zone)
+        if _NUMERIC_TEXT.fullmatch(value):
+            return _epoch(float(value))
+        text = _iso_date(value)
+        zoned = _ZONED.fullmatch(text)
+        if zoned:
+            offset = "+00:00" if zoned["zone"] in "Zz" else zoned["zone"]
+            return datetime.fromisoformat(_whole(zoned["wall"]) + offset).astimezone(UTC)
+        if _DATE_ONLY.fullmatch(text):
+            return to_utc(datetime.combine(date.fromisoformat(text), time()), zone)
+        if _WALL.fullmatch(text):
+            return to_utc(datetime.fromisoformat(_whole(text)), zone)
     except (ValueError, OverflowError):
         return None
     return None
+
+
+def _iso_date(text: str) -> str:
+    """`text` with a legacy 'YYYY/MM/DD' or 'DD.MM.YYYY' date at its start spelled 'YYYY-MM-DD'."""
+    if _SLASHED.match(text):
+        return f"{text[:4]}-{text[5:7]}-{text[8:10]}{text[10:]}"
+    if _DOTTED.match(text):
+        return f"{text[6:10]}-{text[3:5]}-{text[:2]}{text[10:]}"
+    return text
+
+
+def _whole(wall: str) -> str:
+    """A wall time Python can parse: a fraction cut to microseconds (SQLite's datetime() keeps whole seconds)."""
+    head, dot, fraction = wall.partition(".")
+    return f"{head}.{fraction[:_MAX_FRACTION]}" if dot else head
 
 
 def _epoch(value: float) -> datetime | None:
@@ -139,17 +192,54 @@ def _epoch(value: float) -> datetime | None:
 def time_key_sql(column: str) -> str:
     """SQL of the index key of a DATETIME column: 'U' + UTC text or 'L' + wall-clock text, NULL for no time.
 
-    Deterministic built-in functions only, so it can be indexed; instant() reads a value the same way.
+    Deterministic built-in functions only, so it can be indexed; instant() reads a value the same way (a date or
+    time Python refuses, such as Feb 30 or 24:00, is no time here either).
     """
+    c = column
+    iso = (f"(CASE WHEN {c} GLOB '{_D4}/{_D2}/{_D2}*' THEN substr({c}, 1, 4) || '-' || substr({c}, 6, 2) || '-' || "
+           f"substr({c}, 9) WHEN {c} GLOB '{_D2}.{_D2}.{_D4}*' THEN substr({c}, 7, 4) || '-' || substr({c}, 4, 2) "
+           f"|| '-' || substr({c}, 1, 2) || substr({c}, 11) ELSE {c} END)")
+    day = f"date(substr({iso}, 1, 10), '+0 days') IS substr({iso}, 1, 10) AND substr({iso}, 1, 4) > '0000'"
+    hm = f"substr({iso}, 12, 2) < '24' AND substr({iso}, 15, 2) < '60'"
+    hms = f"{hm} AND substr({iso}, 18, 2) < '60'"
+    wall = f"{_DATE_GLOB}[T ]{_D2}:{_D2}"
+    digits_from_21 = f"substr({iso}, 21, length({iso}) - 20 - ?) NOT GLOB '*[^0-9]*'"  # ? = the zone's length
+    offset = f"substr({iso}, -5, 2) < '24' AND substr({iso}, -2) < '60'"
+    zoned = " OR ".join([
+        f"{iso} GLOB '{wall}[Zz]' AND {hm}",
+        f"{iso} GLOB '{wall}{_OFFSET_GLOB}' AND {hm} AND {offset}",
+        f"{iso} GLOB '{wall}:{_D2}[Zz]' AND {hms}",
+        f"{iso} GLOB '{wall}:{_D2}{_OFFSET_GLOB}' AND {hms} AND {offset}",
+        f"{iso} GLOB '{wall}:{_D2}.[0-9]*[Zz]' AND {hms} AND {digits_from_21.replace('?', '1')}",
+        f"{iso} GLOB '{wall}:{_D2}.[0-9]*{_OFFSET_GLOB}' AND {hms} AND {offset} AND {digits_from_21.replace('?', '6')}",
+    ])
+    local_fraction = f"{iso} GLOB '{wall}:{_D2}.[0-9]*' AND {hms} AND {digits_from_21.replace('?', '0')}"
+    numeric = f"{c} GLOB '[0-9]*' AND {c} NOT GLOB '*[^0-9.]*' AND {c} NOT GLOB '*.*.*' AND {c} NOT GLOB '*.'"
+    number = f"CAST({c} AS REAL)"
     return (
-        f"(CASE WHEN typeof({column}) IN ('integer', 'real') THEN '{UTC_BAND}' || datetime(CASE WHEN "
-        f"abs({column}) >= {EPOCH_MS_FROM} THEN {column} / 1000.0 ELSE {column} END, 'unixepoch') "
-        f"WHEN typeof({column}) <> 'text' THEN NULL "
-        f"WHEN {column} GLOB '{_STORE_GLOB}' THEN '{UTC_BAND}' || {column} "
-        f"WHEN {column} GLOB '*[+-]{_D2}:{_D2}' OR {column} GLOB '*[Zz]' THEN '{UTC_BAND}' || datetime({column}) "
-        f"WHEN {column} GLOB '{_DATE_GLOB}' THEN '{LOCAL_BAND}' || {column} || ' 00:00:00' "
-        f"WHEN {column} GLOB '{_DATE_GLOB}[T ]*' THEN '{LOCAL_BAND}' || replace({column}, 'T', ' ') END)"
+        f"(CASE WHEN typeof({c}) IN ('integer', 'real') THEN '{UTC_BAND}' || datetime(CASE WHEN "
+        f"abs({c}) >= {EPOCH_MS_FROM} THEN {c} / 1000.0 ELSE {c} END, 'unixepoch') "
+        f"WHEN typeof({c}) <> 'text' THEN NULL "
+        f"WHEN {c} GLOB '{_STORE_GLOB}' THEN CASE WHEN {day} AND {hms} THEN '{UTC_BAND}' || {c} END "
+        f"WHEN {numeric} THEN '{UTC_BAND}' || datetime(CASE WHEN {number} >= {EPOCH_MS_FROM} THEN {number} / 1000.0 "
+        f"ELSE {number} END, 'unixepoch') "
+        f"WHEN NOT ({day}) THEN NULL "
+        f"WHEN {zoned} THEN '{UTC_BAND}' || datetime({iso}) "
+        f"WHEN {iso} GLOB '{_DATE_GLOB}' THEN '{LOCAL_BAND}' || {iso} || ' 00:00:00' "
+        f"WHEN {iso} GLOB '{wall}' AND {hm} THEN '{LOCAL_BAND}' || replace({iso}, 'T', ' ') || ':00' "
+        f"WHEN {iso} GLOB '{wall}:{_D2}' AND {hms} OR {local_fraction} THEN '{LOCAL_BAND}' || replace({iso}, 'T', ' ') "
+        "END)"
     )
+
+
+def key_wall(key: str) -> datetime | None:
+    """The naive wall-clock time of a local-band key ('L' + wall text), or None for a UTC-band key."""
+    if not key.startswith(LOCAL_BAND):
+        return None
+    try:
+        return datetime.fromisoformat(_whole(key[1:]))
+    except ValueError:
+        return None
 
 
 # --- windows ----------------------------------------------------------------------------------------------------

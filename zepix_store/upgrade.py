@@ -4,9 +4,9 @@ Version 0 is the legacy bot file (or the seed plan's half-migrated one). Tables 
 already carry a `plugin_id` of the wrong shape, are rebuilt (the SQLite 12-step ALTER); the others get
 `ALTER TABLE ADD COLUMN` and one UPDATE from the owner tables. A parent shared by several plugins cannot be
 given one owner in place, so it (and its children) keeps the default id here and is reported as shared.
-Version 1 differs only in the close-time index key (timefmt.time_key_sql): it is rebuilt, rows are untouched.
-Version 2 differs only in the change-tracking triggers of a synchronised file (change_tracking.py): they are
-rewritten, rows are untouched.
+Versions 1 and 2 differ only in the close-time index key (timefmt.time_key_sql) and in the change-tracking
+triggers of a synchronised file (change_tracking.py): the index is rebuilt and the triggers rewritten, rows are
+untouched.
 """
 
 from __future__ import annotations
@@ -107,14 +107,14 @@ def upgrade(conn: sqlite3.Connection, path: object, rules: AttributionRules, *,
 
 
 def _upgrade_in_place(conn: sqlite3.Connection, report: UpgradeReport) -> None:
-    """Version 1 or 2 -> 3: the close-time index and the change-tracking triggers; no row changes."""
-    if report.from_version < 2:
-        conn.execute(f"DROP INDEX IF EXISTS main.{CLOSE_INDEX}")
-        for table in TABLES:
-            for sql in index_sql(table):
-                conn.execute(sql)
-        report.reindexed.append(CLOSE_INDEX)
-        conn.execute("ANALYZE")
+    """Version 1 or 2 -> 3: the close-time index (its key reads more legacy spellings in 3) and the
+    change-tracking triggers; no row changes."""
+    conn.execute(f"DROP INDEX IF EXISTS main.{CLOSE_INDEX}")
+    for table in TABLES:
+        for sql in index_sql(table):
+            conn.execute(sql)
+    report.reindexed.append(CLOSE_INDEX)
+    conn.execute("ANALYZE")
     report.retriggered = replace_tracking_triggers(conn)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

@@ -83,11 +83,12 @@ class SQLiteDatabase(Database):
         self._in_flight = 0  # calls queued on or running in the worker thread
 
     @classmethod
-    async def open(cls, path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> SQLiteDatabase:
-        """Open (creating owner-only if asked) `path` on a dedicated worker thread."""
+    async def open(cls, path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                   data_dir: Path | None = None) -> SQLiteDatabase:
+        """Open (creating owner-only if asked) `path` on a dedicated worker thread (inside `data_dir`, if given)."""
 
         def connector() -> sqlite3.Connection:
-            return connect_sync(path, create=create, busy_timeout_ms=busy_timeout_ms)
+            return connect_sync(path, create=create, busy_timeout_ms=busy_timeout_ms, data_dir=data_dir)
 
         conn = aiosqlite.Connection(connector, iter_chunk_size=64)
         try:
@@ -269,7 +270,7 @@ class SQLiteBackend(Backend):
     operations = OPERATIONS
 
     async def open_database(self, path: Path, config: StoreConfig, upgrades: Upgrades) -> SQLiteDatabase:
-        db = await SQLiteDatabase.open(path)
+        db = await SQLiteDatabase.open(path, data_dir=config.data_dir)
         try:
             await db.read(prepare_file, path, config, upgrades)
         except BaseException:
@@ -280,7 +281,7 @@ class SQLiteBackend(Backend):
     def connect(self, path: Path, config: StoreConfig, upgrades: Upgrades, *, create: bool) -> Connection | None:
         if not create and not os.path.lexists(path):
             return None
-        conn = connect_sync(path, create=create)
+        conn = connect_sync(path, create=create, data_dir=config.data_dir)
         try:
             prepare_file(conn, path, config, upgrades)
         except BaseException:

@@ -18,10 +18,11 @@ from typing import TypeVar
 
 from .._fs import ensure_private_dir
 from .._wal import check_wal_pairing
-from ..errors import CorruptDatabaseError, StoreError, StoreIOError, translate_sqlite_error
+from ..errors import ConfigError, CorruptDatabaseError, StoreError, StoreIOError, translate_sqlite_error
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "check_inside",
     "check_wal_pairing",
     "connect_sync",
     "ensure_private_dir",
@@ -49,6 +50,19 @@ def _check_file_kind(path: Path) -> bool:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise StoreIOError(f"{path}: is {kind}, not a database file", path=path)
     return True
+
+
+def check_inside(path: Path, data_dir: Path) -> None:
+    """Refuse `path` when its folder, resolved now, is not inside `data_dir` (as resolved when the configs loaded).
+
+    The configs checked every path once; a folder on the way swapped for a symlink since would otherwise be
+    followed, and a file created outside data_dir.
+    """
+    folder = os.path.realpath(path.parent)
+    root = str(data_dir)
+    if os.path.commonpath([folder, root]) != root:
+        raise ConfigError(f"{path}: its folder now resolves to {folder}, outside data_dir {root} (a folder was "
+                          "replaced by a symlink since the configs were checked); refusing to open it", path=path)
 
 
 def _create_private_file(path: Path) -> None:
@@ -79,9 +93,15 @@ def connect_sync(
     create: bool = False,
     synchronous: str = "NORMAL",
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    data_dir: Path | None = None,
 ) -> sqlite3.Connection:
-    """Open `path` with the store's pragmas (WAL, foreign keys, busy timeout), autocommit mode."""
+    """Open `path` with the store's pragmas (WAL, foreign keys, busy timeout), autocommit mode.
+
+    With `data_dir`, the file's folder must still resolve inside it (check_inside).
+    """
     path = Path(path)
+    if data_dir is not None:
+        check_inside(path, data_dir)
     exists = _check_file_kind(path)
     if not exists and not create:
         raise StoreIOError(f"{path}: no such database file", path=path)

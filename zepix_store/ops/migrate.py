@@ -172,7 +172,7 @@ def rows_by_plugin(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
 def _plan(conn: sqlite3.Connection, report: MigrateReport, rules: AttributionRules) -> None:
     """Attribute on the read-only connection (temp tables only) and say what upgrade would do."""
     if report.from_version >= 1:  # an upgrade in place: no row changes (see upgrade._upgrade_in_place)
-        report.reindexed = [CLOSE_INDEX] if report.from_version < 2 else []
+        report.reindexed = [CLOSE_INDEX]
         report.retriggered = [t.name for t in tracked_tables(conn)]
         return
     present = attribution.build_owners(conn, "main", rules)

@@ -11,9 +11,11 @@ in the win rate. A pnl of exactly 0 is neither a win nor a loss. profit_factor =
 no losing trade it is `inf` when there is a profit and None when there is none. max_drawdown is the largest fall
 of cumulative PnL below its running peak (equity starts at 0), trades ordered by the UTC instant of their close
 time (every stored form read as timefmt reads it, naive local ones in store.yaml's timezone), then id.
-open_trades counts open positions: open rows that no later row of the same trade_id supersedes. The default id's
-trades (no plugin owns them) are a row of their own when the shared file holds any, and a window's dates and
-naive times are in store.yaml's timezone.
+A closed trade whose close time is no time (NULL, a word, an ambiguous 'MM/DD/YYYY') falls in no window: it is
+counted (`untimed_trades`, whatever the window) and its values are named in the report's notes, never dropped
+silently. open_trades counts open positions: open rows that no later row of the same trade_id supersedes. The
+default id's trades (no plugin owns them) are a row of their own when the shared file holds any, and a window's
+dates and naive times are in store.yaml's timezone.
 
 stats writes no database. Store would back up and upgrade a file older than the schema, so such a file (the
 legacy shared file before `migrate`) is read through a read-only connection instead, its owners decided by
@@ -23,7 +25,6 @@ is not created.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections.abc import Sequence
@@ -40,10 +41,11 @@ from ..queries.plugin import NUMERIC_PNL
 from ..schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
 from ._trade_source import TradeSource, TradeSources
 
-__all__ = ["CURVE_LIMIT", "PluginStats", "StatsReport", "TIME_FORMAT", "Window", "collect_stats", "equity_curve",
-           "plugin_stats", "select_plugins"]
+__all__ = ["CURVE_LIMIT", "PluginStats", "StatsReport", "TIME_FORMAT", "UNTIMED_NAMED", "Window", "collect_stats",
+           "equity_curve", "plugin_stats", "select_plugins", "untimed_values"]
 
 CURVE_LIMIT = 10_000
+UNTIMED_NAMED = 3  # distinct values named per plugin
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 MONEY_FIELDS = frozenset({"total_pnl", "avg_pnl", "best_trade", "worst_trade", "gross_profit", "gross_loss",
@@ -147,6 +149,7 @@ class PluginStats:
     profit_factor: float | None = None
     max_drawdown: float = 0.0
     open_trades: int = 0  # open positions (superseded open snapshots left out)
+    untimed_trades: int = 0  # closed trades whose close time is no time: in no window (see untimed_values)
     attributed: bool = True  # False for the default id's row: trades no plugin owns
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,6 +175,17 @@ class StatsReport:
     plugins: list[PluginStats] = field(default_factory=list)
     curves: dict[str, list[CurvePoint]] = field(default_factory=dict)  # only when asked for
     attribution: dict[str, AttributionReport] = field(default_factory=dict)  # per unmigrated file read
+    untimed_values: dict[str, list[str]] = field(default_factory=dict)  # plugin -> close times that are no time
+
+    def notes(self) -> list[str]:
+        """What the figures leave out, in words (the human report's and --json's notes)."""
+        notes = []
+        for s in self.plugins:
+            if s.untimed_trades:
+                named = ", ".join(self.untimed_values.get(s.plugin_id, []))
+                notes.append(f"{s.plugin_id}: {s.untimed_trades} closed trade(s) whose close_time is no time "
+                             f"(such as {named}): in no time window, counted only in all-time figures")
+        return notes
 
     def to_json(self, plot_path: Path | str | None = None, currency: str | None = None) -> dict[str, Any]:
         """The report as one JSON document (numbers only; see PluginStats.numbers)."""
@@ -182,6 +196,8 @@ class StatsReport:
             "plugins": [s.numbers() for s in self.plugins],
             "plot": None if plot_path is None else str(plot_path),
             "attribution": {path: a.to_json() for path, a in self.attribution.items()},
+            "notes": self.notes(),
+            "untimed_values": self.untimed_values,
         }
 
 
@@ -241,9 +257,9 @@ async def _shifts(source: TradeSource, window: str, params: Sequence[str]) -> li
     ends: list[datetime] = []
     for order in ("ASC", "DESC"):
         for row in await source.read(f"SELECT {CLOSE_KEY_SQL} AS k {band} ORDER BY 1 {order} LIMIT 1", *params):
-            # A value that is no wall time datetime() can shift either: its t is NULL whatever the shifts.
-            with contextlib.suppress(ValueError):
-                ends.append(datetime.fromisoformat(str(row["k"])[1:]))
+            wall = timefmt.key_wall(str(row["k"]))
+            if wall is not None:
+                ends.append(wall)
     return timefmt.zone_shifts(source.zone, min(ends), max(ends)) if ends else timefmt.zone_shifts(source.zone)
 
 
@@ -266,6 +282,19 @@ SELECT t, equity FROM (
 ORDER BY rn"""
 
 
+def _untimed_sql(trades: str) -> str:
+    return f"{_closed_filter(trades, '')} AND {CLOSE_KEY_SQL} IS NULL"
+
+
+async def untimed_values(source: TradeSource, limit: int = UNTIMED_NAMED) -> list[str]:
+    """The most frequent close times of closed trades that are no time, as SQL writes them (NULL, 'text')."""
+    if source.read is None:
+        return []
+    rows = await source.read(f"SELECT quote(close_time) AS v, count(*) AS n {_untimed_sql(source.trades)} "
+                             f"GROUP BY close_time ORDER BY n DESC, v LIMIT {int(limit)}")
+    return [str(r["v"]) for r in rows]
+
+
 async def plugin_stats(source: TradeSource, plugin_id: str, window: Window) -> PluginStats:
     """The figures of `plugin_id` from `source` (all zero when the file does not exist yet)."""
     stats = PluginStats(plugin_id, str(source.path), source.kind)
@@ -277,6 +306,7 @@ async def plugin_stats(source: TradeSource, plugin_id: str, window: Window) -> P
     equity = _equity_sql(source.trades, terms, len(params) + 2, len(shifts))
     rows += await source.read(f"WITH {equity}{DRAWDOWN_SELECT}", *params, *timefmt.shift_params(shifts))
     rows += await source.read(_open_sql(source.trades))
+    rows += await source.read(f"SELECT count(*) AS untimed_trades {_untimed_sql(source.trades)}")
     for row in rows:
         for name, value in row.items():
             setattr(stats, name, value)
@@ -353,6 +383,8 @@ async def collect_stats(
             stats = await plugin_stats(source, plugin_id, window)
             stats.attributed = plugin_id != default
             report.plugins.append(stats)
+            if stats.untimed_trades:
+                report.untimed_values[plugin_id] = await untimed_values(source)
             if curves:
                 priced = stats.total_trades - stats.unpriced_trades
                 report.curves[plugin_id] = await equity_curve(source, window, curve_limit, priced)

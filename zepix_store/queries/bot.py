@@ -117,17 +117,19 @@ def profit_chain_stats(conn: Connection, plugin_id: str) -> Row:
     return _stats(conn, PROFIT_CHAIN_STATS, plugin_id)
 
 
-def trades_by_date(conn: Connection, plugin_id: str, day: date | datetime | str, zone: tzinfo) -> list[Row]:
-    """Closed trades whose close time falls on `day` in `zone`, newest first."""
-    start, end = timefmt.day_bounds(as_day(day), zone)
+def trades_by_date(conn: Connection, plugin_id: str, day: date | datetime | str, zone: tzinfo,
+                   day_zone: tzinfo | None = None) -> list[Row]:
+    """Closed trades whose close time falls on `day` in `day_zone` (default `zone`, the zone of naive times),
+    newest first."""
+    start, end = timefmt.day_bounds(as_day(day), day_zone or zone)
     rows = fetch_all(conn, TRADES_CLOSED_IN + " AND status = 'closed'",
                      (plugin_id, *timefmt.band_bounds(start, end, zone)))
     return by_time(rows, "close_time", zone, newest_first=True)
 
 
 def sessions_by_date(conn: Connection, plugin_id: str, day: date | datetime | str,
-                     zone: tzinfo) -> list[Row]:
-    start, end = timefmt.day_bounds(as_day(day), zone)
+                     zone: tzinfo, day_zone: tzinfo | None = None) -> list[Row]:
+    start, end = timefmt.day_bounds(as_day(day), day_zone or zone)
     rows = fetch_all(conn, SESSIONS_STARTED_IN, (plugin_id, *timefmt.band_bounds(start, end, zone)))
     return by_time(rows, "start_time", zone, newest_first=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, tzinfo
 
 from .. import timefmt
+from ..errors import ConfigError
 from ..schema import CLOSE_KEY_SQL, START_KEY_SQL
 from .fetch import Row
 
@@ -15,9 +16,19 @@ SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {
 
 
 def as_day(day: date | datetime | str) -> date:
-    if isinstance(day, str):
-        return date.fromisoformat(day[:10])
-    return day.date() if isinstance(day, datetime) else day
+    """A calendar day given as a date, a datetime (its own date) or text starting 'YYYY-MM-DD'."""
+    if isinstance(day, datetime):
+        return day.date()
+    if isinstance(day, date):
+        return day
+    try:
+        return date.fromisoformat(day[:10]) if isinstance(day, str) else _no_day(day)
+    except ValueError:
+        raise ConfigError(f"day: {day!r} is not a date (pass a date or 'YYYY-MM-DD')") from None
+
+
+def _no_day(day: object) -> date:
+    raise ValueError(day)
 
 
 def by_time(rows: list[Row], column: str, zone: tzinfo, newest_first: bool = False) -> list[Row]:

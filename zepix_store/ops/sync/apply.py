@@ -1,8 +1,12 @@
 """Carry out a segment's planned actions in chunks, each one or two short, committed, verified transactions.
 
 Into the isolated file (split) a chunk's rows, pairs and base rows commit together. Into the shared file
-(merge) the rows commit first, then the pairs and base rows in the isolated file: killed between the two, the
-next run finds equal unpaired rows and pairs them (plan's `pair`), so nothing is copied twice.
+(merge) one transaction spans both files, and SQLite commits attached WAL files one after the other in the order
+they were attached: the isolated file is attached first (engine.synchronise), so a chunk's pairs and base rows
+commit before its shared rows. Killed between the two, a pair whose shared row never landed reads as a pair
+whose destination is gone and is copied again (plan's `recopy`, under the same id when free), so nothing is
+lost and nothing copied twice. The other order would leave shared rows that no pair knows, found again only by
+equal content (plan's `pair`): a row changed meanwhile would then become a conflict.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def apply_segment(w: Writer, scope: Scope, result: PluginSync) -> None:
                 plan_as_small(conn, "zx_chunk")
                 sized = True
             start = time.perf_counter()
+            fault.point(f"before_chunk:{scope.plugin}:{scope.table.name}")
             _KINDS[kind](w, scope, tr, result)
             fault.point(f"after_copy:{scope.plugin}:{scope.table.name}")
             w.clock.chunk_done(rows, (time.perf_counter() - start) * 1000)

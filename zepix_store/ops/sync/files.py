@@ -16,7 +16,7 @@ from pathlib import Path
 from ... import fault, upgrade
 from ..._fs import fsync_path
 from ...backend.sqlite_backup import backup_connection
-from ...backend.sqlite_file import check_wal_pairing, connect_sync, ensure_private_dir, translated_errors
+from ...backend.sqlite_file import check_inside, check_wal_pairing, connect_sync, ensure_private_dir, translated_errors
 from ...backup_identity import identity_of
 from ...config import StoreConfig
 from ...errors import StoreIOError
@@ -140,6 +140,7 @@ class Target:
 
 def attach_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, create: bool) -> Target:
     """Attach `path` as `iso` for writing: a new file is built as `<name>.tmp`, an old one upgraded if needed."""
+    check_inside(path, config.data_dir)
     stale = Target(path, tmp_path(path), created=True)
     for leftover in stale.side_files:  # from a run killed before linking: never verified, never used
         leftover.unlink(missing_ok=True)
@@ -165,7 +166,7 @@ def attach_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, c
 
 def upgrade_if_needed(config: StoreConfig, path: Path) -> None:
     """A file of an older version is upgraded in place after a backup (as the Store would)."""
-    own = connect_sync(path)
+    own = connect_sync(path, data_dir=config.data_dir)
     try:
         if upgrade.needs_upgrade(own, path):
             backup_connection(own, path, config.backup_dir, "pre-upgrade", identity=identity_of(config, path))
