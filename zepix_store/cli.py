@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import difflib
 import importlib
+import json
 import logging
 import os
 import signal
@@ -19,9 +21,11 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 from . import __version__
+from .config import STORE_FILE
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
@@ -38,6 +42,7 @@ __all__ = [
     "UMBRELLA_EPILOG",
     "command_main",
     "common_parser",
+    "find_config_dir",
     "help_parts",
     "interrupts_outside_sqlite_callbacks",
     "main",
@@ -71,8 +76,9 @@ log = logging.getLogger("zepix_store")
 def common_parser() -> argparse.ArgumentParser:
     """Options every command takes."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default="configs", metavar="DIR",
-                        help="config folder holding store.yaml and plugins/ (default: %(default)s)")
+    common.add_argument("--config", metavar="DIR",
+                        help="config folder holding store.yaml and plugins/, or its store.yaml (default: the "
+                             "configs/ folder of this folder or the nearest parent that has one)")
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -106,6 +112,7 @@ def command_main(
                      parents=[common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
+    args.config = find_config_dir(args.config)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
     try:
@@ -125,7 +132,22 @@ def command_main(
         code = typed.exit_code if typed is not None else EXIT_CHECK_FAILED
         message = str(typed if typed is not None else exc).replace("\n", " ")
         print(f"zepix-store {name}: error: {message}", file=sys.stderr)
+        if args.json and not getattr(args, "csv", False):  # a script reading stdout gets the failure as JSON too
+            print(json.dumps({"command": name, "error": message, "exit_code": code}))
         return code
+
+
+def find_config_dir(given: str | None, start: Path | None = None) -> str:
+    """The config folder a command uses: `--config` (a folder, or its store.yaml), else the nearest `configs/`
+    holding a store.yaml in this folder or a parent, as git finds `.git`; else `configs` (named in the error)."""
+    if given is not None:
+        path = Path(given)
+        return str(path.parent) if path.name == STORE_FILE and not path.is_dir() else given
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "configs" / STORE_FILE).is_file():
+            return str(folder / "configs")
+    return "configs"
 
 
 @contextmanager
@@ -168,6 +190,11 @@ def interrupts_outside_sqlite_callbacks() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `zepix-store` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; one of: {', '.join(COMMANDS)}"
+        print(f"zepix-store: error: no command {argv[0]!r}{hint}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not argv or argv[0] not in COMMANDS:
         parser = _Parser(prog="zepix-store", description=UMBRELLA_DOC,
                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=UMBRELLA_EPILOG)

@@ -8,6 +8,7 @@ anything on disk.
 from __future__ import annotations
 
 import datetime
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -114,8 +115,10 @@ class StoreConfig:
             return self.plugins[plugin_id]
         except (KeyError, TypeError):
             known = ", ".join(self.plugins) or "none"
+            close = difflib.get_close_matches(plugin_id, list(self.plugins), n=1) if isinstance(plugin_id, str) else []
+            hint = f"; did you mean {close[0]}?" if close else ""
             raise UnknownPluginError(
-                f"{self.plugins_dir}: plugin_id: no plugin config for {_show(plugin_id)} (known: {known})"
+                f"{self.plugins_dir}: plugin_id: no plugin config for {_show(plugin_id)}{hint} (known: {known})"
             ) from None
 
 

@@ -79,8 +79,10 @@ def _window(args: argparse.Namespace, zone: tzinfo) -> Window:
 def run(args: argparse.Namespace) -> int:
     if args.json and args.csv:
         raise ConfigError("--json and --csv: choose one output format")
+    if args.currency is not None:
+        args.currency = args.currency.strip().upper()  # usd and USD are one currency
     if args.currency is not None and not CURRENCY.fullmatch(args.currency):
-        raise ConfigError(f"--currency: {args.currency!r} is not a currency code (three capital letters, e.g. USD)")
+        raise ConfigError(f"--currency: {args.currency!r} is not a currency code (three letters, e.g. USD)")
     if args.plot is not None:
         plot.check_plot_name(args.plot)
         plot.require_matplotlib()  # before any work, so a missing extra fails fast
