@@ -741,7 +741,7 @@ def final_backups(backup_dir: Path) -> list[Path]:
 def make_store_file(path: Path) -> None:
     """An empty store file of the current schema (what the library creates for an isolated plugin)."""
     from zepix_store import upgrade
-    from zepix_store.db import connect_sync, transaction
+    from zepix_store.backend.sqlite_file import connect_sync, transaction
 
     conn = connect_sync(path, create=True)
     try:

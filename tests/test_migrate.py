@@ -423,7 +423,7 @@ def test_upgrade_rechecks_the_version_under_the_write_lock(tmp_path: Path) -> No
     from zepix_store import upgrade as upgrade_module
     from zepix_store._sample.legacy import MAPPING, build_legacy_db
     from zepix_store.attribution import AttributionRules
-    from zepix_store.db import connect_sync
+    from zepix_store.backend.sqlite_file import connect_sync
 
     rules = AttributionRules(MAPPING)
     path = tmp_path / "race.db"

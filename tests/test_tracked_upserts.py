@@ -19,7 +19,7 @@ from tests.helpers import Project, copy_database, query, run_cli
 from zepix_store import Store
 from zepix_store.compat import TradeDatabase
 from zepix_store.legacy_data import build_legacy_db
-from zepix_store.statements import encode_state
+from zepix_store.queries.state import encode_state
 
 PLUGINS = {"single": "v6-logic-01-1min", "group": "v3-logic-02-15min"}
 WORKERS, ROUNDS = 8, 10

@@ -1,6 +1,9 @@
 """zepix_store: a database per Zepix strategy plugin, shared or isolated, and a lossless move of the history."""
 
+from __future__ import annotations
+
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from .config import PluginConfig, StoreConfig, load_config
 from .errors import (
@@ -17,9 +20,12 @@ from .errors import (
     VerifyError,
 )
 from .plugin_store import PluginStore
-from .registry import Store
+from .registry import Store, install_mover
 from .rows import Trade
 from .schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from .ops.flip import FlipReport
 
 try:
     __version__ = version("zepix-store")
@@ -46,3 +52,14 @@ __all__ = [
     "VerifyError",
     "load_config",
 ]
+
+
+def _move_with_flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False) -> FlipReport:
+    """Store.move_plugin's mover: the file tooling's flip, imported only when a move is asked for."""
+    from .ops.flip import flip
+
+    return flip(config_dir, plugin_id, to, prune=prune)
+
+
+# The package wires the tooling into the core here, so that registry.py never imports ops/ (tests/test_layout.py).
+install_mover(_move_with_flip)

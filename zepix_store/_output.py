@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from .literal import show_value, value_counts
+
 __all__ = [
     "Progress",
     "emit_report",
@@ -55,22 +57,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = [line(list(headers)), "  ".join("-" * w for w in widths)]
     out.extend(line(r) for r in cells)
     return "\n".join(s.rstrip() for s in out)
-
-
-def show_value(value: object) -> str:
-    """A stored value as every command prints it: NULL, numbers as they are, text and blobs as SQL literals."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, bytes):
-        return f"X'{value.hex().upper()}'"
-    return str(value)
-
-
-def value_counts(pairs: Sequence[tuple[object, int]]) -> str:
-    """`NULL x20, '' x1, 'LOGIC1 ' x1`: values with how many rows hold them, the same in every command."""
-    return ", ".join(f"{show_value(v)} x{n:,}" for v, n in pairs)
 
 
 def human(value: object) -> str:

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .db import Database
+from .backend.base import Database, Operations
 
 __all__ = ['MoveGate', 'RoutedDatabase', 'T']
 
@@ -59,11 +59,12 @@ class RoutedDatabase(Database):
     `read_route()` to read (which may be a reader that creates and writes nothing, see Store._reader)."""
 
     def __init__(self, route: Callable[[], Awaitable[Database]], gate: MoveGate,  # noqa: D107 - a view
-                 read_route: Callable[[], Awaitable[Database]] | None = None) -> None:
+                 operations: Operations, read_route: Callable[[], Awaitable[Database]] | None = None) -> None:
         self._route = route
         self._read_route = read_route or route
         self._gate = gate
         self.path = Path()
+        self.operations = operations
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._gate.call():

@@ -15,7 +15,6 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._output import show_value, value_counts
 from .attribution import (
     LINKS,
     RULE_DEFAULT,
@@ -28,6 +27,7 @@ from .attribution import (
     link_table,
     mapping_rule,
 )
+from .literal import show_value, value_counts
 from .schema import TRADES
 
 __all__ = [

@@ -30,9 +30,10 @@ from collections.abc import Sequence
 
 from ._fs import fsync_path
 from ._output import Progress, print_json
+from .backend.sqlite_backup import backup_connection, backup_file
 from .cli import command_main
 from .config import load_config
-from .ops.backup import back_up_files, backup_connection, backup_file
+from .ops.backup import back_up_files
 
 # backup_connection, backup_file and fsync_path are imported from here by split, merge and copy_ledger.
 __all__ = ["backup_connection", "backup_file", "fsync_path", "main"]

@@ -4,10 +4,10 @@
     db = TradeDatabase("v6-logic-01-1min")      # was: db = TradeDatabase()
 
 The bot calls its database from the event loop without `await` and from Telegram handler threads, so this
-class is synchronous and thread-safe: one sqlite3 connection per facade, one lock, and every call one
+class is synchronous and thread-safe: one connection per facade, one lock, and every call one
 `BEGIN IMMEDIATE` transaction (a call is never interleaved with another thread's, and a failed call leaves
 nothing behind). It routes like `Store.for_plugin` and runs the same statements as `PluginStore`
-(statements.py) plus the bot's own queries (bot_queries.py). Reads never create a file: until the plugin's
+(queries/) plus the bot's own queries (queries/bot.py). Reads never create a file: until the plugin's
 file exists, they read an empty schema in memory, so they return exactly the bot's empty values. A file in a
 folder we cannot write (a read-only mount) is read through a short read-only connection per call.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import date, datetime, tzinfo
@@ -25,14 +24,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from . import bot_models, bot_queries, statements, timefmt
+from . import bot_models, timefmt
+from .backend.base import Backend, Connection
+from .backend.sqlite import SQLITE
 from .config import StoreConfig
-from .db import connect_sync, read_snapshot, transaction, translated_errors
 from .errors import RowError, StoreError
-from .readonly import open_reader, read_only_here
-from .registry import load_lenient_config, prepare_file
+from .queries import bot as bot_queries
+from .queries import write
+from .queries.state import get_state, state_row
+from .registry import load_lenient_config
 from .rows import Row, check_row
-from .schema import create_schema_sql
 
 __all__ = [
     'TradeDatabase',
@@ -58,13 +59,14 @@ class TradeDatabase:
 
     def __init__(self, plugin_id: str, config: str | os.PathLike[str] | StoreConfig = "configs") -> None:
         self.config = config if isinstance(config, StoreConfig) else load_lenient_config(config)
+        self._backend: Backend = SQLITE
         self.plugin_id = self.config.plugin(plugin_id).plugin_id
         self.path: Path = self.config.plugin(plugin_id).db_path
         self.zone = self.config.zone
         self.upgrades: list[Any] = []  # (file, backup, report) of an older file upgraded at first use
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._empty: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
+        self._empty: Connection | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -87,42 +89,28 @@ class TradeDatabase:
                     conn.close()
             self._conn = self._empty = None
 
-    def _file(self, create: bool) -> sqlite3.Connection | None:
+    def _file(self, create: bool) -> Connection | None:
         if self._closed:
             raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
         if self._conn is None:
-            if not create and not os.path.lexists(self.path):
-                return None
-            conn = connect_sync(self.path, create=create, data_dir=self.config.data_dir)
-            try:
-                prepare_file(conn, self.path, self.config, self.upgrades)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = self._backend.connect(self.path, self.config, self.upgrades, create=create)
         return self._conn
 
-    def _empty_schema(self) -> sqlite3.Connection:
+    def _empty_schema(self) -> Connection:
         if self._empty is None:
-            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-            for sql in create_schema_sql():
-                conn.execute(sql)
-            self._empty = conn
+            self._empty = self._backend.empty()
         return self._empty
 
     def _run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
-        with self._lock, translated_errors(self.path):
-            if not write and self._conn is None and read_only_here(self.path):
+        with self._lock, self._backend.translated_errors(self.path):
+            snapshot = None if write or self._conn is not None else self._backend.read_only_snapshot(self.path)
+            if snapshot is not None:
                 if self._closed:
                     raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
-                reader = open_reader(self.path)
-                try:
-                    with read_snapshot(reader):
-                        return fn(reader, self.plugin_id, *args)
-                finally:
-                    reader.close()
+                with snapshot as reader:
+                    return fn(reader, self.plugin_id, *args)
             conn = self._file(create=write) or self._empty_schema()
-            with transaction(conn):
+            with self._backend.transaction(conn):
                 return fn(conn, self.plugin_id, *args)
 
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -137,11 +125,11 @@ class TradeDatabase:
 
     def _save(self, table: str, row: Any) -> None:
         checked = self._check(table, row)
-        self._run(lambda conn, pid: statements.upsert(conn, table, checked, pid))
+        self._run(lambda conn, pid: write.upsert(conn, self._backend.operations, table, checked, pid))
 
     def _add(self, table: str, row: Any) -> int:
         checked = self._check(table, row)
-        return self._run(lambda conn, pid: statements.insert(conn, table, checked, pid))
+        return self._run(lambda conn, pid: write.insert(conn, self._backend.operations, table, checked, pid))
 
     # -- trades --------------------------------------------------------------------------------------------------
     def save_trade(self, trade: Any) -> int:
@@ -152,7 +140,7 @@ class TradeDatabase:
         row = self._check("trades", trade)
         if bot_models.is_model(trade) and ("entry_price" in row or "sl_price" in row):
             row["final_sl_pips"] = bot_models.final_sl_pips(row)
-        return self._run(lambda conn, pid: statements.save_trade(conn, row, pid))
+        return self._run(lambda conn, pid: write.save_trade(conn, self._backend.operations, row, pid))
 
     def get_trade_history(self, days: int = 30) -> list[Row]:
         """Trades closed in the last `days` days, newest first."""
@@ -212,15 +200,15 @@ class TradeDatabase:
     # -- system state --------------------------------------------------------------------------------------------
     def clear_lifetime_losses(self) -> None:
         """Set the plugin's `lifetime_loss` state to '0'."""
-        self._save("system_state", statements.state_row("lifetime_loss", "0", self._now()))
+        self._save("system_state", state_row("lifetime_loss", "0", self._now()))
 
     def get_system_state(self, key: str, default: Any = None) -> Any:
         """The value set under `key` (read back equal: bool, number, str, None, list, dict), or `default`."""
-        found, value = self._read(lambda conn, pid: statements.get_state(conn, key, pid))
+        found, value = self._read(lambda conn, pid: get_state(conn, key, pid))
         return value if found else default
 
     def set_system_state(self, key: str, value: Any) -> None:
-        self._save("system_state", statements.state_row(key, value, self._now()))
+        self._save("system_state", state_row(key, value, self._now()))
 
     # -- profit booking ------------------------------------------------------------------------------------------
     def save_profit_chain(self, chain: Any) -> None:

@@ -22,7 +22,7 @@ import urllib.parse
 from pathlib import Path
 from types import FrameType
 
-from .db import BUSY_TIMEOUT_MS, check_wal_pairing, translated_errors
+from .backend.sqlite_file import BUSY_TIMEOUT_MS, check_wal_pairing, translated_errors
 from .errors import StoreIOError
 
 __all__ = [

@@ -179,15 +179,25 @@ STR_METHODS = {"join", "format", "upper", "lower", "strip", "rstrip", "lstrip", 
 # (module, function, parameter or local name): why its value may reach SQL text although the scan cannot trace it.
 ALLOW = {
     ("schema", "create_sql", "self"): "a Table constant of schema.py",
-    ("statements", "insert", "row"): "keys checked against the table's schema columns by rows.check_row",
-    ("statements", "upsert", "row"): "keys checked against the table's schema columns by rows.check_row",
-    ("statements", "save_trade", "row"): "keys checked against the trades columns by rows.check_row",
-    ("plugin_store", "_save_trade_batch", "shape"): "columns checked against the trades columns by rows.check_row",
+    ("write", "insert", "row"): "keys checked against the table's schema columns by rows.check_row",
+    ("write", "upsert", "row"): "keys checked against the table's schema columns by rows.check_row",
+    ("write", "save_trade", "row"): "keys checked against the trades columns by rows.check_row",
+    ("write", "save_trade_batch", "shape"): "columns checked against the trades columns by rows.check_row",
+    ("write", "update", "sql"): "a statement constant of queries/plugin.py (PluginStore._update's callers)",
+    ("base", "placeholders", "count"): "a number of columns: an int, never text",
+    ("base", "insert_sql", "table"): "write.py passes a schema.py table name (TABLE_BY_NAME[...].name or 'trades')",
+    ("base", "insert_sql", "columns"): "write.py passes the keys of a row checked by rows.check_row + 'plugin_id'",
+    ("base", "upsert_sql", "table"): "write.upsert passes TABLE_BY_NAME[table].name",
+    ("base", "upsert_sql", "columns"): "write.upsert passes the keys of a row checked by rows.check_row",
+    ("base", "upsert_sql", "key"): "write.upsert passes 'plugin_id' and TABLE_BY_NAME[table].key",
+    ("base", "upsert_sql", "updates"): "write.upsert passes keys of the checked row",
+    ("base", "in_list", "expression"): "write.py passes the literal column name 'trade_id'",
+    ("sqlite", "in_list", "expression"): "write.py passes the literal column name 'trade_id'",
     ("upgrade", "_rebuild", "extra"): "the file's own extra columns, quoted as identifiers by _extra_columns",
     ("upgrade", "_rebuild", "kept_indexes"): "the file's own CREATE INDEX statements, re-run after the rebuild",
     ("stats", "_plugin_rows", "trades"): "TradeSource.trades: 'trades' or _legacy_trades(), built from constants",
     ("legacy", "_insert_rows", "columns"): "the columns of the fixture's own tables, made from LEGACY_SCHEMA",
-    ("db", "savepoint", "name"): "checked by str.isidentifier() before it is used; callers pass literals",
+    ("sqlite_file", "savepoint", "name"): "checked by str.isidentifier() before it is used; callers pass literals",
     ("bot_history", "_insert", "table"): "a table of the sample's own LEGACY_SCHEMA (TABLE_SQL keys)",
     ("bot_history", "_insert", "columns"): "the columns of the sample's own tables, read by PRAGMA table_info",
     ("bot_history", "_make_older", "name"): "OLDER_TABLES / OLDER_MISSING_COLUMNS constants of the sample",
@@ -201,6 +211,8 @@ VALIDATED = {
     "Columns": "ops/sync/columns.py: __post_init__ checks every name is a column of schema.py",
     "Scope": "ops/sync/plan.py: __post_init__ checks a schema.py Table, its Columns and a Direction",
     "Direction": "ops/sync/job.py: an Enum whose src/dst are the literals 'sh' and 'iso'",
+    "Operations": "backend/base.py: a backend's SQL spellings; its placeholder is a ClassVar literal",
+    "SQLiteOperations": "backend/sqlite.py: SQLite's spellings; its placeholder is the ClassVar literal '?'",
 }
 # Double-quoted tokens that are identifiers, not string literals: pragma columns named by SQL keywords.
 SCHEMA_NAMES = {t.name for t in TABLES} | {c for t in TABLES for c in t.all_column_names}
@@ -726,7 +738,7 @@ MODES = """
 import asyncio, json, os, shutil, stat, sys
 os.umask(0o022)
 from zepix_store import Store, Trade
-from zepix_store.ops.backup import backup_file
+from zepix_store.backend.sqlite_backup import backup_file
 configs, data, backups, plugin = sys.argv[1:5]
 shutil.rmtree(data)  # the library must create data/ itself
 modes = {}

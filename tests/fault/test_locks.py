@@ -22,9 +22,9 @@ import pytest
 
 from tests.helpers import CI, REPO, Project, child_env, query, run, run_python
 from zepix_store import StoreBusyError, Trade
+from zepix_store.backend.sqlite_backup import backup_file
 from zepix_store.cli import COMMANDS
 from zepix_store.config import load_config
-from zepix_store.ops.backup import backup_file
 from zepix_store.registry import Store
 
 PLUGINS = ("v3-logic-01-5min", "v6-logic-01-1min", "v6-logic-02-5min")

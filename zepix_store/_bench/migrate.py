@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .. import upgrade
 from ..attribution import AttributionRules
-from ..db import connect_sync
-from ..ops.backup import backup_file
+from ..backend.sqlite_backup import backup_file
+from ..backend.sqlite_file import connect_sync
 from ..schema import DEFAULT_PLUGIN_ID, TABLES, TRADES, Table, index_sql
 from .core import (
     Figure,

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import plugin_store, statements
+from .. import plugin_store
+from ..backend.base import Connection
+from ..queries import fetch
 from ..registry import Store
 from .core import Figure, Say, median, ratio_figure, timed, write_project
 
@@ -59,18 +61,18 @@ class Plan:
 def captured_sql() -> Iterator[list[Query]]:
     """Record every (sql, params) PluginStore sends through fetch_all while the block runs."""
     calls: list[Query] = []
-    original = statements.fetch_all
+    original = fetch.fetch_all
 
-    def recording(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    def recording(conn: Connection, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         calls.append((sql, tuple(params)))
         return original(conn, sql, params)
 
-    # PluginStore calls it by name, and through statements.fetch_one
-    plugin_store.fetch_all = statements.fetch_all = recording  # type: ignore[attr-defined]
+    # PluginStore calls it by name, and through fetch.fetch_one
+    plugin_store.fetch_all = fetch.fetch_all = recording  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
-        plugin_store.fetch_all = statements.fetch_all = original  # type: ignore[attr-defined]
+        plugin_store.fetch_all = fetch.fetch_all = original  # type: ignore[attr-defined]
 
 
 def explain(conn: sqlite3.Connection, name: str, database: str, query: Query) -> Plan:
@@ -130,7 +132,7 @@ async def _alternate(handle: plugin_store.PluginStore, call: Callable[[plugin_st
     """Scan, store, scan, store, ... inside one event loop, so the Store stays open between runs."""
     store_times, raw_times = [], []
     for _ in range(repeat):
-        raw_times.append(timed(lambda: statements.fetch_all(raw, *scan)))
+        raw_times.append(timed(lambda: fetch.fetch_all(raw, *scan)))
         start = time.perf_counter()
         await call(handle)
         store_times.append(time.perf_counter() - start)

@@ -12,12 +12,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .. import attribution, db, upgrade
+from .. import attribution, upgrade
 from ..attribution_report import AttributionReport, attribution_report
+from ..backend.sqlite_file import translated_errors
 from ..config import StoreConfig
+from ..queries.fetch import fetch_all
 from ..readonly import open_reader
 from ..rows import Row
-from ..statements import fetch_all
 
 __all__ = ["Reader", "TradeSource", "TradeSources"]
 
@@ -80,7 +81,7 @@ class TradeSources:
             return "missing", None
         conn = open_reader(path)  # leaves no -wal/-shm behind when nobody else had the file open
         try:
-            with db.translated_errors(path):
+            with translated_errors(path):
                 if upgrade.is_empty(conn):
                     conn.close()
                     return "missing", None
@@ -97,7 +98,7 @@ class TradeSources:
 
 def _legacy_reader(conn: sqlite3.Connection, path: Path, plugin_id: str) -> Reader:
     async def read(sql: str, *params: Any) -> list[Row]:
-        with db.translated_errors(path):
+        with translated_errors(path):
             return await asyncio.to_thread(fetch_all, conn, sql, (plugin_id, *params))
     return read
 

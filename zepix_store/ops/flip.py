@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fault
-from ..backup import backup_file
+from ..backend.sqlite_backup import backup_file
 from ..backup_identity import identity_of
 from ..config import StoreConfig, load_config
 from ..config_edit import set_use_shared

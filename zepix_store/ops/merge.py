@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import attribution, fault, upgrade
-from ..backup import backup_connection
+from ..backend.sqlite_backup import backup_connection
+from ..backend.sqlite_file import connect_sync, transaction, translated_errors
 from ..backup_identity import identity_of
 from ..config import StoreConfig
-from ..db import connect_sync, transaction, translated_errors
 from ..errors import ConfigError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink

@@ -21,21 +21,21 @@ from typing import Any
 from .. import attribution, fault, upgrade
 from ..attribution import AttributionRules
 from ..attribution_report import AttributionReport, attribution_report
-from ..backup_identity import FileIdentity, fallback_identity, identity_of
-from ..change_tracking import tracked_tables
-from ..config import StoreConfig
-from ..db import (
+from ..backend.sqlite_backup import backup_connection, clean_stale_tmp
+from ..backend.sqlite_file import (
     BUSY_TIMEOUT_MS,
     connect_sync,
     quick_check,
     read_snapshot,
     translated_errors,
 )
+from ..backup_identity import FileIdentity, fallback_identity, identity_of
+from ..change_tracking import tracked_tables
+from ..config import StoreConfig
 from ..errors import ConfigError, SchemaError, StoreBusyError, StoreIOError
 from ..progress import NO_PROGRESS, ProgressSink
 from ..readonly import open_reader
 from ..schema import CLOSE_INDEX, SCHEMA_VERSION, TABLE_BY_NAME, TABLES, Table
-from .backup import backup_connection, clean_stale_tmp
 
 __all__ = ["ALREADY", "DRY_RUN", "MIGRATED", "MigrateReport", "clean_backup_dir", "migrate_file", "migrate_shared",
            "planned_action", "rows_by_plugin"]

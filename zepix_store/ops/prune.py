@@ -17,11 +17,11 @@ from typing import Any
 
 from .. import fault
 from ..attribution import owner_table
-from ..backup import backup_file
+from ..backend.sqlite_backup import backup_file
+from ..backend.sqlite_file import transaction, translated_errors
 from ..backup_identity import identity_of
 from ..change_tracking import SUSPENDED
 from ..config import StoreConfig
-from ..db import transaction, translated_errors
 from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME
 from .sync.chunks import ChunkClock, plan_as_small
 from .sync.columns import columns_for

@@ -24,6 +24,8 @@ from typing import Any
 
 from .. import fault, upgrade
 from .._fs import fsync_path, make_private_dir
+from ..backend.sqlite_backup import backup_connection, table_count
+from ..backend.sqlite_file import check_wal_pairing, quick_check, translated_errors
 from ..backup_identity import (
     ISOLATED,
     SHARED,
@@ -34,10 +36,8 @@ from ..backup_identity import (
     strip_identity,
 )
 from ..config import StoreConfig
-from ..db import check_wal_pairing, quick_check, translated_errors
 from ..errors import ConfigError, CorruptDatabaseError, SchemaError, StoreBusyError
 from ..readonly import open_reader
-from .backup import backup_connection, table_count
 
 __all__ = ["RestoreReport", "resolve_target", "restore", "restore_file"]
 

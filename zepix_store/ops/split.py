@@ -18,8 +18,8 @@ from typing import Any
 
 from .. import attribution, fault
 from ..attribution_report import AttributionReport, attribution_report
+from ..backend.sqlite_file import read_snapshot, translated_errors
 from ..config import StoreConfig
-from ..db import read_snapshot, translated_errors
 from ..errors import ConfigError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink

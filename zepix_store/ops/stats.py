@@ -37,7 +37,7 @@ from .. import timefmt
 from ..attribution_report import AttributionReport
 from ..config import StoreConfig
 from ..errors import ConfigError
-from ..plugin_store import NUMERIC_PNL
+from ..queries.plugin import NUMERIC_PNL
 from ..schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
 from ._trade_source import TradeSource, TradeSources
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import attribution
-from .._output import show_value
 from ..attribution_report import AttributionReport, attribution_report
+from ..backend.sqlite_file import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from ..config import StoreConfig
-from ..db import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from ..errors import StoreError
+from ..literal import show_value
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import (
     ATTRIBUTION_ORDER,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from ... import fault
-from ...db import transaction
+from ...backend.sqlite_file import transaction
 from ...errors import VerifyError
 from .chunks import ChunkClock, plan_as_small
 from .columns import money_columns, natural_key, rowid_alias

@@ -12,7 +12,7 @@ import sqlite3
 from contextlib import nullcontext
 
 from ... import fault
-from ...db import read_snapshot, transaction, translated_errors
+from ...backend.sqlite_file import read_snapshot, transaction, translated_errors
 from ...errors import VerifyError
 from ...schema import ATTRIBUTION_ORDER, SCHEMA_VERSION, TABLE_BY_NAME, TABLES, create_schema_sql, index_sql
 from .apply import Writer, apply_segment, fresh_copy

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import fault, upgrade
-from ...backup import backup_connection, fsync_path
+from ..._fs import fsync_path
+from ...backend.sqlite_backup import backup_connection
+from ...backend.sqlite_file import check_inside, check_wal_pairing, connect_sync, ensure_private_dir, translated_errors
 from ...backup_identity import identity_of
 from ...config import StoreConfig
-from ...db import check_inside, check_wal_pairing, connect_sync, ensure_private_dir, translated_errors
 from ...errors import StoreIOError
 from ...readonly import WriteGuard, attach_uri, remove_unused_side_files
 

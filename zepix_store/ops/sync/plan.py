@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from ..._output import show_value
 from ...attribution import owner_table
+from ...literal import show_value
 from ...schema import TABLES, Table
 from .columns import Columns, key_text, natural_key
 from .identity import PAIRS, base_table

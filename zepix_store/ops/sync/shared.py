@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...db import BUSY_TIMEOUT_MS, translated_errors
+from ...backend.sqlite_file import BUSY_TIMEOUT_MS, translated_errors
 from ...errors import ConfigError, CorruptDatabaseError, SchemaError
 from ...schema import SCHEMA_VERSION
 from .files import READ, ScratchConnection, attach, check_regular_file, open_scratch

@@ -1,22 +1,23 @@
 """The reads and writes of the bot's own TradeDatabase (BOT_INTERFACE.md section 1), scoped to one plugin.
 
-Each function takes a sqlite3 connection and the plugin id, runs inside the caller's transaction, and returns
-what the bot's class returned for that plugin's rows: the same keys, the same empty values (NULL sums on no
-rows, `{}` for no session), the same status words. Two things are deliberately better than the bot's SQL:
-30-day windows and calendar days compare instants (timefmt), so a naive local time with a `T` is neither
-dropped nor added by a text comparison with SQLite's UTC `datetime('now')`; and every statement binds
-`plugin_id = ?`.
+Each function takes a connection (backend.base.Connection) and the plugin id, runs inside the caller's
+transaction, and returns what the bot's class returned for that plugin's rows: the same keys, the same empty
+values (NULL sums on no rows, `{}` for no session), the same status words. Two things are deliberately better
+than the bot's SQL: 30-day windows and calendar days compare instants (timefmt), so a naive local time with a
+`T` is neither dropped nor added by a text comparison with SQLite's UTC `datetime('now')`; and every statement
+binds `plugin_id = ?`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from . import timefmt
-from .schema import OPEN_POSITION_SQL
-from .statements import SESSIONS_STARTED_IN, TRADES_CLOSED_IN, Row, as_day, by_time, fetch_all, fetch_one
+from .. import timefmt
+from ..backend.base import Connection
+from ..schema import OPEN_POSITION_SQL
+from .fetch import Row, fetch_all, fetch_one
+from .windows import SESSIONS_STARTED_IN, TRADES_CLOSED_IN, as_day, by_time
 
 __all__ = [
     'CHAIN_STATISTICS',
@@ -86,37 +87,37 @@ def _last_days(days: float, zone: tzinfo) -> tuple[str, str, str, str]:
     return timefmt.band_bounds(datetime.now(UTC) - timedelta(days=days), None, zone)
 
 
-def _stats(conn: sqlite3.Connection, sql: str, plugin_id: str, *params: Any) -> Row:
+def _stats(conn: Connection, sql: str, plugin_id: str, *params: Any) -> Row:
     row = fetch_one(conn, sql, (plugin_id, *params))
     return row if row is not None else {}
 
 
-def trade_history(conn: sqlite3.Connection, plugin_id: str, days: float, zone: tzinfo) -> list[Row]:
+def trade_history(conn: Connection, plugin_id: str, days: float, zone: tzinfo) -> list[Row]:
     rows = fetch_all(conn, TRADES_CLOSED_IN, (plugin_id, *_last_days(days, zone)))
     return by_time(rows, "close_time", zone, newest_first=True)
 
 
-def chain_statistics(conn: sqlite3.Connection, plugin_id: str) -> Row:
+def chain_statistics(conn: Connection, plugin_id: str) -> Row:
     return _stats(conn, CHAIN_STATISTICS, plugin_id)
 
 
-def sl_recovery_stats(conn: sqlite3.Connection, plugin_id: str, zone: tzinfo) -> Row:
+def sl_recovery_stats(conn: Connection, plugin_id: str, zone: tzinfo) -> Row:
     return _stats(conn, SL_RECOVERY_STATS, plugin_id, *_last_days(WINDOW_DAYS, zone))
 
 
-def sl_hunt_reentry_stats(conn: sqlite3.Connection, plugin_id: str, zone: tzinfo) -> Row:
+def sl_hunt_reentry_stats(conn: Connection, plugin_id: str, zone: tzinfo) -> Row:
     return _stats(conn, SL_HUNT_STATS, plugin_id, *_last_days(WINDOW_DAYS, zone))
 
 
-def tp_reentry_stats(conn: sqlite3.Connection, plugin_id: str, zone: tzinfo) -> Row:
+def tp_reentry_stats(conn: Connection, plugin_id: str, zone: tzinfo) -> Row:
     return _stats(conn, TP_REENTRY_STATS, plugin_id, *_last_days(WINDOW_DAYS, zone))
 
 
-def profit_chain_stats(conn: sqlite3.Connection, plugin_id: str) -> Row:
+def profit_chain_stats(conn: Connection, plugin_id: str) -> Row:
     return _stats(conn, PROFIT_CHAIN_STATS, plugin_id)
 
 
-def trades_by_date(conn: sqlite3.Connection, plugin_id: str, day: date | datetime | str, zone: tzinfo,
+def trades_by_date(conn: Connection, plugin_id: str, day: date | datetime | str, zone: tzinfo,
                    day_zone: tzinfo | None = None) -> list[Row]:
     """Closed trades whose close time falls on `day` in `day_zone` (default `zone`, the zone of naive times),
     newest first."""
@@ -126,19 +127,19 @@ def trades_by_date(conn: sqlite3.Connection, plugin_id: str, day: date | datetim
     return by_time(rows, "close_time", zone, newest_first=True)
 
 
-def sessions_by_date(conn: sqlite3.Connection, plugin_id: str, day: date | datetime | str,
+def sessions_by_date(conn: Connection, plugin_id: str, day: date | datetime | str,
                      zone: tzinfo, day_zone: tzinfo | None = None) -> list[Row]:
     start, end = timefmt.day_bounds(as_day(day), day_zone or zone)
     rows = fetch_all(conn, SESSIONS_STARTED_IN, (plugin_id, *timefmt.band_bounds(start, end, zone)))
     return by_time(rows, "start_time", zone, newest_first=True)
 
 
-def active_profit_chains(conn: sqlite3.Connection, plugin_id: str) -> list[Row]:
+def active_profit_chains(conn: Connection, plugin_id: str) -> list[Row]:
     return fetch_all(conn, "SELECT * FROM profit_booking_chains WHERE plugin_id = ? AND status = 'ACTIVE' "
                            "ORDER BY rowid", (plugin_id,))
 
 
-def active_session(conn: sqlite3.Connection, plugin_id: str, symbol: str | None, zone: tzinfo) -> Row:
+def active_session(conn: Connection, plugin_id: str, symbol: str | None, zone: tzinfo) -> Row:
     """The newest ACTIVE session (of `symbol`), or {} when there is none."""
     if symbol:
         rows = fetch_all(conn, "SELECT * FROM trading_sessions WHERE plugin_id = ? AND status = 'ACTIVE' "
@@ -150,7 +151,7 @@ def active_session(conn: sqlite3.Connection, plugin_id: str, symbol: str | None,
     return rows[0] if rows else {}
 
 
-def session_details(conn: sqlite3.Connection, plugin_id: str, session_id: str) -> Row:
+def session_details(conn: Connection, plugin_id: str, session_id: str) -> Row:
     session = fetch_one(conn, "SELECT * FROM trading_sessions WHERE plugin_id = ? AND session_id = ?",
                         (plugin_id, session_id))
     if session is None:
@@ -159,13 +160,13 @@ def session_details(conn: sqlite3.Connection, plugin_id: str, session_id: str) -
     return session
 
 
-def open_trades(conn: sqlite3.Connection, plugin_id: str) -> list[Row]:
+def open_trades(conn: Connection, plugin_id: str) -> list[Row]:
     """Open positions: open rows no later row of the same trade_id supersedes (SPEC 4)."""
     return fetch_all(conn, f"SELECT * FROM trades WHERE plugin_id = ? AND {OPEN_POSITION_SQL} ORDER BY id",
                      (plugin_id,))
 
 
-def recompute_session_stats(conn: sqlite3.Connection, plugin_id: str, session_id: str) -> bool:
+def recompute_session_stats(conn: Connection, plugin_id: str, session_id: str) -> bool:
     """Set the session's total_trades and total_pnl from its closed trades (idempotent, as the bot's)."""
     trades, pnl = conn.execute("SELECT count(*), coalesce(sum(pnl), 0) FROM trades WHERE plugin_id = ? "
                                "AND session_id = ? AND status = 'closed'", (plugin_id, session_id)).fetchone()
@@ -173,13 +174,13 @@ def recompute_session_stats(conn: sqlite3.Connection, plugin_id: str, session_id
                         "AND session_id = ?", (pnl, trades, plugin_id, session_id)).rowcount > 0
 
 
-def close_session(conn: sqlite3.Connection, plugin_id: str, session_id: str, exit_reason: str | None,
+def close_session(conn: Connection, plugin_id: str, session_id: str, exit_reason: str | None,
                   now: str) -> bool:
     return conn.execute("UPDATE trading_sessions SET status = 'COMPLETED', end_time = ?, exit_reason = ? "
                         "WHERE plugin_id = ? AND session_id = ?", (now, exit_reason, plugin_id, session_id)
                         ).rowcount > 0
 
 
-def set_session_metadata(conn: sqlite3.Connection, plugin_id: str, session_id: str, text: str | None) -> bool:
+def set_session_metadata(conn: Connection, plugin_id: str, session_id: str, text: str | None) -> bool:
     return conn.execute("UPDATE trading_sessions SET metadata = ? WHERE plugin_id = ? AND session_id = ?",
                         (text, plugin_id, session_id)).rowcount > 0

@@ -1,0 +1,190 @@
+"""The small interface the runtime core needs from a database engine, as Django's backends/base draws it.
+
+`Backend` opens the database a plugin is routed to (async for `Store`, sync for the compat facade), prepares
+it (schema created or upgraded), and turns the driver's errors into StoreErrors. `Database` runs a whole read
+or a whole write transaction as one call. `Operations` holds the few SQL spellings that differ between engines
+(placeholder, insert returning its id, upsert, a list parameter), `Features` what an engine can do. The
+statements themselves live in queries/ and are built through `Operations` where the dialects differ.
+
+Remaining coupling (documented, not yet abstracted): the rest of the statement text is SQLite-flavoured
+(`total()`, `GLOB` in timefmt's time key, `?1` numbered parameters, `rowid`), and a file is prepared by the
+SQLite-file tooling (upgrade.py) on a sqlite3 connection; a PostgreSQL backend replaces those behind
+`Backend.prepare` and its own `Operations`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ..config import StoreConfig
+
+__all__ = [
+    "Backend",
+    "Connection",
+    "Cursor",
+    "Database",
+    "EmptyDatabase",
+    "Features",
+    "Operations",
+    "Upgrades",
+]
+
+T = TypeVar("T")
+# (file, its backup, the upgrade's report) of each older database upgraded when first opened
+Upgrades = list[tuple[Path, Path | None, Any]]
+
+
+class Cursor(Protocol):
+    """What the core reads from a statement's result (a DB-API cursor)."""
+
+    @property
+    def description(self) -> Any: ...
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the core's statements call on a connection (a DB-API connection that executes directly)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What an engine can do, where the core's statements take a different path because of it."""
+
+    # Rows inserted by one executemany in one writer's transaction get consecutive ids ending at the last
+    # inserted one, so a batch's ids need no RETURNING (SQLite without AUTOINCREMENT).
+    consecutive_batch_ids: bool = False
+
+
+class Operations:
+    """The SQL spellings that differ between engines; table and column names come from schema.py only."""
+
+    features: ClassVar[Features] = Features()
+    # the driver's constraint-violation exception(s): a duplicate key or a missing parent becomes a RowError
+    integrity_error: ClassVar[tuple[type[Exception], ...]] = ()
+    placeholder: ClassVar[str] = "?"
+
+    def placeholders(self, count: int) -> str:
+        """`?, ?, ?`: `count` parameters in the engine's style."""
+        return ", ".join([self.placeholder] * count)
+
+    def insert_sql(self, table: str, columns: Sequence[str]) -> str:
+        """An INSERT of `columns` whose execution `inserted_id` reads the new row's id from."""
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.placeholders(len(columns))})"
+
+    def upsert_sql(self, table: str, columns: Sequence[str], key: Sequence[str], updates: Sequence[str]) -> str:
+        """Insert, or on a duplicate `key` set `updates` from the new row (nothing when `updates` is empty)."""
+        sets = ", ".join(f"{c} = excluded.{c}" for c in updates)
+        action = f"DO UPDATE SET {sets}" if updates else "DO NOTHING"
+        return f"{self.insert_sql(table, columns)} ON CONFLICT ({', '.join(key)}) {action}"
+
+    def inserted_id(self, cursor: Cursor) -> int:
+        """The id of the row the statement of `insert_sql` inserted."""
+        raise NotImplementedError
+
+    def in_list(self, expression: str) -> str:
+        """`expression` is one of the values of ONE parameter holding a list (`list_parameter`)."""
+        raise NotImplementedError
+
+    def list_parameter(self, values: Sequence[str]) -> Any:
+        """The parameter `in_list` reads its values from."""
+        raise NotImplementedError
+
+
+class Database(abc.ABC):
+    """One open database a plugin is routed to; every call is a whole unit of work on it.
+
+    `fn` is called as `fn(connection, *args)` (a `Connection`), in the backend's own thread or task.
+    """
+
+    path: Path
+    operations: Operations
+
+    @abc.abstractmethod
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` and return its result (one consistent read)."""
+
+    @abc.abstractmethod
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """Run `fn` in one write transaction: all of it is committed, or none (`inline`: a small write)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+
+
+class Backend(abc.ABC):
+    """An engine the store runs on: how to open, prepare and transact, and how its errors read."""
+
+    name: ClassVar[str]
+    operations: Operations
+
+    @abc.abstractmethod
+    async def open_database(self, path: Path, config: StoreConfig, upgrades: Upgrades) -> Database:
+        """Open (creating if needed) and prepare the database at `path`, noting any upgrade in `upgrades`."""
+
+    @abc.abstractmethod
+    def connect(self, path: Path, config: StoreConfig, upgrades: Upgrades, *, create: bool) -> Connection | None:
+        """A synchronous connection to the prepared database, or None if it does not exist and not `create`."""
+
+    @abc.abstractmethod
+    def empty(self) -> Connection:
+        """A synchronous connection to an empty schema: what reads see before the database exists."""
+
+    @abc.abstractmethod
+    def exists(self, path: Path) -> bool:
+        """Whether the database at `path` exists (a read of one that does not must create nothing)."""
+
+    @abc.abstractmethod
+    def read_only(self, path: Path) -> Database | None:
+        """Reads of `path` where it cannot be written (a read-only folder or mount), or None where it can."""
+
+    @abc.abstractmethod
+    def read_only_snapshot(self, path: Path) -> AbstractContextManager[Connection] | None:
+        """One consistent read of `path` on a short connection where it cannot be written, or None where it can."""
+
+    @abc.abstractmethod
+    def transaction(self, conn: Connection) -> AbstractContextManager[Connection]:
+        """One write transaction on a synchronous connection: commit at the end, roll back on any exception."""
+
+    @abc.abstractmethod
+    def translated_errors(self, where: object) -> AbstractContextManager[None]:
+        """Re-raise the driver's errors on `where` as typed StoreErrors."""
+
+
+class EmptyDatabase(Database):
+    """The reads of a database that does not exist yet: the current schema, empty (Backend.empty). Never written."""
+
+    def __init__(self, backend: Backend) -> None:  # noqa: D107 - no super().__init__: no file behind it
+        self.path = Path()
+        self.operations = backend.operations
+        self._backend = backend
+        self._conn: Connection | None = None
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._conn is None:
+            self._conn = self._backend.empty()
+        return fn(self._conn, *args)  # empty: no need to leave the event loop
+
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        raise AssertionError("writes are routed to the database, never to EmptyDatabase")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
