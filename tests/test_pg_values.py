@@ -152,6 +152,14 @@ def test_a_value_its_column_cannot_hold_goes_to_zx_raw_verbatim(
     assert _bits(decode_row("trades", got)[column]) == _bits(value)
 
 
+def test_an_int_written_to_a_real_column_reads_back_as_sqlite_returns_it(
+        pg: psycopg.Connection[dict[str, object]], lite: sqlite3.Connection) -> None:
+    row = {"plugin_id": "p", "pnl": 5, "commission": -(2**63)}
+    assert _bits(_through_sqlite(lite, "trades", row)["pnl"]) == ("real", struct.pack(">d", 5.0))
+    back = _through_postgres(pg, "trades", row)
+    assert {c: _bits(v) for c, v in back.items()} == {c: _bits(v) for c, v in _through_sqlite(lite, "trades", row).items()}
+
+
 @pytest.mark.parametrize(("value", "instant"), [
     ("2024-01-15 10:00:00", datetime(2024, 1, 15, 10, tzinfo=UTC)),       # the store's own form: UTC
     ("2024-01-15T10:00:00", datetime(2024, 1, 15, 9, tzinfo=UTC)),        # naive: Berlin wall time

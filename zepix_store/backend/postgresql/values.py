@@ -1,7 +1,8 @@
 """One SQLite row as a PostgreSQL row and back, losing nothing (SPEC 9 "Nothing lost in the types").
 
 SQLite keeps any value in any column; PostgreSQL's typed columns cannot. A value its column can hold goes there
-(a float, -0.0 and infinities included, into double precision; an int into bigint; text without NUL into text).
+(a float, -0.0 and infinities included, into double precision; an int into bigint; text without NUL into text;
+an int into a REAL column as its float, which is what SQLite's REAL affinity stores and returns).
 Any other (text in a REAL column, a BLOB, a NUL character, a real in an INTEGER column, an int beyond 64 bits)
 is stored NULL in its column and verbatim in the row's `zx_raw`:
 
@@ -83,7 +84,10 @@ def encode_value(table: str, column: str, value: object) -> tuple[object, Raw | 
         except UnicodeEncodeError:
             raise RowError(f"{table}.{column}: {value!r} is not valid UTF-8 (a lone surrogate)", table=table) \
                 from None
-    if _fits(KINDS[table][column], value):
+    kind = KINDS[table][column]
+    if kind == "real" and type(value) is int and _fits("integer", value):
+        return float(value), None  # SQLite's REAL affinity: an int written to a REAL column reads back as a float
+    if _fits(kind, value):
         return value, None
     return None, _raw(value)
 
