@@ -15,12 +15,16 @@ from zepix_store.backend.postgresql.names import (
     Layout,
     check_prefix,
     isolated_schema_base,
+    layout_of,
     name_candidates,
     read_registry,
     register_schemas,
     role_base,
 )
+from zepix_store.config import load_config
 from zepix_store.errors import ConfigError
+
+from .helpers import REPO
 
 LONG = "a_very_long_isolated_database_file_name_for_one_plugin_group_of_the_desk"
 
@@ -59,6 +63,15 @@ def test_a_plugin_role_keeps_the_id_and_a_64_character_id_fits_in_63_bytes() -> 
 def test_a_bad_schema_prefix_is_a_config_error(prefix: str) -> None:
     with pytest.raises(ConfigError, match="schema_prefix"):
         check_prefix(prefix)
+
+
+def test_the_shipped_configs_give_one_schema_per_isolated_file_named_relative_to_data_dir() -> None:
+    layout = layout_of(load_config(REPO / "configs"))
+    assert (layout.prefix, layout.shared_file) == ("zx_", "trading_bot.db")
+    assert {p: layout.plugin_files[p] for p in ("v3-logic-01-5min", "v3-logic-combined")} == {
+        "v3-logic-01-5min": "zepix_v3_logic_combined.db", "v3-logic-combined": "zepix_v3_logic_combined.db"}
+    assert len(layout.isolated_files) == 5  # the v3 group's file and one per v6 plugin
+    assert [_first(isolated_schema_base("zx_", f), f) for f in layout.isolated_files][0] == "zx_v3_logic_combined"
 
 
 # --- the registry, on a server ----------------------------------------------------------------------------------
