@@ -15,11 +15,12 @@ for module in pkgutil.walk_packages(zepix_store.__path__, "zepix_store."):
     if not module.name.endswith("__main__"):
         importlib.import_module(module.name)
 from zepix_store.backend.postgresql.ddl import ensure_schemas
-from zepix_store.backend.postgresql.names import Layout
+from zepix_store.backend.postgresql.names import Layout, read_registry, register_schemas
 from zepix_store.backend.postgresql.roles import setup_isolation
 from zepix_store.backend.postgresql.values import encode_row
 calls = [lambda: ensure_schemas(None, Layout("zx_", "t.db")), lambda: setup_isolation(None, Layout("zx_", "t.db")),
-         lambda: encode_row("trades", {}, None)]
+         lambda: encode_row("trades", {}, None), lambda: read_registry(None, "zx_"),
+         lambda: register_schemas(None, Layout("zx_", "t.db"))]
 for call in calls:
     try:
         call()
@@ -32,7 +33,7 @@ def test_every_module_imports_without_psycopg_and_using_it_names_the_extra() -> 
     result = run_python(WITHOUT_PSYCOPG)
     assert result.returncode == 0, result.stderr
     line = "2 backend postgresql: the psycopg driver is not installed (pip install 'zepix-store[postgresql]')"
-    assert result.stdout.splitlines() == [line] * 3
+    assert result.stdout.splitlines() == [line] * 5
 
 
 def test_a_postgresql_test_skipped_for_want_of_a_server_fails_the_run_under_ci() -> None:

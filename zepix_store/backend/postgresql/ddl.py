@@ -86,7 +86,7 @@ def pg_columns(table: Table) -> tuple[PgColumn, ...]:
     return tuple(columns)
 
 
-def _key(table: Table) -> tuple[str, tuple[str, ...]]:
+def _table_key(table: Table) -> tuple[str, tuple[str, ...]]:
     if "id" in table.column_names:
         return "PRIMARY KEY", ("plugin_id", "id")
     return "UNIQUE", ("plugin_id", *table.key)
@@ -98,8 +98,8 @@ def _table_sql(schema: str, table: Table) -> sql.Composed:
     parts = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(f"{c.pg_type} {c.constraint}".strip()))
              for c in pg_columns(table)]
     if table.key or "id" in table.column_names:
-        kind, columns = _key(table)
-        parts.append(sql.SQL(kind + " ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))))
+        kind, columns = _table_key(table)
+        parts.append(sql.SQL(kind + " ({})").format(sql.SQL(", ").join(sql.Identifier(name) for name in columns)))
     for column in table.columns:
         if "NOT NULL" in column.decl:
             parts.append(sql.SQL("CHECK ({} IS NOT NULL OR coalesce({} ? {}, false))").format(
@@ -109,8 +109,8 @@ def _table_sql(schema: str, table: Table) -> sql.Composed:
         assert found, table.foreign_key
         own, parent, theirs = (found[1].split(", "), found[2], found[3].split(", "))
         parts.append(sql.SQL("FOREIGN KEY ({}) REFERENCES {} ({})").format(
-            sql.SQL(", ").join(map(sql.Identifier, own)), sql.Identifier(schema, parent),
-            sql.SQL(", ").join(map(sql.Identifier, theirs))))
+            sql.SQL(", ").join(sql.Identifier(name) for name in own), sql.Identifier(schema, parent),
+            sql.SQL(", ").join(sql.Identifier(name) for name in theirs)))
     return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(sql.Identifier(schema, table.name),
                                                                 sql.SQL(", ").join(parts))
 
@@ -124,7 +124,7 @@ def _index_sql(schema: str, table: Table) -> list[sql.Composed]:
         columns = [c.strip() for c in spec.format(close=ts_column("close_time")).split(",")]
         statements.append(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(name), sql.Identifier(schema, table.name),
-            sql.SQL(", ").join(map(sql.Identifier, columns))))
+            sql.SQL(", ").join(sql.Identifier(name) for name in columns)))
     return statements
 
 

@@ -147,13 +147,13 @@ def _sql_registry(prefix: str) -> tuple[sql.Identifier, sql.Identifier]:
 
 def read_registry(conn: Connection[Row], prefix: str) -> dict[str, RegisteredSchema]:
     """The registry by file name; empty when the store was never created in this database."""
+    _, table = _sql_registry(prefix)
     from psycopg import sql
     from psycopg.rows import tuple_row
 
-    _, table = _sql_registry(prefix)
     cur = conn.cursor(row_factory=tuple_row)  # the caller's row factory may be any
-    found = cur.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{shared_schema(prefix)}.{REGISTRY_TABLE}"])
-    if not (row := found.fetchone()) or not row[0]:
+    if cur.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                   [shared_schema(prefix), REGISTRY_TABLE]).fetchone() is None:
         return {}
     rows = cur.execute(sql.SQL("SELECT schema_name, kind, file_name, schema_version FROM {}").format(table))
     return {str(f): RegisteredSchema(str(s), str(k), str(f), int(str(v))) for s, k, f, v in rows.fetchall()}
@@ -165,10 +165,10 @@ def register_schemas(conn: Connection[Row], layout: Layout) -> dict[str, str]:
     One transaction under an advisory lock, so two processes opening one store at once agree on the names.
     A taken name is one in the registry or any schema already in the database.
     """
+    schema, table = _sql_registry(check_prefix(layout.prefix))
     from psycopg import sql
     from psycopg.rows import tuple_row
 
-    schema, table = _sql_registry(check_prefix(layout.prefix))
     shared = shared_schema(layout.prefix)
     cur = conn.cursor(row_factory=tuple_row)  # the caller's row factory may be any
     with conn.transaction():
