@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from zepix_store.backend.postgresql.ddl import PG_SCHEMA_VERSION, ensure_schemas, schema_statements
+from zepix_store.backend.postgresql.ddl import PG_SCHEMA_VERSION, advance_ids, ensure_schemas, schema_statements
 from zepix_store.backend.postgresql.names import Layout
 from zepix_store.errors import SchemaError
 from zepix_store.schema import TABLES
@@ -153,3 +153,16 @@ def test_no_schema_is_created_half(conn: psycopg.Connection[tuple[object, ...]])
     finally:
         conn.execute("DELETE FROM zx_shared.zx_registry WHERE file_name = 'half.db'")
         conn.execute(sql.SQL("DROP SCHEMA zx_half CASCADE"))
+
+
+def test_ids_copied_in_move_the_identity_past_them_never_back(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def new_id() -> object:
+        return _rows(conn, "INSERT INTO zx_v6.trades (plugin_id) VALUES ('a') RETURNING id")[0][0]
+
+    with conn.transaction(force_rollback=True):
+        conn.execute("INSERT INTO zx_v6.trades (id, plugin_id) VALUES (1000, 'a'), (40, 'b')")  # as a copy would
+        advance_ids(conn, "zx_v6")
+        assert new_id() == 1001  # after the copied rows, so a later row has a higher id
+        conn.execute("DELETE FROM zx_v6.trades WHERE id > 40")
+        advance_ids(conn, "zx_v6")
+        assert new_id() == 1002  # ids already given are not given again
