@@ -24,6 +24,13 @@ def test_the_readme_has_runnable_examples() -> None:
     assert blocks("python") and blocks("json")
 
 
+def test_the_readme_test_command_is_the_one_ci_runs() -> None:
+    readme = [line.split(" #")[0].strip() for line in blocks("sh")[0].splitlines() if "pytest" in line]
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in line
+          and not line.startswith("#")]
+    assert readme == ci and "postgresql" in ci[0]
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_each_python_block_runs_as_pasted_from_a_project_folder(index: int, project: Project) -> None:
     script = project.root / f"snippet_{index}.py"
