@@ -39,10 +39,11 @@ async def _bot_writes(project: Project) -> None:
 
 
 def _ready(template: Path, root: Path) -> Project:
-    """Split, then the plugin (isolated) saves NEW trades, then its config routes it to the shared file."""
+    """Split and migrate, then the plugin (isolated) saves NEW trades, then its config routes it to the shared file."""
     project = Project(root)
     split_install(template, project)
     assert run_cli("split", "-q", config=project).returncode == 0
+    assert run_cli("migrate", "-q", config=project).returncode == 0  # a merge needs plugin_id in the shared file
     asyncio.run(_bot_writes(project))
     project.set_use_shared(PLUGIN, True)
     return project
