@@ -1,13 +1,5 @@
-"""Back up one SQLite database file: SQLite's online backup API, never a file copy.
-
-A backup is written to `<name>.tmp` (owner-only, locked with flock while it is written), integrity-checked,
-fsynced and only then linked under its final name (link, not rename, so an existing backup is never
-overwritten): a partial backup never has a final name, and the `.tmp` of a killed run is removed by the next.
-The backup API reads one consistent snapshot, the committed content of the `-wal` included.
-
-Each backup knows what it is a backup of: its name is `<path>-<role>-v<schema version>-<UTC time>[-label].db`
-(path inside the data folder, `/` written as `~`; role shared, isolated or other), and the same facts plus the
-plugins routed to the file are recorded inside it (restore refuses to put it onto any other file).
+"""Back up one SQLite file through the online backup API into a private `.tmp`, checked, then linked under a name
+that says what it is a backup of (the user-facing rules are the `backup` command's help, zepix_store/backup.py).
 
 The SQLite backend backs a file up before upgrading it; the backup command and the file tooling (migrate,
 merge, flip, restore) use the same function, so it lives here and not with the command.
