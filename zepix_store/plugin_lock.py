@@ -108,6 +108,7 @@ def _one_lock(path: Path, plugin_id: str, command: str, wait_s: float) -> Iterat
                 del _held[key]
             raise
         since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        os.ftruncate(fd, 0)  # a killed holder's label may still be there
         os.pwrite(fd, f"pid {os.getpid()} ({command}) since {since}\n".encode(), 0)
         try:
             yield
