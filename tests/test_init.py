@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import byte_digest, files_under, run
@@ -15,10 +16,10 @@ from zepix_store.ops.init import propose_target
 PLUGINS = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h", "v6-logic-01-1min")
 
 
-def make_bot(root: Path, plugins: tuple[str, ...] = PLUGINS, trades: int = 300) -> Path:
+def make_bot(root: Path, plugins: tuple[str, ...] = PLUGINS, trades: int = 300, older: bool = False) -> Path:
     """The bot's folder: data/trading_bot.db, src/logic_plugins/<id>/config.json in the template's form."""
     (root / "data").mkdir(parents=True)
-    build_bot_history(root / "data" / "trading_bot.db", trades=trades)
+    build_bot_history(root / "data" / "trading_bot.db", trades=trades, older=older)
     for folder in (*plugins, "_template"):
         plugin_id = "{{plugin_id}}" if folder == "_template" else folder  # the template is no plugin
         doc = {"plugin_id": plugin_id, "name": folder.upper(), "enabled": True, "timeframe": "5m",
@@ -35,8 +36,10 @@ def zx(command: str, *args: object, cwd: Path) -> tuple[int, str, str]:
     return done.rc, done.stdout, done.stderr
 
 
-def test_init_then_split_then_verify_from_the_bot_folder(tmp_path: Path) -> None:
-    bot = make_bot(tmp_path / "bot")
+@pytest.mark.parametrize("older", [False, True], ids=["bot-file", "older-bot-file"])
+def test_init_then_split_then_verify_from_the_bot_folder(tmp_path: Path, older: bool) -> None:
+    """The real layouts: strategy holds the logic, logic_type NULL (or, in an older file, no such column)."""
+    bot = make_bot(tmp_path / "bot", older=older)
     before = byte_digest(bot / "data" / "trading_bot.db")
     rc, out, err = zx("init", cwd=bot)
     assert rc == 0, err
@@ -50,6 +53,7 @@ def test_init_then_split_then_verify_from_the_bot_folder(tmp_path: Path) -> None
                  "from zepix_store.compat import TradeDatabase", "TradeDatabase(plugin_id)"):
         assert step in out, step
     assert "left unmapped (strategy" in out and "'SL_HUNT_RECOVERY' x" in out
+    assert "left out" not in out and err == ""
     for command in ("backup", "split", "verify"):
         rc, out, err = zx(command, cwd=bot)
         assert rc == 0, (command, out[-2000:], err[-2000:])

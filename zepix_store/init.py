@@ -67,11 +67,12 @@ def next_commands(report: InitReport) -> list[str]:
     here = Path.cwd().resolve()
     inside = here == report.root or report.root in here.parents
     config = "" if inside else f" --config {report.store_yaml.parent}"
+    switch = "in the bot, two lines: from zepix_store.compat import TradeDatabase  and  TradeDatabase(plugin_id)"
+    if not report.shared_exists:  # no history to move: each plugin's file appears at its first write
+        return [switch, "start the bot"]
     steps = ["stop the bot"]
     steps += [f"zepix-store {c}{config}" for c in ("backup", "split --dry-run", "split", "verify")]
-    steps += ["in the bot, two lines: from zepix_store.compat import TradeDatabase  and  TradeDatabase(plugin_id)",
-              "start the bot"]
-    return steps
+    return [*steps, switch, "start the bot"]
 
 
 def print_report(report: InitReport, steps: list[str]) -> None:
@@ -87,8 +88,8 @@ def print_report(report: InitReport, steps: list[str]) -> None:
         rows = [[p.plugin_id, p.route, p.file, p.trades,
                  f"{p.rows:,} rows" if p.route == "isolated" else "stays in the shared file"] for p in report.plugins]
         print(format_table(["plugin", "route", "file", "trades", "a split moves"], rows))
-    for path, problem in report.disabled.items():
-        print(f"left out: {path}: {problem}")
+    for problem in report.disabled.values():
+        print(f"left out: {problem}")
     _print_mapping(report)
     for path in report.written:
         print(f"wrote {path}")
