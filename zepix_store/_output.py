@@ -6,9 +6,10 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from .errors import EXIT_BAD_INPUT
 from .literal import show_value, value_counts
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "format_seconds",
     "format_table",
     "human",
+    "left_out",
     "print_json",
     "print_table",
     "show_value",
@@ -41,6 +43,20 @@ def emit_report(command: str, report: Any, as_json: bool, print_human: Callable[
     for problem in report.problems:
         print(f"zepix-store {command}: error: {problem}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def left_out(command: str, disabled: Mapping[str, Exception], asked: Sequence[str] | None = None) -> int:
+    """Name each plugin left out for its broken config.json on stderr; return the exit code they make.
+
+    2 (bad config) when any was left out, unless `asked` names plugins and none of them is broken: the command
+    then did all it was asked, and the broken ones are a warning.
+    """
+    served = bool(asked) and not set(asked or ()) & set(disabled)
+    for plugin, problem in disabled.items():
+        word = "warning" if served else "error"
+        print(f"zepix-store {command}: {word}: {problem} (plugin {plugin} left out; the others were served)",
+              file=sys.stderr)
+    return 0 if served or not disabled else EXIT_BAD_INPUT
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

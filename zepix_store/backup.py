@@ -13,6 +13,9 @@ Prints the path of each backup made, one per line, then `deleted <path>` for eac
 --keep counts only plain backups of the same file; labelled safety copies (pre-migrate, pre-merge, pre-prune,
 pre-restore, pre-upgrade) are never rotated.
 
+A plugin whose config.json is broken is left out (named on stderr, and under "disabled" in --json): every
+other file is still backed up, then the exit code is 2 (0 when --plugin named only healthy plugins).
+
 examples:
   zepix-store backup                       # the shared database
   zepix-store backup --plugin v6-logic-01-1min
@@ -29,7 +32,7 @@ import sys
 from collections.abc import Sequence
 
 from ._fs import fsync_path
-from ._output import Progress, print_json
+from ._output import Progress, left_out, print_json
 from .backend.sqlite_backup import backup_connection, backup_file
 from .cli import command_main
 from .config import load_config
@@ -50,16 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = back_up_files(load_config(args.config), args.plugin, args.all, args.keep,
-                           Progress(enabled=not args.quiet))
+    config = load_config(args.config, strict=False)  # a broken plugin config stops only that plugin's backup
+    report = back_up_files(config, args.plugin, args.all, args.keep, Progress(enabled=not args.quiet))
     if args.json:
-        print_json(report.to_json())
-        return 0
-    for r in report.results:
-        print(r.backup)
-        for path in r.deleted:
-            print(f"deleted {path}")
-    return 0
+        print_json({**report.to_json(), "disabled": {p: str(e) for p, e in config.disabled.items()}})
+    else:
+        for r in report.results:
+            print(r.backup)
+            for path in r.deleted:
+                print(f"deleted {path}")
+    return left_out("backup", config.disabled, args.plugin)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

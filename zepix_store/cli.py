@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 COMMANDS: dict[str, str] = {
+    "init": "set zepix_store up in the bot's folder: a store.yaml pointing at its database and plugins",
     "split": "copy each plugin's rows from the shared database into its isolated file, verified",
     "merge": "bring a plugin's isolated rows back into the shared database, verified",
     "flip": "move one plugin to its isolated file or back to the shared file: sync, verify, rewrite its config",

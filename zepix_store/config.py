@@ -147,10 +147,12 @@ def validate_plugin_id(value: object, where: str) -> str:
     return value
 
 
-def load_config(config_dir: str | os.PathLike[str], *, strict: bool = True) -> StoreConfig:
+def load_config(config_dir: str | os.PathLike[str], *, strict: bool = True,
+                store_doc: dict[str, object] | None = None) -> StoreConfig:
     """Read and check `<config_dir>/store.yaml` and every plugin config under its `plugins_dir`.
 
-    Relative paths resolve against the parent of `config_dir`, never the working directory. With
+    Relative paths resolve against the parent of `config_dir`, never the working directory. `store_doc` checks
+    that content as if it were the store.yaml there (init, before it writes one). With
     `strict=False` (a running bot), a plugin whose own config.json is malformed or invalid is left out and
     its error kept in `disabled`; store.yaml errors and whatever endangers isolation (two configs with one id,
     the shared file claimed as an isolated one, a path out of data_dir) are still refused.
@@ -162,7 +164,7 @@ def load_config(config_dir: str | os.PathLike[str], *, strict: bool = True) -> S
         raise _one_line(f"{_show(os.fspath(config_dir))}: config dir: contains a NUL byte")
     folder = Path(os.path.abspath(config_dir))  # not realpath: a symlinked configs/ keeps its own parent as root
     root = folder.parent
-    store = _load_store_file(folder / STORE_FILE, root)
+    store = _load_store_file(folder / STORE_FILE, root, store_doc)
     plugins, disabled = _load_plugins(store, root, strict)
     for logic_type, target in store.mapping.items():
         if target not in plugins and target not in disabled:
@@ -186,13 +188,13 @@ def load_config(config_dir: str | os.PathLike[str], *, strict: bool = True) -> S
 # --- store.yaml ---------------------------------------------------------------------------------------------------
 
 
-def _load_store_file(path: Path, root: Path) -> _StoreFile:
-    if not path.exists() and not path.is_symlink():
+def _load_store_file(path: Path, root: Path, raw: object = None) -> _StoreFile:
+    if raw is None and not path.exists() and not path.is_symlink():
         where = "no such folder" if not path.parent.exists() else "not found"
         raise _error(path, "file", f"{where}: name the folder that holds store.yaml and plugins/ "
                                    "(commands: --config DIR, the library: Store.open(DIR)); the default is "
                                    "configs/ in the folder you run from")
-    raw = _parse_yaml(path)
+    raw = _parse_yaml(path) if raw is None else raw
     if not isinstance(raw, dict):
         raise _error(path, "top level", f"must be a mapping, got {_describe(raw)}")
     for key in raw:

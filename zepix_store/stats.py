@@ -14,6 +14,11 @@ figures:
   --json and --csv: numbers only, money rounded to cents; a figure with no value (PF with no loss, win% with no
   priced trade) is null in JSON and empty in CSV
 
+A plugin routed to its own file that does not exist yet shows zeros "(no file yet)": a note then counts its
+trades still waiting in the shared file and names the command that moves them (split). A plugin whose
+config.json is broken is left out, named on stderr (and under "disabled" in --json); exit code 2 then, unless
+--plugin named only healthy plugins.
+
 window: --days N = the last N days up to now; --since/--until take YYYY-MM-DD (whole day, both ends included)
 or YYYY-MM-DD HH:MM:SS, in store.yaml's timezone (a time may end in Z or +hh:mm instead).
 
@@ -40,11 +45,12 @@ from datetime import tzinfo
 from pathlib import Path
 
 from . import _plot as plot
-from ._output import format_table, print_json
+from ._output import format_table, left_out, print_json
 from .cli import command_main
 from .config import StoreConfig, load_config
 from .errors import ConfigError
 from .ops.stats import PluginStats, StatsReport, Window, collect_stats
+from .ops.waiting import Waiting, waiting_trades
 
 __all__ = ["main", "print_report"]
 
@@ -86,21 +92,23 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot.check_plot_name(args.plot)
         plot.require_matplotlib()  # before any work, so a missing extra fails fast
-    config = load_config(args.config)
+    config = load_config(args.config, strict=False)  # a broken plugin config leaves out that plugin alone
     window = _window(args, config.zone)
     report = asyncio.run(collect_stats(config, args.plugins, window, curves=args.plot is not None))
+    waiting = waiting_trades(config, [s.plugin_id for s in report.plugins if s.source == "missing"])
     if args.plot is not None:
         plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {window.describe()}",
                                 currency=args.currency,
                                 drawdowns={s.plugin_id: s.max_drawdown for s in report.plugins})
         log.info("equity curves written to %s", args.plot)
     if args.json:
-        print_json(report.to_json(args.plot, args.currency))
+        print_json({**report.to_json(args.plot, args.currency), "waiting": waiting and waiting.to_json(),
+                    "disabled": {p: str(e) for p, e in config.disabled.items()}})
     elif args.csv:
         _print_csv(report.plugins)
     else:
-        print_report(report, config)
-    return 0
+        print_report(report, config, waiting)
+    return left_out("stats", config.disabled, args.plugins)
 
 
 def _print_csv(plugins: Sequence[PluginStats]) -> None:
@@ -123,13 +131,16 @@ def _label(stats: PluginStats) -> str:
     return stats.plugin_id if stats.attributed else f"{stats.plugin_id} (not attributed)"
 
 
-def print_report(report: StatsReport, config: StoreConfig) -> None:
-    """The human report: the table of figures, then notes on unpriced trades and unmigrated files."""
+def print_report(report: StatsReport, config: StoreConfig, waiting: Waiting | None = None) -> None:
+    """The human report: the table of figures, then notes on trades waiting for a split, unpriced trades and
+    unmigrated files."""
     rows = [[_label(s), s.total_trades, s.winning_trades, s.losing_trades, s.win_rate, s.total_pnl, s.avg_pnl,
              s.best_trade, s.worst_trade, s.profit_factor, s.max_drawdown,
              _display_path(s.database, config) + SOURCE_NOTES.get(s.source, "")] for s in report.plugins]
     print(report.window.describe() + ":")
     print(format_table(HEADERS, rows))
+    if waiting is not None:
+        print(f"note: {waiting.note(_display_path(str(waiting.shared_db), config))}")
     for s in report.plugins:
         if s.unpriced_trades:
             print(f"note: {s.plugin_id}: {s.unpriced_trades} closed trade(s) with a pnl that is NULL, not a number "

@@ -13,6 +13,9 @@ Dangling references in the shared file are warnings too (legacy data is kept as 
 an attribution that leaves more than half of the trades with the default id (the detail says which rules
 decided the trades and which values no mapping covers) and trade_ids with several closed rows.
 
+A plugin whose config.json is broken fails its config check (the detail names the file and field) and is left
+out of the others; every other plugin is verified, then the exit code is 2, the broken file named on stderr.
+
 The last line sums up: how many checks are ok, warned, failed (and skipped); a long detail is cut, with a count.
 
 examples:
@@ -29,7 +32,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._output import Progress, print_json, print_table
+from ._output import Progress, left_out, print_json, print_table
 from .cli import command_main
 from .config import load_config
 from .ops.verify import DETAIL_WIDTH, VerifyReport, listed, verify
@@ -45,11 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = verify(load_config(args.config), Progress(enabled=not args.quiet))
+    config = load_config(args.config, strict=False)  # a broken plugin config: a failed check, the rest still run
+    report = verify(config, Progress(enabled=not args.quiet))
     if args.json:
-        print_json(report.to_json())
+        print_json({**report.to_json(), "disabled": {p: str(e) for p, e in config.disabled.items()}})
     else:
         print_report(report)
+    if config.disabled:
+        return left_out("verify", config.disabled)
     if report.failed:
         print(f"zepix-store verify: error: {len(report.failed)} checks failed: {listed(report.failed, ', ')}",
               file=sys.stderr)

@@ -529,13 +529,22 @@ def _bad_config_case(root: Path, small_db: Path, name: str) -> list[str]:
     outside = root / "outside"
     outside.mkdir()
     config_file, field = BAD_CONFIGS[name](project, outside)
+    # backup, stats and verify leave out a plugin whose own config.json is broken and serve the rest (exit 2
+    # all the same): backup then writes the shared file's backup, and only that (the figure counts the rest)
+    left_out = config_file.name == "config.json" and not name.startswith(("..", "absolute", "file:", "symlink"))
     problems = []
     for command in COMMANDS:
         before = files_under(root)
         done = run_cli(command, "-q", config=project)
         line = one_line(done, 2, str(config_file), field)
-        if files_under(root) != before:
-            problems.append(f"{name} / {command}: created or changed files")
+        after = files_under(root)
+        created = set(after) - set(before)
+        changed = {k for k in before if after.get(k) != before[k]}  # removed or resized
+        backups = Path("proj/data/backups")
+        served = left_out and command == "backup" and not changed \
+            and all(Path(k) == backups or Path(k).parent == backups for k in created)
+        if (created or changed) and not served:
+            problems.append(f"{name} / {command}: created or changed files {sorted(created)} {sorted(changed)}")
         assert line.startswith(f"zepix-store {command}: error: ")
     return problems
 
@@ -551,4 +560,5 @@ def test_bad_configs_and_traversal_paths_are_refused_by_every_command(tmp_path: 
     figures("E1/E3 bad configs via the CLI", f"malformed configs {len(BAD_CONFIGS) - traversal}, traversal paths "
             f"{traversal}, x {len(COMMANDS)} commands ({', '.join(COMMANDS)}): exit 2 with one line naming the file "
             f"and field {len(BAD_CONFIGS) * len(COMMANDS)}/{len(BAD_CONFIGS) * len(COMMANDS)}; accepted 0; files "
-            "or folders created anywhere under the tmp root 0")
+            "or folders created anywhere under the tmp root 0 (but the shared file's backup that backup still makes "
+            "when it leaves out one plugin's broken config.json)")

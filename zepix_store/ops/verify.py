@@ -117,6 +117,8 @@ def _run(report: VerifyReport, name: str, check: Callable[[], tuple[str, str]]) 
 def _isolated_files(config: StoreConfig, report: VerifyReport) -> dict[Path, list[str]]:
     """Each existing isolated file with the plugins routed to it; an isolated plugin without its file fails."""
     files: dict[Path, list[str]] = {}
+    for name, problem in sorted(config.disabled.items()):
+        report.add(f"config:{name}", FAIL, f"left out: {problem}")
     for pid, plugin in sorted(config.plugins.items()):
         path = plugin.isolated_db
         if path is None:
@@ -291,7 +293,9 @@ def _check_isolated(conn: sqlite3.Connection, config: StoreConfig, path: Path, p
     try:
         if not _file_checks(conn, "iso", path, False, report):
             return
-        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "iso", pids))
+        # a plugin left out for its broken config may be routed here: its rows are not another plugin's
+        routed = [*pids, *sorted(config.disabled)]
+        _run(report, f"attribution:{path.name}", lambda: _attribution(conn, "iso", routed))
         _run(report, f"mapping:{path.name}", lambda: _mapping(conn, config))
         for pid in pids:
             if present is not None and has_identity(conn):
