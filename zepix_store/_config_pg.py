@@ -13,11 +13,12 @@ password hidden in a URI's user part or query string is found as surely as `pass
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zepix_store._config_io import _describe, _error, _key, _show
 from zepix_store.errors import ConfigError
@@ -118,18 +119,17 @@ def _check_dsn(path: Path, where: str, dsn: str, *, in_file: bool, required: boo
 
     A DSN from the environment is never quoted back: it may hold a password.
     """
-    if importlib.util.find_spec("psycopg") is None:
+    driver = _conninfo_parser()
+    if driver is None:
         if required:
             raise _error(path, where, f"backend postgresql needs the psycopg driver: {_INSTALL_HINT}")
         if _PASSWORD_TEXT.search(dsn):
             raise _password_error(path, where)
         return
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
+    parse, parse_error = driver
     try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.Error as exc:
+        parts = parse(dsn)
+    except parse_error as exc:
         detail = f" ({' '.join(str(exc).split())})" if in_file else ""
         raise _error(path, where, f"not a valid DSN (key=value pairs or a postgresql:// URI){detail}") from None
     if in_file and "password" in parts:
@@ -142,6 +142,16 @@ def _check_dsn(path: Path, where: str, dsn: str, *, in_file: bool, required: boo
     if missing:
         raise _error(path, where, f"names no {' and no '.join(missing)}: the DSN must name host, database and "
                                   "user (libpq's defaults would pick them from whoever runs the bot)")
+
+
+def _conninfo_parser() -> tuple[Callable[[str], dict[str, Any]], type[Exception]] | None:
+    """psycopg's DSN parser and the error it raises, or None without psycopg (the extra is optional)."""
+    try:
+        from psycopg import Error
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return None
+    return conninfo_to_dict, Error
 
 
 def _password_error(path: Path, where: str) -> ConfigError:

@@ -159,8 +159,8 @@ def _fingerprint(conn: Connection[TupleRow], prefix: str) -> list[tuple[str, ...
     if _has_table(conn, shared_schema(prefix), PLUGIN_ROLES_TABLE):
         table = sql.Identifier(shared_schema(prefix), PLUGIN_ROLES_TABLE)
         rows += [("plugin role", str(r), str(p), "") for r, p in conn.execute(
-            sql.SQL("SELECT role_name::text, plugin_id FROM {} ORDER BY 1").format(table)).fetchall()]
-    return rows
+            sql.SQL("SELECT role_name::text, plugin_id FROM {}").format(table)).fetchall()]
+    return sorted(rows)  # the registry's rows come in storage order, which an unchanged upsert moves
 
 
 def _has_table(conn: Connection[TupleRow], schema: str, table: str) -> bool:
