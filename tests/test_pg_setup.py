@@ -160,3 +160,22 @@ def test_without_psycopg_the_command_names_the_extra(configure: Callable[..., Pr
     (project.root / "shadow" / "psycopg.py").write_text("raise ImportError('no psycopg here')\n")
     done = run_cli("pg-setup", config=project, env={"PYTHONPATH": str(project.root / "shadow")})
     one_line(done, 2, "pip install 'zepix-store[postgresql]'")
+
+
+def test_a_plugin_added_later_gets_its_role_and_the_others_keep_theirs(configure: Callable[..., Project],
+                                                                        admin: Conn) -> None:
+    project = configure("zxa_")
+    first = setup_json(project)
+    folder = project.configs / "plugins" / "v7-new"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"plugin_id": "v7-new", "database": {
+        "use_shared": True, "shared_db": "data/trading_bot.db", "isolated_db": "data/zepix_v7_new.db"}}))
+    second = setup_json(project)
+    assert second["changed"] is True
+    states = {p["plugin_id"]: (p["role"], p["state"]) for p in second["plugins"]}
+    assert states.pop("v7-new") == ("zxa_p_v7-new", "created")
+    assert states == {p["plugin_id"]: (p["role"], "exists") for p in first["plugins"]}
+    assert [s["state"] for s in second["schemas"] if s["file"] == "zepix_v7_new.db"] == ["created"]
+    assert admin.execute("SELECT has_schema_privilege('zxa_p_v7-new', 'zxa_v7_new', 'USAGE'), "
+                         "has_schema_privilege('zxa_p_v7-new', 'zxa_v6_logic_01_1min', 'USAGE')").fetchone() == (
+        True, False)
