@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["connect", "public_dsn", "role_dsn", "translate_pg_error"]
 
+_ORDER = ("host", "hostaddr", "port", "dbname", "user")
 CONNECT_TIMEOUT = 10  # seconds: an unreachable host is reported, not waited on for the OS's minutes
 # libpq's words for a server that refuses the DSN itself: fix the DSN, do not retry
 _REFUSED_LOGIN = ("authentication failed", "no password supplied", "does not exist", "not permitted to log in",
@@ -33,7 +34,8 @@ def public_dsn(dsn: str, **changes: str) -> str:
 
     parts = {k: v for k, v in conninfo_to_dict(dsn).items() if k != "password" and v is not None}
     parts.update(changes)
-    return make_conninfo("", **parts)
+    first = [k for k in _ORDER if k in parts]  # the order people write a DSN in
+    return make_conninfo("", **{k: parts[k] for k in [*first, *sorted(set(parts) - set(first))]})
 
 
 def role_dsn(dsn: str, role: str) -> str:
