@@ -206,10 +206,12 @@ def _run_in_process(command: str, argv: list[str]) -> Result:
 
 def _run_process(command: str, argv: list[str], prefix: Sequence[str], fault: str | None, umask: int | None,
                  env: Mapping[str, str] | None, timeout: float) -> Result:
+    from zepix_store import cli
+
     full_env = child_env(**({"ZEPIX_FAULT": fault} if fault else {}))
     full_env.update(env or {})
     preexec = (lambda: os.umask(umask)) if umask is not None else None  # runs in the child
-    return run([*prefix, sys.executable, "-m", f"zepix_store.{command}", *argv], timeout, env=full_env,
+    return run([*prefix, sys.executable, "-m", cli.command_module(command), *argv], timeout, env=full_env,
                preexec_fn=preexec)
 
 

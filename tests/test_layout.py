@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from zepix_store.cli import COMMANDS
+from zepix_store.cli import COMMANDS, command_module
 
 from .helpers import REPO
 
@@ -21,7 +21,7 @@ CORE = {"zepix_store.registry", "zepix_store.plugin_store", "zepix_store.compat"
         "zepix_store.values", "zepix_store.timefmt", "zepix_store.config", "zepix_store.errors",
         "zepix_store.schema", "zepix_store.queries", "zepix_store.backend"}
 PRINTING = {"zepix_store._output", "zepix_store._sync_output", "zepix_store._plot"}
-COMMAND_MODULES = {f"zepix_store.{name}" for name in COMMANDS} | {"zepix_store.cli", "zepix_store.__main__"}
+COMMAND_MODULES = {command_module(name) for name in COMMANDS} | {"zepix_store.cli", "zepix_store.__main__"}
 
 
 def _module_paths() -> dict[str, Path]:

@@ -31,6 +31,7 @@ EXPORTED = [
     "StoreError",
     "StoreFullError",
     "StoreIOError",
+    "StoreUnavailableError",
     "Trade",
     "UnknownPluginError",
     "VerifyError",
@@ -161,4 +162,4 @@ def test_an_unknown_sqlite_error_stays_untyped() -> None:
 
 def test_one_exit_code_table() -> None:
     assert EXIT_CODES[EXIT_INTERRUPTED] == "interrupted" and EXIT_INTERRUPTED == 130
-    assert sorted(EXIT_CODES) == [0, 1, 2, 3, 4, 5, 130]
+    assert sorted(EXIT_CODES) == [0, 1, 2, 3, 4, 5, 7, 130]

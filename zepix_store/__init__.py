@@ -16,6 +16,7 @@ from .errors import (
     StoreError,
     StoreFullError,
     StoreIOError,
+    StoreUnavailableError,
     UnknownPluginError,
     VerifyError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoreIOError",
+    "StoreUnavailableError",
     "Trade",
     "UnknownPluginError",
     "VerifyError",

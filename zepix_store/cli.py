@@ -41,6 +41,7 @@ __all__ = [
     "UMBRELLA_DOC",
     "UMBRELLA_EPILOG",
     "command_main",
+    "command_module",
     "common_parser",
     "find_config_dir",
     "help_parts",
@@ -60,9 +61,11 @@ COMMANDS: dict[str, str] = {
     "stats": "per-plugin performance: wins, losses, PnL, profit factor, drawdown",
     "demo": "build a realistic legacy database in a scratch folder and run migrate, split, verify, stats",
     "bench": "measure performance against raw SQLite in the same run",
+    "pg-setup": "prepare a PostgreSQL server: schemas, one role per plugin, row-level security",
 }
+_WIDTH = max(map(len, COMMANDS))
 UMBRELLA_DOC = ("A database per strategy plugin of the Zepix trading bot, shared or isolated, and a lossless move of "
-                "its history.\n\ncommands:\n" + "\n".join(f"  {k:<8} {v}" for k, v in COMMANDS.items()))
+                "its history.\n\ncommands:\n" + "\n".join(f"  {k:<{_WIDTH}} {v}" for k, v in COMMANDS.items()))
 UMBRELLA_EPILOG = """examples:
   zepix-store demo                     # the whole move on generated history, in a scratch folder
   zepix-store split --dry-run          # what would be copied from your shared file, nothing written
@@ -72,6 +75,11 @@ UMBRELLA_EPILOG = """examples:
 """ + textwrap.fill("exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + ".",
                     width=110) + "\n"
 log = logging.getLogger("zepix_store")
+
+
+def command_module(name: str) -> str:
+    """The module that holds command `name` (`pg-setup` -> zepix_store.pg_setup)."""
+    return f"zepix_store.{name.replace('-', '_')}"
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -204,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             help="print the version and exit")
         parser.parse_args(argv[:1])
         return EXIT_BAD_INPUT
-    module = importlib.import_module(f"zepix_store.{argv[0]}")
+    module = importlib.import_module(command_module(argv[0]))
     return int(module.main(argv[1:]))
 
 

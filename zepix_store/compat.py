@@ -32,7 +32,7 @@ from .errors import RowError, StoreError
 from .queries import bot as bot_queries
 from .queries import write
 from .queries.state import get_state, state_row
-from .registry import load_lenient_config
+from .registry import load_lenient_config, require_ready_backend
 from .rows import Row, check_row
 
 __all__ = [
@@ -59,6 +59,7 @@ class TradeDatabase:
 
     def __init__(self, plugin_id: str, config: str | os.PathLike[str] | StoreConfig = "configs") -> None:
         self.config = config if isinstance(config, StoreConfig) else load_lenient_config(config)
+        require_ready_backend(self.config)
         self._backend: Backend = SQLITE
         self.plugin_id = self.config.plugin(plugin_id).plugin_id
         self.path: Path = self.config.plugin(plugin_id).db_path

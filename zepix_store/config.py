@@ -1,6 +1,7 @@
 """Load and check `store.yaml` and every `plugins/<id>/config.json`.
 
-Pure: this module reads the config files and nothing else. It never opens a database, creates a file or folder,
+Pure: this module reads the config files (and the environment variable a `postgresql.dsn_env` names) and nothing
+else. It never opens a database, creates a file or folder,
 or prints. Every problem is one `ConfigError` line, `<file>: <field>: <problem>`, raised before the caller touches
 anything on disk.
 """
@@ -27,6 +28,7 @@ from zepix_store._config_io import (
     _resolve_inside,
     _show,
 )
+from zepix_store._config_pg import PostgresConfig, backend_of
 from zepix_store.attribution import DEFAULT_MAPPING_COLUMNS, AttributionRules
 from zepix_store.errors import ConfigError, UnknownPluginError
 from zepix_store.schema import TRADES
@@ -37,6 +39,7 @@ __all__ = [
     'PLUGIN_FILE',
     'PLUGIN_ID_PATTERN',
     'PluginConfig',
+    'PostgresConfig',
     'STORE_FILE',
     'StoreConfig',
     'load_config',
@@ -48,7 +51,8 @@ STORE_FILE = "store.yaml"
 PLUGIN_FILE = "config.json"
 
 _STORE_KEYS = ("data_dir", "shared_db", "backup_dir", "plugins_dir", "default_plugin_id", "mapping")
-_OPTIONAL_STORE_KEYS = ("mapping_columns", "timezone")  # absent: DEFAULT_MAPPING_COLUMNS, LOCAL
+# absent: DEFAULT_MAPPING_COLUMNS, LOCAL, sqlite and no block (_config_pg.py checks the last two)
+_OPTIONAL_STORE_KEYS = ("mapping_columns", "timezone", "backend", "postgresql")
 _DATABASE_KEYS = frozenset({"use_shared", "shared_db", "isolated_db", "path", "backup_enabled"})
 
 
@@ -90,6 +94,8 @@ class StoreConfig:
     plugins: dict[str, PluginConfig]
     mapping_columns: tuple[str, ...] = DEFAULT_MAPPING_COLUMNS
     timezone: str = LOCAL
+    backend: str = "sqlite"  # or "postgresql" (then `postgresql` is set)
+    postgresql: PostgresConfig | None = None
     # plugin (folder name) -> why its own config.json was refused; only a lenient load (Store.open) keeps any
     disabled: dict[str, ConfigError] = field(default_factory=dict)
 
@@ -133,6 +139,8 @@ class _StoreFile:
     mapping: dict[str, str]
     mapping_columns: tuple[str, ...]
     timezone: str
+    backend: str
+    postgresql: PostgresConfig | None
 
 
 def validate_plugin_id(value: object, where: str) -> str:
@@ -181,6 +189,8 @@ def load_config(config_dir: str | os.PathLike[str], *, strict: bool = True,
         plugins=dict(sorted(plugins.items())),
         mapping_columns=store.mapping_columns,
         timezone=store.timezone,
+        backend=store.backend,
+        postgresql=store.postgresql,
         disabled=disabled,
     )
 
@@ -205,6 +215,7 @@ def _load_store_file(path: Path, root: Path, raw: object = None) -> _StoreFile:
             raise _error(path, key, "missing")
     text = {key: _yaml_str(path, key, raw[key]) for key in _STORE_KEYS if key != "mapping"}
     data_dir = _resolve_dir(path, "data_dir", text["data_dir"], root)
+    backend, postgresql = backend_of(path, raw)
     return _StoreFile(
         path=path,
         data_dir=data_dir,
@@ -215,6 +226,8 @@ def _load_store_file(path: Path, root: Path, raw: object = None) -> _StoreFile:
         mapping=_mapping(path, raw["mapping"]),
         mapping_columns=_mapping_columns(path, raw.get("mapping_columns", list(DEFAULT_MAPPING_COLUMNS))),
         timezone=_timezone(path, raw.get("timezone", LOCAL)),
+        backend=backend,
+        postgresql=postgresql,
     )
 
 

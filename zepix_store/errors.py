@@ -10,7 +10,8 @@
     ├── CorruptDatabaseError    exit 5  not a database, or integrity_check failed
     ├── StoreFullError          exit 3  disk full (SQLITE_FULL / ENOSPC)
     ├── StoreIOError            exit 3  I/O error, read-only file or folder
-    └── StoreBusyError          exit 4  another process holds the lock past the busy timeout
+    ├── StoreBusyError          exit 4  another process holds the lock past the busy timeout
+    └── StoreUnavailableError   exit 7  the database server cannot be reached, or the connection was lost
 
 Each message names the file (and plugin, table or field) and says what to do; the same facts are on the error as
 `path`, `plugin` and `table` (None where the raiser did not know them) for a caller that handles them.
@@ -33,6 +34,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_IO",
     "EXIT_OK",
+    "EXIT_UNAVAILABLE",
     "ConfigError",
     "CorruptDatabaseError",
     "IsolationError",
@@ -42,6 +44,7 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoreIOError",
+    "StoreUnavailableError",
     "UnknownPluginError",
     "VerifyError",
     "translate_sqlite_error",
@@ -53,6 +56,7 @@ EXIT_BAD_INPUT = 2
 EXIT_IO = 3
 EXIT_BUSY = 4
 EXIT_CORRUPT = 5
+EXIT_UNAVAILABLE = 7  # 6 left free: a code once documented keeps its meaning
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "done",
@@ -61,6 +65,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_IO: "disk full or I/O error",
     EXIT_BUSY: "the database is busy (another process holds it)",
     EXIT_CORRUPT: "a database is corrupt or from a newer zepix_store",
+    EXIT_UNAVAILABLE: "the database server is unreachable or the connection was lost",
     EXIT_INTERRUPTED: "interrupted",
 }
 
@@ -137,6 +142,15 @@ class StoreBusyError(StoreError):
     """Another process holds the database lock: stop it or try again later."""
 
     exit_code = EXIT_BUSY
+
+
+class StoreUnavailableError(StoreError):
+    """The database server cannot be reached or dropped the connection: a write may not have been applied.
+
+    Check that the server runs and the DSN names it, then run again (reads are retried once before this).
+    """
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 def _on_read_only_fs(path: object) -> bool:

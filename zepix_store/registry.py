@@ -19,8 +19,8 @@ from typing import Any, Protocol, Self, TypeVar
 from ._routing import MoveGate, RoutedDatabase
 from .backend.base import Backend, Database, EmptyDatabase, Upgrades
 from .backend.sqlite import SQLITE
-from .config import StoreConfig, load_config
-from .errors import IsolationError, StoreError
+from .config import STORE_FILE, StoreConfig, load_config
+from .errors import ConfigError, IsolationError, StoreError
 from .plugin_store import PluginStore
 from .rows import Row
 
@@ -31,6 +31,7 @@ __all__ = [
     'Store',
     'install_mover',
     'load_lenient_config',
+    'require_ready_backend',
 ]
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class Store:
     """All plugin stores of one config folder. Use `async with Store.open("configs") as store:`."""
 
     def __init__(self, config: StoreConfig, *, backend: Backend = SQLITE) -> None:
+        require_ready_backend(config)
         self.config = config
         self.backend = backend
         self._databases: dict[Path, Database] = {}
@@ -92,7 +94,8 @@ class Store:
 
     def __del__(self) -> None:
         # At interpreter exit backend/sqlite.py's hook has named the unclosed files already.
-        if not self._closed and self._databases and not sys.is_finalizing():
+        # getattr: __init__ may have refused the config before setting anything
+        if not getattr(self, "_closed", True) and self._databases and not sys.is_finalizing():
             message = (f"a Store with {len(self._databases)} open database connection(s) was never closed: "
                        f"{HOW_TO_CLOSE}")
             warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
@@ -212,6 +215,17 @@ class Store:
         ids = list(self.config.plugins)
         results = await asyncio.gather(*(self.get_plugin_statistics(i) for i in ids))
         return dict(zip(ids, results, strict=True))
+
+
+def require_ready_backend(config: StoreConfig) -> None:
+    """Refuse a store.yaml naming a backend this version cannot run the store on (PostgreSQL: pg-setup only).
+
+    Falling back to the SQLite files instead would let a bot write where no other host reads.
+    """
+    if config.backend != "sqlite":
+        raise ConfigError(f"{config.config_dir / STORE_FILE}: backend: {config.backend}: the PostgreSQL store is not "
+                          "in this version yet; `zepix-store pg-setup` prepares the server",
+                          path=config.config_dir / STORE_FILE)
 
 
 def load_lenient_config(config_dir: str | os.PathLike[str], *, strict: bool = False) -> StoreConfig:

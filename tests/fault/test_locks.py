@@ -23,7 +23,7 @@ import pytest
 from tests.helpers import CI, REPO, Project, child_env, query, run, run_python
 from zepix_store import StoreBusyError, Trade
 from zepix_store.backend.sqlite_backup import backup_file
-from zepix_store.cli import COMMANDS
+from zepix_store.cli import COMMANDS, command_module
 from zepix_store.config import load_config
 from zepix_store.registry import Store
 
@@ -449,11 +449,11 @@ def test_error_inside_async_with_exits_cleanly(project: Project, figures) -> Non
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_help_exits_zero(command: str, figures) -> None:
-    if importlib.util.find_spec(f"zepix_store.{command}") is None:
+    if importlib.util.find_spec(command_module(command)) is None:
         if CI:
-            pytest.fail(f"zepix_store/{command}.py is missing but listed in cli.COMMANDS")
-        pytest.skip(f"zepix_store/{command}.py not written yet")
-    result = run([sys.executable, "-W", "error::ResourceWarning", "-m", f"zepix_store.{command}", "--help"],
+            pytest.fail(f"{command_module(command)} is missing but listed in cli.COMMANDS")
+        pytest.skip(f"{command_module(command)} not written yet")
+    result = run([sys.executable, "-W", "error::ResourceWarning", "-m", command_module(command), "--help"],
                  timeout=20)
     assert result.rc == 0, result.stderr
     assert result.stdout.startswith(f"usage: zepix-store {command}") and result.stderr == ""
