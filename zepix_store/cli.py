@@ -115,7 +115,7 @@ def command_main(
     given, args.config = args.config, find_config_dir(args.config)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
-    if given is None and Path(args.config).parent != Path.cwd().resolve():
+    if given is None and Path(args.config).resolve().parent != Path.cwd().resolve():
         # Found above this folder: it may belong to another project (a bot checked out inside one), and the
         # paths the command prints are relative to it, not to here. Say which, before anything is done.
         print(f"zepix-store {name}: using the configs in {args.config} (found above this folder; --config "
