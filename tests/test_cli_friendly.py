@@ -46,3 +46,15 @@ def test_a_currency_code_is_read_in_any_case(project: Project) -> None:
     done = run_cli("stats", "--json", "-q", "--currency", "usd", config=project)
     assert done.rc == 0, done.stderr
     assert json.loads(done.stdout)["currency"] == "USD"
+
+
+def test_configs_found_above_this_folder_are_named_before_anything_is_done(project: Project) -> None:
+    # A folder inside another project (a bot checked out there): the command acts on that project's files,
+    # whose paths it prints relative to that project, so it names the configs it found first.
+    inner = project.root / "other-bot" / "src"
+    inner.mkdir(parents=True)
+    for argv in (("stats",), ("stats", "-q"), ("split", "--dry-run", "-q")):
+        done = in_folder(inner, *argv)
+        assert f"using the configs in {project.configs}" in done.stderr, (argv, done.stderr)
+    here = in_folder(project.root, "stats", "-q")
+    assert here.returncode == 0 and "using the configs" not in here.stderr

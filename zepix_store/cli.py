@@ -121,9 +121,14 @@ def command_main(
                      parents=[common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    args.config = find_config_dir(args.config)
+    given, args.config = args.config, find_config_dir(args.config)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
+    if given is None and Path(args.config).resolve().parent != Path.cwd().resolve():
+        # Found above this folder: it may belong to another project (a bot checked out inside one), and the
+        # paths the command prints are relative to it, not to here. Say which, before anything is done.
+        print(f"zepix-store {name}: using the configs in {args.config} (found above this folder; --config "
+              "chooses another)", file=sys.stderr)
     try:
         with interrupts_outside_sqlite_callbacks():
             return run(args)

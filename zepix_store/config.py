@@ -203,7 +203,7 @@ def _load_store_file(path: Path, root: Path, raw: object = None) -> _StoreFile:
         where = "no such folder" if not path.parent.exists() else "not found"
         raise _error(path, "file", f"{where}: name the folder that holds store.yaml and plugins/ "
                                    "(commands: --config DIR, the library: Store.open(DIR)); the default is "
-                                   "configs/ in the folder you run from")
+                                   "configs/ in the folder you run from (commands also look in its parents)")
     raw = _parse_yaml(path) if raw is None else raw
     if not isinstance(raw, dict):
         raise _error(path, "top level", f"must be a mapping, got {_describe(raw)}")

@@ -6,6 +6,10 @@ prune hold the plugin's lock from their first read to their last write. The lock
 crashed command never leaves a stale lock (at worst a file the next holder takes, then removes). The file's text
 names the holder (pid, command, since) for the error a waiter raises; it is only a label, the lock is the flock.
 
+Plugins that share an isolated file (a group file) are locked together (`with_file_mates`): a run building or
+writing that file must not meet another one there (a new file is built as `<name>.tmp`, and a run clears the
+leftovers of a killed one before it starts), whichever plugin of the group each was asked for.
+
 A thread that holds a plugin's lock may take it again (flip runs split or merge inside its own hold); another
 thread of the same process waits like another process would (flock locks belong to the open file, not the process).
 """
@@ -22,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ._fs import ensure_private_dir
+from .config import StoreConfig
 from .errors import StoreBusyError, StoreIOError
 
-__all__ = ["DEFAULT_LOCK_WAIT_S", "LOCK_DIR", "plugin_locks"]
+__all__ = ["DEFAULT_LOCK_WAIT_S", "LOCK_DIR", "plugin_locks", "with_file_mates"]
 
 LOCK_DIR = ".zepix-locks"
 DEFAULT_LOCK_WAIT_S = 10.0
@@ -120,6 +125,13 @@ def _one_lock(path: Path, plugin_id: str, command: str, wait_s: float) -> Iterat
                 _held[key] -= 1
                 if not _held[key]:
                     del _held[key]
+
+
+def with_file_mates(config: StoreConfig, plugin_ids: Sequence[str]) -> list[str]:
+    """`plugin_ids` and every plugin whose isolated file is one of theirs, sorted."""
+    files = {config.plugin(p).isolated_db for p in plugin_ids} - {None}
+    mates = {p for p, plugin in config.plugins.items() if plugin.isolated_db in files}
+    return sorted(set(plugin_ids) | mates)
 
 
 @contextmanager

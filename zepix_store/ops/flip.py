@@ -21,7 +21,7 @@ from ..backup_identity import identity_of
 from ..config import StoreConfig, load_config
 from ..config_edit import set_use_shared
 from ..errors import ConfigError
-from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks, with_file_mates
 from ..progress import NO_PROGRESS, ProgressSink
 from .merge import MergeReport, merge, shared_columns
 from .prune import prune_isolated
@@ -71,7 +71,8 @@ def flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False, dry_r
     if to not in TARGETS:
         raise ConfigError(f"--to: {to!r}: say isolated or shared")
     config, _isolated = _load(config_dir, plugin_id)
-    with nullcontext() if dry_run else plugin_locks(config.data_dir, [plugin_id], f"flip --to {to}", lock_wait_s):
+    with nullcontext() if dry_run else plugin_locks(config.data_dir, with_file_mates(config, [plugin_id]),
+                                                         f"flip {plugin_id} --to {to}", lock_wait_s):
         # Read again under the lock: a flip that waited for another sees where that one left the plugin.
         config, isolated = _load(config_dir, plugin_id)
         plugin = config.plugin(plugin_id)

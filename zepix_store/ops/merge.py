@@ -23,7 +23,7 @@ from ..backend.sqlite_file import connect_sync, transaction, translated_errors
 from ..backup_identity import identity_of
 from ..config import StoreConfig
 from ..errors import ConfigError
-from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks, with_file_mates
 from ..progress import NO_PROGRESS, ProgressSink
 from ..readonly import open_reader
 from ..schema import ATTRIBUTION_ORDER, SCHEMA_VERSION
@@ -79,7 +79,8 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
     """
     groups = check_plugins(config, plugin_ids, routed)
     locked = [p for members in groups.values() for p in members]
-    with nullcontext() if dry_run else plugin_locks(config.data_dir, locked, "merge", lock_wait_s):
+    with nullcontext() if dry_run else plugin_locks(config.data_dir, with_file_mates(config, locked), "merge",
+                                                         lock_wait_s):
         report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
         changes, migrate_first = True, check_migrated(config)
         if dry_run or not migrate_first:

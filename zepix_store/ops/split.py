@@ -21,7 +21,7 @@ from ..attribution_report import AttributionReport, attribution_report
 from ..backend.sqlite_file import read_snapshot, translated_errors
 from ..config import StoreConfig
 from ..errors import ConfigError
-from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks, with_file_mates
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import TABLES
 from .prune import prune_preview, prune_shared
@@ -100,7 +100,8 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
     """
     plugins = select_plugins(config, plugin_ids)
     groups = group_by_file(config, plugins)
-    with nullcontext() if dry_run else plugin_locks(config.data_dir, plugins, "split", lock_wait_s):
+    with nullcontext() if dry_run else plugin_locks(config.data_dir, with_file_mates(config, plugins), "split",
+                                                         lock_wait_s):
         report = SplitReport(direction=Direction.TO_ISOLATED.value, shared_db=str(config.shared_db), dry_run=dry_run)
         conn = open_shared(config.shared_db)
         try:

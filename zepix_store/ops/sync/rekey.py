@@ -34,17 +34,26 @@ def follow_replaced_rows(conn: sqlite3.Connection, scope: Scope) -> int:
         f"AND x.rowid IN (SELECT r FROM temp.zx_mine) AND NOT EXISTS (SELECT 1 FROM iso.{PAIRS} q "
         "WHERE q.seg = p.seg AND q.shared_rowid = x.rowid))", args).rowcount
     conn.execute("DROP TABLE IF EXISTS temp.zx_rekeyed")
-    conn.execute("CREATE TEMP TABLE zx_rekeyed (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+    conn.execute("CREATE TEMP TABLE zx_rekeyed (old INTEGER PRIMARY KEY, new INTEGER NOT NULL, kept INTEGER)")
+    # An INSERT OR REPLACE fires no DELETE trigger (recursive_triggers is off), so a replaced row the bot had
+    # changed before keeps that change's base row under its old rowid: the row is replaced, not deleted.
     conn.execute(
-        f"INSERT OR IGNORE INTO temp.zx_rekeyed SELECT p.iso_rowid, i.rowid FROM iso.{PAIRS} p JOIN sh.{t} s "
+        f"INSERT OR IGNORE INTO temp.zx_rekeyed SELECT p.iso_rowid, i.rowid, EXISTS (SELECT 1 FROM iso.{base} b "
+        f"WHERE b.zx_rowid = p.iso_rowid) FROM iso.{PAIRS} p JOIN sh.{t} s "
         f"ON s.rowid = p.shared_rowid JOIN iso.{t} i ON i.{k} = s.{k} AND i.plugin_id = :p WHERE p.seg = :seg "
         f"AND NOT EXISTS (SELECT 1 FROM iso.{t} x WHERE x.rowid = p.iso_rowid AND x.plugin_id = :p) "
-        f"AND NOT EXISTS (SELECT 1 FROM iso.{base} b WHERE b.zx_rowid = p.iso_rowid) "
         f"AND NOT EXISTS (SELECT 1 FROM iso.{PAIRS} q WHERE q.seg = :seg AND q.iso_rowid = i.rowid)", args)
     isolated = conn.execute(f"UPDATE OR IGNORE iso.{PAIRS} AS p SET iso_rowid = r.new FROM temp.zx_rekeyed r "
                             "WHERE p.seg = :seg AND p.iso_rowid = r.old", args).rowcount
     if isolated and c.values:
+        # The new row's base is the state last synced: the replaced row's base row if it had one, else the
+        # shared row (the bot's new content then reads as the newer write).
+        conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.names()}) SELECT r.new, {c.names('b')} "
+                     f"FROM temp.zx_rekeyed r JOIN iso.{PAIRS} p ON p.seg = :seg AND p.iso_rowid = r.new "
+                     f"JOIN iso.{base} b ON b.zx_rowid = r.old WHERE r.kept", args)
         conn.execute(f"INSERT OR REPLACE INTO iso.{base} (zx_rowid, {c.names()}) SELECT r.new, {c.names('s')} "
                      f"FROM temp.zx_rekeyed r JOIN iso.{PAIRS} p ON p.seg = :seg AND p.iso_rowid = r.new "
-                     f"JOIN sh.{t} s ON s.rowid = p.shared_rowid", args)
+                     f"JOIN sh.{t} s ON s.rowid = p.shared_rowid WHERE NOT r.kept", args)
+        conn.execute(f"DELETE FROM iso.{base} WHERE zx_rowid IN (SELECT r.old FROM temp.zx_rekeyed r JOIN "
+                     f"iso.{PAIRS} p ON p.seg = :seg AND p.iso_rowid = r.new WHERE r.kept)", args)
     return int(shared) + int(isolated)
