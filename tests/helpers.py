@@ -146,6 +146,13 @@ def install(template: Path, target: Path) -> Path:
     return copy_database(template, target)
 
 
+def legacy_template(factory: pytest.TempPathFactory, trades: int, seed: int) -> Path:
+    """A closed legacy database of `trades` trades and their child rows, made once for a module to copy from."""
+    path = factory.mktemp("legacy") / "trading_bot.db"
+    build_legacy_db(path, trades=trades, seed=seed)
+    return path
+
+
 def legacy_project(root: Path, template: Path) -> Project:
     """A project (shipped configs) whose shared database is a copy of `template`."""
     project = Project(root)
@@ -213,6 +220,13 @@ def _run_process(command: str, argv: list[str], prefix: Sequence[str], fault: st
     preexec = (lambda: os.umask(umask)) if umask is not None else None  # runs in the child
     return run([*prefix, sys.executable, "-m", cli.command_module(command), *argv], timeout, env=full_env,
                preexec_fn=preexec)
+
+
+def cli_ok(command: str, project: Project, *args: object) -> Result:
+    """`<command> ARGS` on the project: it must exit 0 (its output is in the failure message otherwise)."""
+    done = run_cli(command, *args, config=project)
+    assert done.rc == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
 
 
 def cli_json(command: str, project: Project | Path, *args: object) -> dict[str, Any]:

@@ -7,23 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Project, copy_database, query, run_cli
+from tests.helpers import Project, cli_ok, copy_database, legacy_template, query, run_cli
 from zepix_store.compat import TradeDatabase
-from zepix_store.legacy_data import build_legacy_db
 
 PLUGIN = "v3-logic-02-15min"
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("legacy") / "trading_bot.db"
-    build_legacy_db(path, trades=40, seed=11)
-    return path
-
-
-def ok(command: str, project: Project, *args: str) -> None:
-    done = run_cli(command, *args, config=project)
-    assert done.rc == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return legacy_template(tmp_path_factory, trades=40, seed=11)
 
 
 @pytest.mark.parametrize("updated_first", [False, True])
@@ -31,10 +23,10 @@ def test_raw_insert_or_replace_of_a_paired_key_moves_back(project: Project, temp
                                                           updated_first: bool) -> None:
     copy_database(template, project.shared_db)
     project.set_all_shared(True)
-    ok("migrate", project)
+    cli_ok("migrate", project)
     with TradeDatabase(PLUGIN, project.configs) as db:
         db.set_system_state("trading_paused", 0)
-    ok("flip", project, PLUGIN, "--to", "isolated")
+    cli_ok("flip", project, PLUGIN, "--to", "isolated")
     path = project.isolated_db(PLUGIN)
     if updated_first:  # the facade's upsert first: the trigger keeps the synced state in a base row
         with TradeDatabase(PLUGIN, project.configs) as db:
@@ -48,7 +40,7 @@ def test_raw_insert_or_replace_of_a_paired_key_moves_back(project: Project, temp
     with TradeDatabase(PLUGIN, project.configs) as db:
         assert db.get_system_state("trading_paused") in (1, "1", True)
     # A carry-over run towards the isolated file keeps the bot's newer write there, once.
-    ok("split", project, "--plugin", PLUGIN)
+    cli_ok("split", project, "--plugin", PLUGIN)
     assert query(path, "SELECT value FROM system_state WHERE key = 'trading_paused'") == [("1",)]
     done = run_cli("flip", PLUGIN, "--to", "shared", config=project)
     assert done.rc == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -15,10 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import Project, copy_database, query, run_cli
+from tests.helpers import Project, cli_ok, copy_database, legacy_template, query
 from zepix_store import Store
 from zepix_store.compat import TradeDatabase
-from zepix_store.legacy_data import build_legacy_db
 from zepix_store.queries.state import encode_state
 
 PLUGINS = {"single": "v6-logic-01-1min", "group": "v3-logic-02-15min"}
@@ -27,14 +26,7 @@ WORKERS, ROUNDS = 8, 10
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("legacy") / "trading_bot.db"
-    build_legacy_db(path, trades=60, seed=5)
-    return path
-
-
-def ok(command: str, project: Project, *args: str) -> None:
-    done = run_cli(command, *args, config=project)
-    assert done.rc == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return legacy_template(tmp_path_factory, trades=60, seed=5)
 
 
 def touched_project(project: Project, template: Path, touch: str, plugin: str) -> Path:
@@ -43,14 +35,14 @@ def touched_project(project: Project, template: Path, touch: str, plugin: str) -
     store = project.configs / "store.yaml"
     store.write_text(store.read_text().replace("LOGIC1: v3-logic-01-5min", "LOGIC1: v6-logic-01-1min"))
     if touch == "split":
-        ok("split", project, "--plugin", plugin)
+        cli_ok("split", project, "--plugin", plugin)
     else:
         project.set_all_shared(True)
-        ok("migrate", project)
-        ok("flip", project, plugin, "--to", "isolated")
+        cli_ok("migrate", project)
+        cli_ok("flip", project, plugin, "--to", "isolated")
         if touch == "merge":
-            ok("flip", project, plugin, "--to", "shared")
-            ok("flip", project, plugin, "--to", "isolated")
+            cli_ok("flip", project, plugin, "--to", "shared")
+            cli_ok("flip", project, plugin, "--to", "isolated")
     path = project.isolated_db(plugin)
     assert query(path, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")[0][0] > 0
     return path
@@ -172,8 +164,8 @@ def test_repeated_upserts_on_a_synchronised_file_all_land_and_move_on(project: P
     assert latest_values(path, plugin) == expected_values()
     # The triggers kept what the next synchronisation needs: the latest values move, each key once.
     if touch == "split":
-        ok("migrate", project)  # a merge needs plugin_id in the shared file
-    ok("flip", project, plugin, "--to", "shared")
+        cli_ok("migrate", project)  # a merge needs plugin_id in the shared file
+    cli_ok("flip", project, plugin, "--to", "shared")
     assert latest_values(project.shared_db, plugin) == expected_values()
 
 

@@ -25,14 +25,15 @@ from tests.helpers import (
     REPO,
     Project,
     child_env,
+    cli_ok,
     copy_database,
+    legacy_template,
     query,
     run_cli,
     scaled,
     typed,
 )
 from zepix_store.compat import TradeDatabase
-from zepix_store.legacy_data import build_legacy_db
 from zepix_store.plugin_lock import LOCK_DIR, plugin_locks
 from zepix_store.schema import TABLES
 
@@ -52,14 +53,7 @@ RACES = {
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("legacy") / "trading_bot.db"
-    build_legacy_db(path, trades=150, seed=3)
-    return path
-
-
-def ok(project: Project, *argv: str) -> None:
-    done = run_cli(argv[0], *argv[1:], config=project)
-    assert done.rc == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return legacy_template(tmp_path_factory, trades=150, seed=3)
 
 
 def prepare(project: Project, template: Path, race: str) -> None:
@@ -68,11 +62,11 @@ def prepare(project: Project, template: Path, race: str) -> None:
     store = project.configs / "store.yaml"
     store.write_text(store.read_text().replace("LOGIC1: v3-logic-01-5min", f"LOGIC1: {P}"))
     project.set_all_shared(True)
-    ok(project, "migrate")
+    cli_ok("migrate", project)
     if race == "split":
         project.set_use_shared(P, False)
     elif race in ("merge", "flip-to-shared"):
-        ok(project, "flip", P, "--to", "isolated")
+        cli_ok("flip", project, P, "--to", "isolated")
         with TradeDatabase(P, project.configs) as db:  # the bot's rows since the flip: only in the isolated file
             for i in range(200):
                 db.save_trade({"trade_id": f"B{i}", "status": "closed", "pnl": i / 7, "symbol": "EURUSD"})
@@ -134,9 +128,9 @@ def race_once(project: Project, template: Path, race: str, writer: bool) -> None
         # A flip beside a writer that never pauses may give up (issue 21): refused whole, never half-applied.
         assert proc.returncode == 0 or writer and proc.returncode == 1 and "still changing" in err, err[-1500:]
     if argv[0] == "flip" and project.isolated_db(P).exists() and routed_shared(project) == to_isolated:
-        ok(project, *argv)  # both racers gave up: the flip once more, the bot now quiet
+        cli_ok(argv[0], project, *argv[1:])  # both racers gave up: the flip once more, the bot now quiet
     # One more sync carries what the bot wrote after the race's last round.
-    ok(project, "split" if to_isolated else "merge", "--plugin", P)
+    cli_ok("split" if to_isolated else "merge", project, "--plugin", P)
     destination = project.isolated_db(P) if to_isolated else project.shared_db
     got, want = plugin_rows(destination), plugin_rows(source)
     assert {t: sum(c.values()) for t, c in got.items()} == {t: sum(c.values()) for t, c in want.items()}
@@ -158,7 +152,7 @@ def sync_pairs_check(project: Project) -> str:
 @pytest.mark.parametrize("side", ["isolated", "shared"])
 def test_verify_fails_on_a_row_a_synchronisation_copied_twice(project: Project, template: Path, side: str) -> None:
     prepare(project, template, "merge")
-    ok(project, "merge", "--plugin", P)
+    cli_ok("merge", project, "--plugin", P)
     assert sync_pairs_check(project) == "ok"
     path = project.isolated_db(P) if side == "isolated" else project.shared_db
     cols = [c.name for c in TABLES[0].columns if c.name != "id"]
@@ -195,9 +189,9 @@ def test_a_held_plugin_refuses_after_the_wait_naming_the_holder_and_other_plugin
         assert "nothing was changed" in done.stderr
         assert waited >= 0.5
         assert not project.isolated_db(P).exists()
-        ok(project, "split", "--plugin", OTHER)  # another plugin's lock is its own
+        cli_ok("split", project, "--plugin", OTHER)  # another plugin's lock is its own
         assert (project.data / LOCK_DIR / f"{P}.lock").stat().st_mode & 0o777 == 0o600
-    ok(project, "split", "--plugin", P)
+    cli_ok("split", project, "--plugin", P)
     assert not (project.data / LOCK_DIR).exists()  # nothing outlives the commands
 
 
@@ -213,7 +207,7 @@ def test_a_holder_killed_with_sigkill_releases_the_plugin(project: Project, temp
         assert run_cli("split", "--plugin", P, "--lock-wait", "0.2", config=project, process=True).rc == 4
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
-        ok(project, "split", "--plugin", P)
+        cli_ok("split", project, "--plugin", P)
     finally:
         if holder.poll() is None:
             holder.kill()
