@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Project, byte_digest, copy_database, one_line, run_cli
-from zepix_store.legacy_data import build_legacy_db
+from tests.helpers import Project, byte_digest, copy_database, legacy_template, one_line, run_cli
 
 PLUGIN = "v6-logic-01-1min"  # LOGIC1 trades are mapped to it below; a file of its own
 OTHER = "v3-logic-02-15min"  # isolated, then set back to use_shared by hand: what `merge` is for
@@ -23,9 +22,7 @@ STILL_SHARED = "v6-logic-02-5min"
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("legacy") / "trading_bot.db"
-    build_legacy_db(path, trades=300, seed=11)
-    return path
+    return legacy_template(tmp_path_factory, trades=300, seed=11)
 
 
 def adopted(template: Path, root: Path, *, migrated: bool) -> Project:

@@ -9,12 +9,11 @@ old place after a move; the next synchronisation in either direction must carry 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO, Project, child_env, copy_database, scaled
+from tests.helpers import REPO, Project, child_env, copy_database, query, scaled
 from zepix_store.compat import TradeDatabase
 from zepix_store.legacy_data import build_legacy_db
 
@@ -53,14 +52,6 @@ def cli(project: Project, *args: str, busy_ok: bool = False) -> bool:
     return True
 
 
-def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
 def test_a_bot_writing_the_moving_plugin_loses_and_doubles_nothing(project: Project, tmp_path: Path) -> None:
     build_legacy_db(tmp_path / "legacy.db", trades=60, seed=3)
     copy_database(tmp_path / "legacy.db", project.shared_db)
@@ -89,16 +80,16 @@ def test_a_bot_writing_the_moving_plugin_loses_and_doubles_nothing(project: Proj
     cli(project, "verify")
     doc = json.loads(project.plugin_config_path(PLUGIN).read_text())
     routed = project.shared_db if doc["database"]["use_shared"] else project.isolated_db(PLUGIN)
-    got = rows(routed, "SELECT trade_id, status, count(*) FROM trades WHERE plugin_id = ? AND trade_id LIKE 'ZQ%' "
+    got = query(routed, "SELECT trade_id, status, count(*) FROM trades WHERE plugin_id = ? AND trade_id LIKE 'ZQ%' "
                        "GROUP BY trade_id, status", (PLUGIN,))
     counts = {(t, s): n for t, s, n in got}
     want = {(t, "closed"): 1 for t in acked}  # the facade's close save updates the open row
     assert {k: v for k, v in counts.items() if want.get(k) != v} == {}
     missing = sorted(set(want) - set(counts))
-    lost = [(str(f), rows(f, "SELECT plugin_id, trade_id, status FROM trades WHERE trade_id = ?", (missing[0][0],)))
+    lost = [(str(f), query(f, "SELECT plugin_id, trade_id, status FROM trades WHERE trade_id = ?", (missing[0][0],)))
             for f in (project.shared_db, project.isolated_db(PLUGIN))] if missing else []
     assert (len(missing), missing[:6], lost) == (0, [], [])
     with TradeDatabase(PLUGIN, project.configs) as db:  # no closed trade reads as an open position
         assert [t["trade_id"] for t in db.get_open_trades() if str(t["trade_id"]).startswith("ZQ")] == []
         assert db.get_system_state("zq_counter") is not None
-    assert len(rows(routed, "SELECT 1 FROM system_state WHERE plugin_id = ? AND key = 'zq_counter'", (PLUGIN,))) == 1
+    assert len(query(routed, "SELECT 1 FROM system_state WHERE plugin_id = ? AND key = 'zq_counter'", (PLUGIN,))) == 1

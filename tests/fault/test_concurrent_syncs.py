@@ -144,9 +144,8 @@ def race_once(project: Project, template: Path, race: str, writer: bool) -> None
 def sync_pairs_check(project: Project) -> str:
     """The status of verify's sync-pairs check of the plugin (verify may warn or fail for other reasons)."""
     done = run_cli("verify", "--json", config=project)
-    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
-    return str(checks[f"sync-pairs:{P}"]["status"]) + ("" if checks[f"sync-pairs:{P}"]["status"] == "ok"
-                                                        else ": " + checks[f"sync-pairs:{P}"]["detail"])
+    check = {c["name"]: c for c in json.loads(done.stdout)["checks"]}[f"sync-pairs:{P}"]
+    return str(check["status"]) if check["status"] == "ok" else f"{check['status']}: {check['detail']}"
 
 
 @pytest.mark.parametrize("side", ["isolated", "shared"])
