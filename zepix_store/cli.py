@@ -44,6 +44,7 @@ __all__ = [
     "command_module",
     "common_parser",
     "find_config_dir",
+    "not_a_config_dir",
     "help_parts",
     "interrupts_outside_sqlite_callbacks",
     "main",
@@ -121,6 +122,8 @@ def command_main(
                      parents=[common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if (wrong := not_a_config_dir(args.config)) is not None:
+        parser.error(wrong)
     given, args.config = args.config, find_config_dir(args.config)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
@@ -149,6 +152,22 @@ def command_main(
         if args.json and not getattr(args, "csv", False):  # a script reading stdout gets the failure as JSON too
             print(json.dumps({"command": name, "error": message, "exit_code": code}))
         return code
+
+
+def not_a_config_dir(given: str | None) -> str | None:
+    """Why `--config given` cannot name a config folder (a file other than store.yaml), or None.
+
+    Read as a folder, `--config configs/store.yml` would fail as `.../store.yml/store.yaml: not found`.
+    """
+    if given is None:
+        return None
+    path = Path(given)
+    if path.is_dir() or path.name == STORE_FILE:
+        return None
+    if path.exists() or path.suffix.lower() in (".yaml", ".yml", ".json"):
+        return (f"--config {given}: give the config folder or its {STORE_FILE} (the store's settings are read "
+                f"from {STORE_FILE} in that folder, whatever else it holds)")
+    return None
 
 
 def find_config_dir(given: str | None, start: Path | None = None) -> str:
