@@ -23,7 +23,8 @@ examples:
   zepix-store verify --json
 
 exit codes: 0 every check passed (warnings allowed), 1 a check failed (named on stderr), 2 bad config,
-3 disk full or I/O error, 5 a database is not readable.
+3 disk full or I/O error kept a check from running (and no check found the data wrong), 4 busy likewise,
+5 a database is not readable.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ def run(args: argparse.Namespace) -> int:
         print_report(report)
     if config.disabled:
         return left_out("verify", config.disabled)
-    if report.failed:
+    if report.failed and report.exit_code == 1:
         print(f"zepix-store verify: error: {len(report.failed)} checks failed: {listed(report.failed, ', ')}",
               file=sys.stderr)
-        return 1
-    return 0
+    elif report.failed:  # nothing found wrong, but some checks could not run: say why, not "failed"
+        first = next(c for c in report.checks if c.name in report.failed)
+        print(f"zepix-store verify: error: could not check {listed(report.failed, ', ')}: {first.detail}",
+              file=sys.stderr)
+    return report.exit_code
 
 
 def print_report(report: VerifyReport) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from .. import attribution
 from ..attribution_report import AttributionReport, attribution_report
 from ..backend.sqlite_file import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from ..config import StoreConfig
-from ..errors import StoreError
+from ..errors import EXIT_BUSY, EXIT_CHECK_FAILED, EXIT_IO, EXIT_OK, EXIT_UNAVAILABLE, StoreError
 from ..literal import show_value
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import (
@@ -32,6 +32,7 @@ __all__ = ["DETAIL_WIDTH", "LIST_LIMIT", "Check", "VerifyReport", "listed", "ver
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 LIST_LIMIT = 5  # items of a list named in one detail; the rest are counted
+_ENVIRONMENT_CODES = (EXIT_IO, EXIT_BUSY, EXIT_UNAVAILABLE)  # errors that say nothing about the data
 DETAIL_WIDTH = 200  # characters of a detail in the table (--json keeps it whole)
 
 
@@ -46,6 +47,9 @@ class Check:
     name: str
     status: str
     detail: str
+    # A check that could not run for the machine's sake (disk full, I/O, busy): the error's exit code, so the
+    # command reports "could not verify" (3, 4) rather than "the data is wrong" (1).
+    error_code: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -53,8 +57,9 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     progress: ProgressSink = field(default=NO_PROGRESS, repr=False, compare=False)
 
-    def add(self, name: str, status: str, detail: str) -> None:
-        self.checks.append(Check(name, status, detail))
+    def add(self, name: str, status: str, detail: str, error: StoreError | None = None) -> None:
+        code = error.exit_code if error is not None and error.exit_code in _ENVIRONMENT_CODES else None
+        self.checks.append(Check(name, status, detail, code))
         self.progress.advance(1)
 
     def counts(self) -> dict[str, int]:
@@ -78,9 +83,20 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def exit_code(self) -> int:
+        """0 all passed; 1 a check found the data wrong; else the code of what kept a check from running (3 disk
+        full or I/O, 4 busy): a script must not read "could not look" as "the data is damaged"."""
+        failed = [c for c in self.checks if c.status == FAIL]
+        if not failed:
+            return EXIT_OK
+        if any(c.error_code is None for c in failed):
+            return EXIT_CHECK_FAILED
+        return min(c.error_code for c in failed if c.error_code is not None)
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "failed": self.failed, "counts": self.counts(),
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks]}
 
 
 def verify(config: StoreConfig, progress: ProgressSink = NO_PROGRESS) -> VerifyReport:
@@ -108,7 +124,10 @@ def _run(report: VerifyReport, name: str, check: Callable[[], tuple[str, str]]) 
     """Record `check()`'s (status, detail) under `name`; an error while checking is a failure."""
     try:
         status, detail = check()
-    except (sqlite3.Error, StoreError) as exc:
+    except StoreError as exc:
+        report.add(name, FAIL, f"could not check: {exc}", exc)
+        return FAIL
+    except sqlite3.Error as exc:
         status, detail = FAIL, f"could not check: {exc}"
     report.add(name, status, detail)
     return status
@@ -145,7 +164,7 @@ def _attach(conn: sqlite3.Connection, path: Path, schema: str, report: VerifyRep
             attach(conn, path, schema, READ)
             conn.execute(f"SELECT count(*) FROM {schema}.sqlite_master").fetchone()
     except StoreError as exc:
-        report.add(f"integrity:{path.name}", FAIL, str(exc))
+        report.add(f"integrity:{path.name}", FAIL, str(exc), exc)
         if schema in [row[1] for row in conn.execute("PRAGMA database_list")]:
             conn.execute(f"DETACH DATABASE {schema}")
         return False
@@ -247,7 +266,7 @@ def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyR
         report.add("attribution:rules", *_rules(rules))
         report.add("duplicates", *_duplicates(rules))
     except StoreError as exc:  # a damaged page: already named by the integrity check; report, do not crash
-        report.add("buckets", FAIL, f"could not attribute the rows: {exc}")
+        report.add("buckets", FAIL, f"could not attribute the rows: {exc}", exc)
         return None
     return present
 
