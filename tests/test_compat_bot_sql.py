@@ -25,7 +25,7 @@ from .conftest import Project, query
 
 P, OTHER = "v6-logic-01-1min", "v6-logic-02-5min"
 GROUP_A, GROUP_B = "v3-logic-01-5min", "v3-logic-02-15min"  # two plugins of one group file
-BOT_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}"
+BOT_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?"  # isoformat() drops a .000000
 
 
 def shared_project(project: Project, zone: str = "local") -> Project:
@@ -88,10 +88,10 @@ def test_reversal_summary_covers_30_days_of_the_plugins_rows_in_every_stored_for
         now, utc_now = datetime.now(), datetime.now(UTC)
         rows = [
             (10.0, (now - timedelta(days=1)).isoformat()),  # as the bot's raw INSERT stamped it
-            (-4.0, (now - timedelta(days=29, hours=23)).isoformat()),
+            (-4.0, (now - timedelta(days=29, hours=20)).isoformat()),  # hours clear of the edge (a DST shift)
             (6.0, (utc_now - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")),  # the store's UTC form
             (0.0, int((utc_now - timedelta(days=3)).timestamp())),  # epoch seconds
-            (100.0, (now - timedelta(days=30, hours=1)).isoformat()),  # older than 30 days
+            (100.0, (now - timedelta(days=30, hours=4)).isoformat()),  # older than 30 days
             (200.0, (utc_now - timedelta(days=45)).strftime("%Y-%m-%d %H:%M:%S")),
         ]
         insert(db.path, "reversal_exit_events",
@@ -148,9 +148,12 @@ async def test_plugin_store_has_the_same_three_reads(project: Project, monkeypat
     monkeypatch.setattr(timefmt, "local_now", frozen_now(TOKYO_NOW))
     insert(project.shared_db, "trades", [{"trade_id": str(i), "close_time": when, "pnl": pnl, "status": status,
                                           "plugin_id": P} for i, (when, pnl, status) in enumerate(TODAY_ROWS)])
+    # the 30-day window is the real clock's (the frozen one only says which day is today)
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
     insert(project.shared_db, "reversal_exit_events",
-           [{"trade_id": "1", "pnl": 5.0, "timestamp": TOKYO_NOW.isoformat(), "plugin_id": P},
-            {"trade_id": "2", "pnl": 7.0, "timestamp": TOKYO_NOW.isoformat(), "plugin_id": OTHER}])
+           [{"trade_id": "1", "pnl": 5.0, "timestamp": yesterday, "plugin_id": P},
+            {"trade_id": "2", "pnl": -3.0, "timestamp": "2020-01-01 00:00:00", "plugin_id": P},
+            {"trade_id": "3", "pnl": 7.0, "timestamp": yesterday, "plugin_id": OTHER}])
     async with Store.open(project.configs) as store:
         mine = store.for_plugin(P)
         await mine.create_session({"session_id": "S1", "symbol": "EURUSD", "direction": "buy",
@@ -159,13 +162,8 @@ async def test_plugin_store_has_the_same_three_reads(project: Project, monkeypat
                                                        "trade_count": 7}
         assert await store.for_plugin(OTHER).get_todays_performance() == {"profit": 0.0, "loss": 0.0, "net": 0.0,
                                                                           "trade_count": 0}
-        # the frozen clock does not move the 30-day window (it reads the real now): TOKYO_NOW is in the past
-        stats = await mine.get_reversal_exit_stats()
-        in_window = datetime.now(UTC) - TOKYO_NOW < timedelta(days=30)
-        assert stats == ({"total_reversal_exits": 1, "profitable_exits": 1, "total_reversal_pnl": 5.0,
-                          "avg_reversal_pnl": 5.0} if in_window else
-                         {"total_reversal_exits": 0, "profitable_exits": None, "total_reversal_pnl": None,
-                          "avg_reversal_pnl": None})
+        assert await mine.get_reversal_exit_stats() == {"total_reversal_exits": 1, "profitable_exits": 1,
+                                                         "total_reversal_pnl": 5.0, "avg_reversal_pnl": 5.0}
         assert await mine.get_session_metadata("S1") == {"logic_stats": {}}
         assert await store.for_plugin(OTHER).get_session_metadata("S1") is None
 

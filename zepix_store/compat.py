@@ -221,7 +221,8 @@ class TradeDatabase:
 
     def get_todays_performance(self, zone: tzinfo | str | None = None) -> Row:
         """Today's closed trades, as the bot's risk manager summed them: `profit`, `loss` (negative), `net`
-        (floats) and `trade_count`. Today is the calendar day now in `zone` (default store.yaml's timezone)."""
+        (floats) and `trade_count`. Today is the calendar day now in `zone` (default store.yaml's timezone).
+        An error is raised, not read as a day without losses (the bot's method caught it and returned zeros)."""
         return self._read(bot_queries.todays_performance, self.zone, timefmt.as_zone(zone, self.zone))
 
     # -- system state --------------------------------------------------------------------------------------------
