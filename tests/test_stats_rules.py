@@ -177,7 +177,7 @@ def test_plot_has_separators_currency_drawdown_and_every_plugin(project: Project
     assert "cumulative PnL (USD)" in texts
     assert any(re.fullmatch(r"\d,\d{3}", t) for t in texts), texts  # y ticks such as 1,000 and 3,000
     assert f"{W} (+3,400.00 USD; max DD 700.00)" in texts
-    assert f"{L}: no trades in this window" in texts
+    assert f"no trades in this window: {L}" in texts  # named in the note under the axes
 
 
 @pytest.mark.parametrize("name", ["equity.jpg", "equity", "equity.png.txt"])

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {window.describe()}",
                                 currency=args.currency,
                                 drawdowns={s.plugin_id: s.max_drawdown for s in report.plugins})
-        log.info("equity curves written to %s", args.plot)
+        if args.csv:  # stdout holds the CSV alone
+            log.info("equity curves written to %s", args.plot)
     if args.json:
         print_json({**report.to_json(args.plot, args.currency), "waiting": waiting and waiting.to_json(),
                     "disabled": {p: str(e) for p, e in config.disabled.items()}})
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         _print_csv(report.plugins)
     else:
         print_report(report, config, waiting)
+        if args.plot is not None:
+            print(f"equity curves written to {args.plot}")
     return left_out("stats", config.disabled, args.plugins)
 
 

@@ -10,20 +10,26 @@ binds `plugin_id = ?`.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from .. import timefmt
 from ..backend.base import Connection
-from ..schema import OPEN_POSITION_SQL
+from ..schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
 from .fetch import Row, fetch_all, fetch_one
+from .plugin import NUMERIC_PNL
 from .windows import SESSIONS_STARTED_IN, TRADES_CLOSED_IN, as_day, by_time
 
 __all__ = [
     'CHAIN_STATISTICS',
+    'CLOSED_IN',
+    'DAY_PERFORMANCE',
     'HIT_IN',
     'PROFIT_CHAIN_STATS',
+    'REVERSAL_EXIT_STATS',
     'SESSION_BREAKDOWN',
+    'SESSION_METADATA',
     'SL_HUNT_STATS',
     'SL_RECOVERY_STATS',
     'STAMPED_IN',
@@ -36,11 +42,14 @@ __all__ = [
     'open_trades',
     'profit_chain_stats',
     'recompute_session_stats',
+    'reversal_exit_stats',
     'session_details',
+    'session_metadata',
     'sessions_by_date',
     'set_session_metadata',
     'sl_hunt_reentry_stats',
     'sl_recovery_stats',
+    'todays_performance',
     'tp_reentry_stats',
     'trade_history',
     'trades_by_date',
@@ -48,6 +57,7 @@ __all__ = [
 
 HIT_IN = timefmt.window_sql(timefmt.time_key_sql("hit_time"), first=2)
 STAMPED_IN = timefmt.window_sql(timefmt.time_key_sql("timestamp"), first=2)
+CLOSED_IN = timefmt.window_sql(CLOSE_KEY_SQL, first=2)
 WINDOW_DAYS = 30
 
 CHAIN_STATISTICS = """
@@ -67,6 +77,18 @@ TP_REENTRY_STATS = f"""
 SELECT count(*) AS total_tp_reentries, sum(pnl) AS total_tp_reentry_pnl, avg(pnl) AS avg_tp_reentry_pnl,
        count(CASE WHEN pnl > 0 THEN 1 END) AS profitable_tp_reentries
 FROM tp_reentry_events WHERE plugin_id = ?1 AND {STAMPED_IN}"""
+# The bot's reversal exit handler's summary: SUM(CASE ... ELSE 0) as it wrote it, so NULL on no rows as there.
+REVERSAL_EXIT_STATS = f"""
+SELECT count(*) AS total_reversal_exits, sum(CASE WHEN pnl > 0 THEN 1 ELSE 0 END) AS profitable_exits,
+       sum(pnl) AS total_reversal_pnl, avg(pnl) AS avg_reversal_pnl
+FROM reversal_exit_events WHERE plugin_id = ?1 AND {STAMPED_IN}"""
+# The risk manager's day (its get_todays_performance summed each closed row's pnl in Python): a NULL pnl is a
+# trade but no money, and a pnl that is no finite number is no money either (a word or an infinity in legacy rows).
+DAY_PERFORMANCE = f"""
+SELECT count(*) AS trade_count, coalesce(sum(CASE WHEN pnl > 0 AND {NUMERIC_PNL} THEN pnl END), 0) AS profit,
+       coalesce(sum(CASE WHEN pnl < 0 AND {NUMERIC_PNL} THEN pnl END), 0) AS loss
+FROM trades WHERE plugin_id = ?1 AND status = 'closed' AND {CLOSED_IN}"""
+SESSION_METADATA = "SELECT metadata FROM trading_sessions WHERE plugin_id = ? AND session_id = ?"
 PROFIT_CHAIN_STATS = """
 SELECT count(*) AS total_chains, count(CASE WHEN status = 'COMPLETED' THEN 1 END) AS completed_chains,
        count(CASE WHEN status = 'ACTIVE' THEN 1 END) AS active_chains, avg(current_level) AS avg_level,
@@ -111,6 +133,34 @@ def sl_hunt_reentry_stats(conn: Connection, plugin_id: str, zone: tzinfo) -> Row
 
 def tp_reentry_stats(conn: Connection, plugin_id: str, zone: tzinfo) -> Row:
     return _stats(conn, TP_REENTRY_STATS, plugin_id, *_last_days(WINDOW_DAYS, zone))
+
+
+def reversal_exit_stats(conn: Connection, plugin_id: str, zone: tzinfo) -> Row:
+    """Reversal exits of the last 30 days: total_reversal_exits, profitable_exits, total and average pnl."""
+    return _stats(conn, REVERSAL_EXIT_STATS, plugin_id, *_last_days(WINDOW_DAYS, zone))
+
+
+def todays_performance(conn: Connection, plugin_id: str, zone: tzinfo, day_zone: tzinfo | None = None) -> Row:
+    """Closed trades of today (the calendar day now in `day_zone`, default `zone`): profit, loss, net (floats)
+    and trade_count, as the bot's risk manager returned them."""
+    day_zone = day_zone or zone
+    start, end = timefmt.day_bounds(timefmt.local_now(day_zone).date(), day_zone)
+    row = _stats(conn, DAY_PERFORMANCE, plugin_id, *timefmt.band_bounds(start, end, zone))
+    profit, loss = float(row["profit"]), float(row["loss"])
+    return {"profit": profit, "loss": loss, "net": profit + loss, "trade_count": row["trade_count"]}
+
+
+def session_metadata(conn: Connection, plugin_id: str, session_id: str) -> Any:
+    """The session's metadata: JSON text as its value (the dict update_session_metadata stored), other text as
+    it is, None when the session is unknown or has none."""
+    row = conn.execute(SESSION_METADATA, (plugin_id, session_id)).fetchone()
+    text = row[0] if row is not None else None
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def profit_chain_stats(conn: Connection, plugin_id: str) -> Row:
