@@ -38,6 +38,7 @@ from .config import load_config
 from .errors import ConfigError
 from .ops.migrate import ALREADY, DRY_RUN, MigrateReport, migrate_shared
 from .schema import TABLES
+from .words import size
 
 __all__ = ["main"]
 
@@ -96,7 +97,7 @@ def print_report(report: MigrateReport, default: str) -> None:
         return
     if report.status == DRY_RUN:
         print(f"dry run: {report.path} would be migrated from schema version {report.from_version} to "
-              f"{report.to_version} after a backup of {report.db_bytes:,} bytes; nothing was written")
+              f"{report.to_version} after a backup of {size(report.db_bytes)}; nothing was written")
     else:
         print(f"migrated {report.path} from schema version {report.from_version} to {report.to_version} "
               f"in {report.seconds:.1f} s\nbackup: {report.backup}")

@@ -32,6 +32,7 @@ from .cli import command_main
 from .config import load_config
 from .ops.split import SplitReport, split
 from .ops.sync.job import PREFER
+from .words import size
 
 __all__ = ["SplitReport", "main", "split"]
 
@@ -98,8 +99,8 @@ def _print_preflight(preflight: dict[str, Any]) -> None:
         print("preflight foreign keys: " + (", ".join(f"{t}: {n:,} rows reference a missing parent"
                                                        for t, n in problems.items()) or "no dangling references"))
     for disk in preflight.get("disk", []):
-        print(f"preflight disk: {disk['folder']}: {disk['free_bytes']:,} bytes free, the copies need about "
-              f"{disk['source_bytes']:,} ({'ok' if disk['ok'] else 'NOT ENOUGH'})")
+        print(f"preflight disk: {disk['folder']}: {size(disk['free_bytes'])} free, the copies need about "
+              f"{size(disk['source_bytes'])} ({'ok' if disk['ok'] else 'NOT ENOUGH'})")
     seen: dict[str, bool] = {}
     for place in preflight.get("writable", []):
         seen[place["path"]] = seen.get(place["path"], True) and place["ok"]
