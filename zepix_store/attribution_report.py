@@ -113,6 +113,8 @@ class AttributionReport:
         if self.missing_columns:
             out.append(f"columns the file lacks (rules skipped): {', '.join(self.missing_columns)}")
         for column, values in self.unmapped.items():
+            if not values:  # every value of the column was mapped: no empty list after a colon
+                continue
             more = self.unmapped_distinct[column] - len(values)
             kept = value_counts([(v.value, v.kept) for v in values if v.kept])
             out.append(f"unmapped {column} values (trades no mapping decided): "

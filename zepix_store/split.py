@@ -32,7 +32,7 @@ from .cli import command_main
 from .config import load_config
 from .ops.split import SplitReport, split
 from .ops.sync.job import PREFER
-from .words import size
+from .words import count, size
 
 __all__ = ["SplitReport", "main", "split"]
 
@@ -58,18 +58,22 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     report = split(config, args.plugin, dry_run=args.dry_run, prune=args.prune, remap=args.remap,
                    prefer=args.prefer, progress=progress, say=progress, lock_wait_s=args.lock_wait)
-    return emit_report("split", report, args.json, print_report)
+    return emit_report("split", report, args.json, lambda r: print_report(r, args.verbose))
 
 
-def print_report(report: SplitReport) -> None:
+def print_report(report: SplitReport, verbose: bool = False) -> None:
     """The human form of the report: per-plugin table and words, attribution buckets, anomalies."""
     mode = "dry run (nothing written)" if report.dry_run else "split"
     print(f"{mode}: {report.shared_db}")
-    print_sync(report, "source", report.dry_run)
+    print_sync(report, "source", report.dry_run, verbose)
+    current = [path for path, status in report.files.items() if status == "up to date"]
     for path, status in report.files.items():
-        print(f"file {path}: {status}")
-    if report.files and set(report.files.values()) == {"up to date"}:
+        if status != "up to date" or verbose:
+            print(f"file {path}: {status}")
+    if report.files and len(current) == len(report.files):
         print("nothing to do: every file is up to date")
+    elif current and not verbose:
+        print(f"{count(len(current), 'file')} up to date")
     _print_attribution(report)
     _print_preflight(report.preflight)
     for key, value in report.prune.items():
