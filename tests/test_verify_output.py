@@ -57,6 +57,7 @@ def test_by_default_verify_prints_the_failure_in_full_and_one_line_per_kind_of_p
     passed = [line.split(":")[0].split()[1] for line in checks if line.startswith("ok ")]
     assert len(passed) == len(set(passed)), checks  # one line per kind: `ok    integrity: 6 files passed`
     assert f"FAIL  indexes:{GROUP_FILE}: missing " in done.stdout
+    assert f"zepix-store verify: error: 1 check failed: indexes:{GROUP_FILE}" in done.stderr  # not "1 checks"
     assert done.stdout.splitlines()[-1].endswith("; -v lists every check")
     assert len(done.stdout.splitlines()) < 30, done.stdout
 
