@@ -65,7 +65,7 @@ def _migrate(config: StoreConfig, progress: Progress) -> _Step:
     report = migrate_shared(config, progress=progress)
 
     def brief() -> None:
-        print(f"migrated from schema version {report.from_version} to {report.to_version} in {report.seconds:.1f} s; "
+        print(f"migrated from schema version {report.from_version} to {report.to_version} in {report.seconds:.1f} s\n"
               f"backup: {report.backup}")
         if report.attribution is not None:
             print(report.attribution.summary())
