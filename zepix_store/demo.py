@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"== demo project: {root}\n   configs: {configs} (store.yaml and one folder per plugin)\n"
         f"   data:    {root / 'data'}")
     summary = build_bot_history(shared, trades=args.trades, seed=args.seed)
-    say(f"\n== 1. legacy database: {shared} ({sum(summary.rows.values()):,} rows in {len(summary.rows)} tables)")
+    rows = f"{count(sum(summary.rows.values()), 'row')} in {count(len(summary.rows), 'table')}"
+    say(f"\n== 1. legacy database: {shared} ({rows})")
     if quiet:
         logging.getLogger("zepix_store").setLevel(logging.WARNING)
     config, progress = load_config(configs), Progress(enabled=not quiet)

@@ -131,8 +131,8 @@ def _print_mapping(report: InitReport) -> None:
     a = report.attribution
     if a is not None and a.trades:
         kept = a.unattributed
-        print(f"attribution with this mapping: {a.trades - kept:,} of {a.trades:,} trades get a plugin (re-entries "
-              f"through their chain); {kept:,} stay with {a.default_plugin_id} (not attributed)")
+        print(f"attribution with this mapping: {a.trades - kept:,} of {count(a.trades, 'trade')} get a plugin "
+              f"(re-entries through their chain); {kept:,} stay with {a.default_plugin_id} (not attributed)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

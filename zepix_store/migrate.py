@@ -32,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._output import Progress, print_json, print_table
+from ._output import Progress, print_json, print_table, wrapped
 from .cli import command_main
 from .config import load_config
 from .errors import ConfigError
@@ -42,10 +42,10 @@ from .words import size
 
 __all__ = ["main"]
 
-OLD_CODE_NOTE = ("note: the bot's old TradeDatabase (positional INSERT ... VALUES into these tables) fails on this "
-                 "file now: each table has a plugin_id column more. Switch it to the compat facade: "
-                 "`from zepix_store.compat import TradeDatabase; db = TradeDatabase(\"<plugin_id>\")`; "
-                 "`split` is the path that leaves this file's schema untouched")
+OLD_CODE_NOTE = ("note: the bot's old TradeDatabase (positional INSERT ... VALUES into these tables) fails on this\n"
+                 "  file now: each table has a plugin_id column more. Switch it to the compat facade:\n"
+                 "  `from zepix_store.compat import TradeDatabase; db = TradeDatabase(\"<plugin_id>\")`;\n"
+                 "  `split` is the path that leaves this file's schema untouched")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +112,7 @@ def print_report(report: MigrateReport, default: str) -> None:
         tables = ", ".join(report.retriggered)
         print(f"\nchange-tracking triggers rewritten (repeated upserts no longer fail): {tables} (no row changed)")
     if report.attribution is not None:
-        print("\n" + "\n".join(report.attribution.lines()))
+        print("\n" + "\n".join(map(wrapped, report.attribution.lines())))
     if report.from_version == 0:
         print("\n" + OLD_CODE_NOTE)
 

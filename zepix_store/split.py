@@ -26,13 +26,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._output import Progress, emit_report, human, print_table
+from ._output import Progress, emit_report, human, print_table, wrapped
 from ._sync_output import add_lock_wait, print_sync
 from .cli import command_main
 from .config import load_config
 from .ops.split import SplitReport, split
 from .ops.sync.job import PREFER
-from .words import count, size
+from .words import count, size, verb
 
 __all__ = ["SplitReport", "main", "split"]
 
@@ -74,20 +74,22 @@ def print_report(report: SplitReport, verbose: bool = False) -> None:
         print("nothing to do: every file is up to date")
     elif current and not verbose:
         print(f"{count(len(current), 'file')} up to date")
-    _print_attribution(report)
+    _print_attribution(report, verbose)
     _print_preflight(report.preflight)
     for key, value in report.prune.items():
         print(f"prune {key.replace('_', ' ')}: {human(value)}")
 
 
-def _print_attribution(report: SplitReport) -> None:
+def _print_attribution(report: SplitReport, verbose: bool = False) -> None:
     print()
-    # Rows per plugin are in the table above (and in --json): here only where each source row went.
+    # Rows per plugin are in the table above (and in --json): here only where each source row went; an empty
+    # table only with -v.
     print_table(["table", "source rows", "one owner", "orphans", "shared rows", "shared copies", "total"],
                 [(t, b.source_rows, sum(b.by_plugin.values()), b.orphans, b.shared_rows,
-                  sum(b.shared_copies.values()), b.bucket_total) for t, b in report.buckets.items()])
+                  sum(b.shared_copies.values()), b.bucket_total) for t, b in report.buckets.items()
+                 if b.source_rows or b.bucket_total or verbose])
     if report.attribution is not None:
-        print("\n".join(report.attribution.lines()))
+        print("\n".join(map(wrapped, report.attribution.lines())))
     if report.absent_tables:
         print("absent tables: " + ", ".join(report.absent_tables))
     for table, cols in report.absent_columns.items():
@@ -100,8 +102,9 @@ def _print_preflight(preflight: dict[str, Any]) -> None:
     """The dry run's checks in words: foreign keys, free disk per folder, write permission per path (each once)."""
     if "foreign_key_problems" in preflight:
         problems = preflight["foreign_key_problems"]
-        print("preflight foreign keys: " + (", ".join(f"{t}: {n:,} rows reference a missing parent"
-                                                       for t, n in problems.items()) or "no dangling references"))
+        dangling = [f"{t}: {count(n, 'row')} {verb(n, 'references', 'reference')} a missing parent"
+                    for t, n in problems.items()]
+        print("preflight foreign keys: " + (", ".join(dangling) or "no dangling references"))
     for disk in preflight.get("disk", []):
         print(f"preflight disk: {disk['folder']}: {size(disk['free_bytes'])} free, the copies need about "
               f"{size(disk['source_bytes'])} ({'ok' if disk['ok'] else 'NOT ENOUGH'})")

@@ -270,7 +270,8 @@ def _rules(rules: AttributionReport) -> tuple[str, str]:
         return OK, detail
     top = "; ".join(f"{column}: " + ", ".join(f"{show_value(v.value)} x{v.kept:,}" for v in values[:5] if v.kept)
                     for column, values in rules.unmapped.items() if any(v.kept for v in values))
-    return WARN, (f"{rules.unattributed:,} of {rules.trades:,} trades ({100 * rules.unattributed / rules.trades:.0f}%) "
+    share = f"{100 * rules.unattributed / rules.trades:.0f}%"
+    return WARN, (f"{rules.unattributed:,} of {count(rules.trades, 'trade')} ({share}) "
                   f"stay with {rules.default_plugin_id}: check store.yaml's mapping and mapping_columns. {detail}"
                   + (f"; values kept there: {top}" if top else ""))
 
