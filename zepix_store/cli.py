@@ -92,7 +92,8 @@ def common_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr; the shortest report")
     common.add_argument("-v", "--verbose", action="store_true",
-                        help="the whole report (verify: every check; demo: each step's full report)")
+                        help="the whole report (verify: every check; split, merge, flip: every table; demo: each "
+                             "step's whole report)")
     common.add_argument("--version", action="version", version=f"zepix-store {__version__}",
                         help="print the version and exit")
     return common

@@ -7,12 +7,14 @@ rerun copies only what is new. A row the bot changed in the shared file since th
 copy; a copy the bot changed is kept as its newer write; a row changed in both places refuses that plugin
 (nothing of it written) until --prefer says which side wins. Every chunk written is compared with its source
 (values and money totals) before it commits; a new file is built as `<name>.tmp` and appears under its name only
-once verified. On a file in use, no write transaction holds its lock much longer than 100 ms.
+once verified. On a file in use, no write transaction holds its lock much longer than 100 ms. It prints a row
+per plugin that had something to do (-v: per table), the plugins up to date on one line.
 
 examples:
   zepix-store split --dry-run          # the preflight: what would be copied, problems, disk
   zepix-store split                    # every isolated plugin
   zepix-store split --plugin v6-logic-01-1min --json
+  zepix-store split -v                 # every table of every plugin
   zepix-store split --prune            # then delete verified copies from the shared file
 
 exit codes: 0 done, 1 a verification failed or a plugin was refused (key collision), 2 bad config or input
