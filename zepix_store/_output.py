@@ -14,6 +14,7 @@ from .errors import EXIT_BAD_INPUT
 from .literal import show_value, value_counts
 
 __all__ = [
+    "WIDTH",
     "Progress",
     "emit_report",
     "format_amount",

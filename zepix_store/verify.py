@@ -36,13 +36,12 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from ._output import Progress, left_out, print_json
+from ._output import WIDTH, Progress, left_out, print_json
 from .cli import command_main
 from .config import load_config
 from .ops.verify import OK, Check, VerifyReport, listed, verify
 from .words import count
 
-WIDTH = 110  # characters of a printed line; a detail wraps under its check's name
 DETAIL_CHARS = 600  # of one detail (about six lines); --json keeps it whole
 
 __all__ = ["VerifyReport", "add_arguments", "main", "print_report", "run", "verify"]
