@@ -30,10 +30,21 @@ def test_the_readme_has_runnable_examples() -> None:
     assert blocks("python") and blocks("json", PAGES)
 
 
+def anchors(page: Path) -> set[str]:
+    """The `#fragment` of each heading, as GitHub makes it: lower case, punctuation dropped, spaces as `-`."""
+    headings = re.findall(r"^#+ (.+)$", BLOCK.sub("", page.read_text()), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
-def test_every_relative_link_points_at_a_file_that_exists(page: Path) -> None:
-    targets = [t for t in LINK.findall(page.read_text()) if "://" not in t and not t.startswith(("#", "mailto:"))]
-    missing = [t for t in targets if not (page.parent / t.partition("#")[0]).exists()]
+def test_every_relative_link_points_at_a_file_and_heading_that_exist(page: Path) -> None:
+    targets = [t for t in LINK.findall(page.read_text()) if "://" not in t and not t.startswith("mailto:")]
+    missing = []
+    for target in targets:
+        path, _, fragment = target.partition("#")
+        file = page.parent / path if path else page
+        if not file.exists() or (fragment and file.suffix == ".md" and fragment not in anchors(file)):
+            missing.append(target)
     assert not missing, f"{page.name}: links to nothing: {missing}"
 
 
