@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     files = sorted(str(p) for p in (root / "data").rglob("*") if p.is_file())
     document["files"] = files
     document["plot"] = str(picture) if picture is not None and picture.exists() else None
-    document["next"] = next_commands(root, configs)
+    document["next"] = next_commands(root, configs, picture)
     if args.json:
         print_json(document)
     else:
@@ -207,15 +207,18 @@ def _picture(requested: Path | None) -> Path | None:
     return Path("equity.png")
 
 
-def next_commands(root: Path, configs: Path) -> list[str]:
-    """What to run next on the demo project, each a complete command (--config included)."""
+def next_commands(root: Path, configs: Path, picture: Path | None = None) -> list[str]:
+    """What to run next on the demo project, each a complete command (--config included); `picture`: the plot,
+    named in the last line when --plot put it outside the demo's folder."""
     where = shlex.quote(str(configs))
+    outside = picture is not None and not picture.is_relative_to(root)
+    elsewhere = f"only {shlex.quote(str(picture))} outside it" if outside else "nothing anywhere else"
     return [f"zepix-store stats --config {where} --days 30",
             f"zepix-store stats --config {where} --plugin v3-logic-01-5min --json",
             f"zepix-store verify --config {where}",
             f"zepix-store backup --config {where} --all",
             f"zepix-store split --config {where} --dry-run",
-            f"rm -r {shlex.quote(str(root))}    # when done: the demo wrote nothing anywhere else"]
+            f"rm -r {shlex.quote(str(root))}    # when done: the demo wrote {elsewhere}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
