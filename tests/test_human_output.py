@@ -14,6 +14,7 @@ import pytest
 from tests.helpers import REPO, Project, copy_database, run_cli
 from zepix_store._sample.bot_history import build_bot_history
 from zepix_store._sample.legacy import build_legacy_db
+from zepix_store.attribution_report import AttributionReport, UnmappedValue
 
 REPR = re.compile(r"\{'|\[\{|\bNone\b|\(\('|\[\('")  # dict, list of dicts, None, tuples as Python shows them
 
@@ -107,3 +108,16 @@ def test_sizes_are_in_kb_mb_gb_and_counts_agree_with_their_noun(bot_file: Projec
     assert "bytes" not in dry.stdout + migrate.stdout
     assert "1 rows" not in dry.stdout and "1 row references a missing parent" not in dry.stdout
     assert not re.search(r"\b1 (checks|rows|trades|plugins|files|copies)\b|\(s\)", dry.stdout + migrate.stdout)
+
+
+def test_a_mapping_column_with_no_unmapped_value_prints_no_empty_list() -> None:
+    report = AttributionReport("legacy", ["logic_type", "strategy"], trades=3, by_rule={"strategy": 2, "default": 1},
+                               by_plugin={"v3-logic-01-5min": 2, "legacy": 1},
+                               unmapped={"logic_type": [], "strategy": [UnmappedValue("MANUAL", 1, 1)]},
+                               unmapped_distinct={"logic_type": 0, "strategy": 1})
+
+    lines = report.lines()
+
+    assert not [line for line in lines if line.rstrip().endswith(":")], lines  # was `... values (...): `
+    assert [line for line in lines if line.startswith("unmapped ")] == [
+        "unmapped strategy values (trades no mapping decided): 'MANUAL' x1; of those left with legacy: 'MANUAL' x1"]
