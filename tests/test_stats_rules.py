@@ -105,7 +105,7 @@ def test_the_table_shows_no_nan_and_names_the_unpriced_trades(rough: Project) ->
     assert "nan" not in done.stdout.lower()
     row = next(line for line in done.stdout.splitlines() if line.startswith(W))
     assert row.split()[1:6] == ["8", "2", "1", "50.00", "6.15"]
-    assert f"note: {W}: 4 closed trade(s) with a pnl that is NULL, not a number or not finite" in done.stdout
+    assert f"note: {W}: 4 closed trades with a pnl that is NULL, not a number or not finite" in done.stdout
 
 
 def test_json_window_says_until_as_given(rough: Project) -> None:

@@ -91,7 +91,10 @@ def common_parser() -> argparse.ArgumentParser:
                              "configs/ folder of this folder or the nearest parent that has one)")
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr; the shortest report")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="the whole report (verify: every check; split, merge, flip: every table; demo: each "
+                             "step's whole report)")
     common.add_argument("--version", action="version", version=f"zepix-store {__version__}",
                         help="print the version and exit")
     return common
