@@ -61,6 +61,7 @@ class TradeDatabase:
         self.config = config if isinstance(config, StoreConfig) else load_lenient_config(config)
         require_ready_backend(self.config)
         self._backend: Backend = SQLITE
+        self._ops = self._backend.operations
         self.plugin_id = self.config.plugin(plugin_id).plugin_id
         self.path: Path = self.config.plugin(plugin_id).db_path
         self.zone = self.config.zone
@@ -126,11 +127,11 @@ class TradeDatabase:
 
     def _save(self, table: str, row: Any) -> None:
         checked = self._check(table, row)
-        self._run(lambda conn, pid: write.upsert(conn, self._backend.operations, table, checked, pid))
+        self._run(lambda conn, pid: write.upsert(conn, self._ops, table, checked, pid))
 
     def _add(self, table: str, row: Any) -> int:
         checked = self._check(table, row)
-        return self._run(lambda conn, pid: write.insert(conn, self._backend.operations, table, checked, pid))
+        return self._run(lambda conn, pid: write.insert(conn, self._ops, table, checked, pid))
 
     # -- trades --------------------------------------------------------------------------------------------------
     def save_trade(self, trade: Any) -> int:
@@ -141,17 +142,18 @@ class TradeDatabase:
         row = self._check("trades", trade)
         if bot_models.is_model(trade) and ("entry_price" in row or "sl_price" in row):
             row["final_sl_pips"] = bot_models.final_sl_pips(row)
-        return self._run(lambda conn, pid: write.save_trade(conn, self._backend.operations, row, pid))
+        return self._run(lambda conn, pid: write.save_trade(conn, self._ops, row, pid))
 
     def get_trade_history(self, days: int = 30) -> list[Row]:
         """Trades closed in the last `days` days, newest first."""
-        return self._read(bot_queries.trade_history, days, self.zone)
+        return self._read(bot_queries.trade_history, self._ops, days, self.zone)
 
     def get_trades_by_date(self, target_date: date, zone: tzinfo | str | None = None) -> list[Row]:
         """Closed trades whose close time is on that day (in `zone`, a tzinfo or a name; default store.yaml's
         timezone), newest first; [] on error."""
         try:
-            return self._read(bot_queries.trades_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
+            return self._read(bot_queries.trades_by_date, self._ops, target_date, self.zone,
+                              timefmt.as_zone(zone, self.zone))
         except (StoreError, ValueError, TypeError) as exc:
             log.warning("zepix_store: get_trades_by_date(%r) of %s: %s", target_date, self.plugin_id, exc)
             return []
@@ -188,15 +190,15 @@ class TradeDatabase:
 
     def get_sl_recovery_stats(self) -> Row:
         """SL hits of the last 30 days: total_sl_hits, recovery_attempts, successful_recoveries."""
-        return self._read(bot_queries.sl_recovery_stats, self.zone)
+        return self._read(bot_queries.sl_recovery_stats, self._ops, self.zone)
 
     def get_sl_hunt_reentry_stats(self) -> Row:
         """Last 30 days: total_sl_hunt_reentries (recovered), sl_hunt_attempts."""
-        return self._read(bot_queries.sl_hunt_reentry_stats, self.zone)
+        return self._read(bot_queries.sl_hunt_reentry_stats, self._ops, self.zone)
 
     def get_tp_reentry_stats(self) -> Row:
         """TP re-entries of the last 30 days: count, total and average pnl, profitable ones."""
-        return self._read(bot_queries.tp_reentry_stats, self.zone)
+        return self._read(bot_queries.tp_reentry_stats, self._ops, self.zone)
 
     # -- system state --------------------------------------------------------------------------------------------
     def clear_lifetime_losses(self) -> None:
@@ -217,7 +219,7 @@ class TradeDatabase:
         self._save("profit_booking_chains", bot_models.table_row("profit_booking_chains", chain))
 
     def get_active_profit_chains(self) -> list[Row]:
-        return self._read(bot_queries.active_profit_chains)
+        return self._read(bot_queries.active_profit_chains, self._ops)
 
     def save_profit_booking_order(self, order_id: str, chain_id: str, level: int, profit_target: float,
                                   sl_reduction: int, status: str) -> None:
@@ -245,11 +247,11 @@ class TradeDatabase:
     def close_session(self, session_id: str, exit_reason: str) -> bool:
         """Mark the session 'COMPLETED' with end_time now; False if the plugin has no such session."""
         reason = self._check("trading_sessions", {"exit_reason": exit_reason})["exit_reason"]
-        return self._run(bot_queries.close_session, session_id, reason, self._now())
+        return self._run(bot_queries.close_session, self._ops, session_id, reason, self._now())
 
     def update_session_stats(self, session_id: str) -> bool:
         """Recompute total_trades and total_pnl from the session's closed trades (safe to call again)."""
-        return self._run(bot_queries.recompute_session_stats, session_id)
+        return self._run(bot_queries.recompute_session_stats, self._ops, session_id)
 
     def get_active_session(self, symbol: str | None = None) -> Row:
         """The newest ACTIVE session (of `symbol`), or {}."""
@@ -258,16 +260,17 @@ class TradeDatabase:
     def get_sessions_by_date(self, target_date: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
         """Sessions started on that day (in `zone`, a tzinfo or a name; default store.yaml's timezone), newest
         first."""
-        return self._read(bot_queries.sessions_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
+        return self._read(bot_queries.sessions_by_date, self._ops, target_date, self.zone,
+                          timefmt.as_zone(zone, self.zone))
 
     def get_session_details(self, session_id: str) -> Row:
         """The session row plus `breakdown` of its closed trades, or {} when unknown."""
-        return self._read(bot_queries.session_details, session_id)
+        return self._read(bot_queries.session_details, self._ops, session_id)
 
     def update_session_metadata(self, session_id: str, metadata: Any) -> bool:
         """Set the session's `metadata` (a dict or list is stored as JSON); False if no such session."""
         checked = self._check("trading_sessions", {"metadata": _metadata_text(metadata)})["metadata"]
-        return self._run(bot_queries.set_session_metadata, session_id, checked)
+        return self._run(bot_queries.set_session_metadata, self._ops, session_id, checked)
 
 
 def _metadata_text(metadata: Any) -> str | None:
