@@ -26,13 +26,12 @@ from typing import Any, Self, TypeVar
 
 from . import bot_models, timefmt
 from .backend.base import Backend, Connection
-from .backend.sqlite import SQLITE
 from .config import StoreConfig
 from .errors import RowError, StoreError
 from .queries import bot as bot_queries
 from .queries import write
 from .queries.state import get_state, state_row
-from .registry import load_lenient_config, require_ready_backend
+from .registry import backend_for, load_lenient_config
 from .rows import Row, check_row
 
 __all__ = [
@@ -59,8 +58,7 @@ class TradeDatabase:
 
     def __init__(self, plugin_id: str, config: str | os.PathLike[str] | StoreConfig = "configs") -> None:
         self.config = config if isinstance(config, StoreConfig) else load_lenient_config(config)
-        require_ready_backend(self.config)
-        self._backend: Backend = SQLITE
+        self._backend: Backend = backend_for(self.config)
         self._ops = self._backend.operations
         self.plugin_id = self.config.plugin(plugin_id).plugin_id
         self.path: Path = self.config.plugin(plugin_id).db_path
@@ -90,12 +88,14 @@ class TradeDatabase:
                 if conn is not None:
                     conn.close()
             self._conn = self._empty = None
+            self._backend.close()
 
     def _file(self, create: bool) -> Connection | None:
         if self._closed:
             raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
         if self._conn is None:
-            self._conn = self._backend.connect(self.path, self.config, self.upgrades, create=create)
+            self._conn = self._backend.connect(self.path, self.config, self.upgrades, create=create,
+                                               plugin_id=self.plugin_id)
         return self._conn
 
     def _empty_schema(self) -> Connection:
@@ -112,8 +112,7 @@ class TradeDatabase:
                 with snapshot as reader:
                     return fn(reader, self.plugin_id, *args)
             conn = self._file(create=write) or self._empty_schema()
-            with self._backend.transaction(conn):
-                return fn(conn, self.plugin_id, *args)
+            return self._backend.run_sync(conn, lambda c: fn(c, self.plugin_id, *args), write=write)
 
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return self._run(fn, *args, write=False)
