@@ -138,7 +138,25 @@ class Backed:
             return []
         with psycopg.connect(str(self.dsn), autocommit=True) as conn:
             conn.execute(f'SET search_path = "{schema}"')
-            return conn.execute(sql.replace("?", "%s"), list(params)).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params)).fetchall()  # type: ignore
+
+    def write(self, path: Path, sql: str, params: Sequence[object] = ()) -> None:
+        """Run one write on the database of `path` as the bot's own SQL would, past the store (raw legacy rows)."""
+        if not self.is_pg:
+            conn = sqlite3.connect(path)
+            try:
+                conn.execute(sql, tuple(params))
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        schema = self.schema_of(path)
+        assert schema is not None, f"{path}: the store has not made its schema yet"
+        with psycopg.connect(str(self.dsn), autocommit=True) as conn:
+            conn.execute(f'SET search_path = "{schema}"')
+            conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))  # type: ignore[arg-type]
 
     def holds(self, path: Path) -> bool:
         """Whether the database of `path` exists (a file, or a schema on the server)."""
