@@ -184,6 +184,7 @@ class PostgresBackend(Backend):
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 if write or attempt == 2 or isinstance(exc, PoolTimeout):
                     raise self._unavailable(exc) from None
+                self._pool_of().check()  # a server restart drops every pooled connection: retry on a live one
             except psycopg.Error as exc:
                 raise translate_pg_error(exc, self.pg) from None
         raise AssertionError("unreachable")
