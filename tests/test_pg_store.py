@@ -162,3 +162,16 @@ def test_the_facade_retries_a_read_and_reports_a_write_after_a_lost_connection(b
             db.save_trade({"trade_id": "T2", "status": "open"})
         assert [t["trade_id"] for t in db.get_open_trades()] == ["T1"]
 
+
+
+@PG
+async def test_move_plugin_is_refused_on_postgresql_and_keeps_the_route(backend: Backed) -> None:
+    from zepix_store import StoreError
+
+    async with Store.open(backend.configs) as store:
+        db = store.for_plugin(A)
+        await db.save_trade(Trade(trade_id="T1"))
+        with pytest.raises(StoreError, match="not available yet"):
+            await store.move_plugin(A, "shared")
+        assert (await db.get_trade("T1")) is not None
+    assert backend.rows(backend.project.isolated_db(A), "SELECT trade_id FROM trades") == [("T1",)]

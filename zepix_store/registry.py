@@ -138,6 +138,9 @@ class Store:
         failed move leaves the old route (the report says why). Raises what flip raises for bad input.
         """
         self.for_plugin(plugin_id)
+        if self.backend.name != "sqlite":
+            raise StoreError(f"{self.config.config_dir}: move_plugin moves rows between SQLite files; on "
+                             f"{self.backend.name} it is not available yet (the plugin keeps its route)")
         mover = _MOVERS.get("mover")
         if mover is None:
             raise StoreError(f"{self.config.config_dir}: no mover installed; import zepix_store to install flip's")

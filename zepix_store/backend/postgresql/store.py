@@ -197,9 +197,12 @@ class PostgresBackend(Backend):
     def _run_once(self, route: PgRoute, fn: Callable[[Connection], T], gate: CommitGate | None) -> T:
         with self._pool_of().connection() as conn, conn.transaction():
             role = route.role(conn)
-            conn.execute("SELECT set_config('search_path', %s, true)", [f'"{route.schema}"'])
-            if role is not None:
-                conn.execute("SELECT set_config('role', %s, true)", [role])
+            # one round trip: SET LOCAL search_path and, after pg-setup, SET LOCAL ROLE (both end with the transaction)
+            if role is None:
+                conn.execute("SELECT set_config('search_path', %s, true)", [f'"{route.schema}"'])
+            else:
+                conn.execute("SELECT set_config('search_path', %s, true), set_config('role', %s, true)",
+                             [f'"{route.schema}"', role])
             if gate is not None and gate.cancelled:
                 raise _Cancelled()
             result = fn(PgConnection(conn))
@@ -209,6 +212,8 @@ class PostgresBackend(Backend):
 
     # -- the Backend interface ---------------------------------------------------------------------------------
     async def open_database(self, path: Path, config: StoreConfig, upgrades: Upgrades) -> PgDatabase:
+        """The schema of `path` (the layout's schemas made at first use); `upgrades` stays empty: a schema is
+        versioned in the registry (ddl.ensure_schemas), never backed up here."""
         schema = await asyncio.to_thread(self.schema_of, path)
         return PgDatabase(self, path, schema)
 
