@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -175,3 +176,35 @@ async def test_move_plugin_is_refused_on_postgresql_and_keeps_the_route(backend:
             await store.move_plugin(A, "shared")
         assert (await db.get_trade("T1")) is not None
     assert backend.rows(backend.project.isolated_db(A), "SELECT trade_id FROM trades") == [("T1",)]
+
+
+def _zone(backend: Backed, name: str) -> None:
+    path = backend.configs / "store.yaml"
+    path.write_text(path.read_text().replace("timezone: local", f"timezone: {name}"))
+
+
+async def test_windows_and_days_read_every_stored_form_as_its_instant(backend: Backed) -> None:
+    """The same instants fall in a day and a window on both backends (SQLite's time key, PostgreSQL's timestamptz
+    companion), whatever form each time was written in; naive ones are in store.yaml's zone (Bogota, -05:00)."""
+    _zone(backend, "America/Bogota")
+    day = datetime(2025, 3, 10).date()
+    trades = [("naive-late", "2025-03-10T23:30:00.250000"), ("naive-next", "2025-03-11T00:30:00"),
+              ("utc-late", "2025-03-11 04:30:00"), ("utc-before", "2025-03-10 04:30:00"),
+              ("z-late", "2025-03-11T04:59:59Z"), ("z-next", "2025-03-11T05:00:00Z"),
+              ("offset", "2025-03-10T12:00:00+05:30"), ("epoch-ms", 1741640400000),  # 2025-03-10 21:00 UTC
+              ("date-only", "2025-03-10")]
+    async with Store.open(backend.configs) as store:
+        db = store.for_plugin(B)
+        await db.save_trades([{"trade_id": t, "status": "closed", "pnl": 1.0, "close_time": w} for t, w in trades])
+        on_day = [r["trade_id"] for r in await db.get_trades_by_date(day)]
+        in_utc = [r["trade_id"] for r in await db.get_trades_by_date(day, "UTC")]
+        recent = [r["trade_id"] for r in await db.get_trades(days=30)]
+        await db.create_session({"session_id": "S", "symbol": "X", "direction": "buy",
+                                 "start_time": "2025-03-10T23:59:00"})
+        sessions = [s["session_id"] for s in await db.get_sessions_by_date(day)]
+    assert on_day == ["date-only", "offset", "epoch-ms", "utc-late", "naive-late", "z-late"]
+    assert in_utc == ["utc-before", "date-only", "offset", "epoch-ms"]
+    assert recent == [] and sessions == ["S"]
+    with TradeDatabase(B, backend.configs) as facade:
+        assert [r["trade_id"] for r in facade.get_trades_by_date(day)] == on_day[::-1]
+        assert [s["session_id"] for s in facade.get_sessions_by_date(day)] == ["S"]
