@@ -135,7 +135,7 @@ class PluginStore:
         return await self._all(q.SL_EVENTS_OF_TRADE, trade_id)
 
     async def get_sl_recovery_stats(self) -> Row:
-        row = await self._one(q.sl_recovery_stats((await self._database()).operations))
+        row = await self._one(q.sl_recovery_stats_sql((await self._database()).operations))
         assert row is not None
         tried = row["recovery_attempted"]
         row["success_rate"] = row["recovery_successful"] / tried * 100 if tried else 0.0

@@ -81,7 +81,7 @@ class Operations:
 
     features: ClassVar[Features] = Features()
     # the driver's constraint-violation exception(s): a duplicate key or a missing parent becomes a RowError
-    integrity_error: ClassVar[tuple[type[Exception], ...]] = ()
+    integrity_error: tuple[type[Exception], ...] = ()
     placeholder: ClassVar[str] = "?"
 
     def placeholders(self, count: int) -> str:

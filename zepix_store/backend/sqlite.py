@@ -53,7 +53,7 @@ class SQLiteOperations(Operations):
     """SQLite's spellings: `?` parameters, the new row's id from the cursor, a list parameter as JSON."""
 
     features: ClassVar[Features] = Features(consecutive_batch_ids=True)
-    integrity_error: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+    integrity_error: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
 
     def inserted_id(self, cursor: Cursor) -> int:
         return int(cursor.lastrowid or 0)

@@ -33,7 +33,7 @@ __all__ = [
     'SL_EVENTS',
     'SL_EVENTS_OF_TRADE',
     'STATISTICS_SQL',
-    'sl_recovery_stats',
+    'sl_recovery_stats_sql',
     'TP_REENTRY_EVENTS',
     'TP_REENTRY_EVENTS_OF_CHAIN',
     'TP_REENTRY_STATS',
@@ -71,7 +71,7 @@ SL_EVENTS_OF_TRADE = "SELECT * FROM sl_events WHERE plugin_id = ? AND trade_id =
 
 
 @functools.cache
-def sl_recovery_stats(ops: Operations) -> str:
+def sl_recovery_stats_sql(ops: Operations) -> str:
     return (f"SELECT count(*) AS total_sl_hits, count(CASE WHEN {ops.is_true_value('recovery_attempted')} THEN 1 "
             f"END) AS recovery_attempted, count(CASE WHEN {ops.is_true_value('recovery_successful')} THEN 1 END) "
             "AS recovery_successful FROM sl_events WHERE plugin_id = ?")

@@ -17,15 +17,16 @@ import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any, ClassVar
-
-import psycopg
-from psycopg.types.numeric import FloatLoader
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...schema import TABLE_BY_NAME
 from ..base import Connection, Cursor, Features, Operations
+from . import require_driver
 from .ddl import RAW_COLUMN, TS_SUFFIX, ts_column
 from .values import decode_value, encode_row
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["PgConnection", "PgCursor", "PgOperations", "configure_connection", "translate"]
 
@@ -53,6 +54,8 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
     """Read `numeric` (avg or sum of a bigint) as float, as SQLite returns a REAL."""
+    from psycopg.types.numeric import FloatLoader
+
     conn.adapters.register_loader("numeric", FloatLoader)
 
 
@@ -127,9 +130,12 @@ class PgOperations(Operations):
     """PostgreSQL's spellings: RETURNING id, `= ANY(list)`, timestamptz windows, written values encoded losslessly."""
 
     features: ClassVar[Features] = Features()
-    integrity_error: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
 
     def __init__(self, zone: tzinfo) -> None:
+        require_driver()
+        import psycopg
+
+        self.integrity_error = (psycopg.IntegrityError,)
         self.zone = zone  # of naive times written: their companion's instant
 
     def insert_sql(self, table: str, columns: Sequence[str]) -> str:

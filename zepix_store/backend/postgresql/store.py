@@ -18,10 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
-
-import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ...config import PostgresConfig, StoreConfig
 from ...errors import ConfigError, StoreError, StoreUnavailableError
@@ -30,6 +27,10 @@ from .connection import CONNECT_TIMEOUT, connect, translate_pg_error
 from .ddl import ensure_schemas
 from .names import PLUGIN_ROLES_TABLE, layout_of, name_candidates, role_base, shared_schema
 from .operations import PgConnection, PgOperations, configure_connection
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 __all__ = ["PgDatabase", "PgRoute", "PostgresBackend"]
 
@@ -138,6 +139,8 @@ class PostgresBackend(Backend):
 
     def schema_of(self, path: Path) -> str:
         """The schema of the file at `path`, every schema of the layout created (or upgraded) at first use."""
+        import psycopg
+
         name = self._file_name(path)
         with self._lock:
             if name not in self._schemas:
@@ -154,19 +157,23 @@ class PostgresBackend(Backend):
         """The role pg-setup made for `plugin_id` (one the connecting user may take), or None before it ran."""
         if plugin_id is None:
             return None
-        table = f'"{shared_schema(self._prefix)}".{PLUGIN_ROLES_TABLE}'
-        if conn.execute("SELECT to_regclass(%s)", [table]).fetchone() in (None, (None,)):
+        from psycopg import sql
+
+        table = sql.Identifier(shared_schema(self._prefix), PLUGIN_ROLES_TABLE)
+        if conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone() in (None, (None,)):
             return None
         # the role table, else (its rows are hidden from a user that is not a superuser) the recorded name's rules
-        found = conn.execute(
-            f"SELECT coalesce((SELECT role_name::text FROM {table} WHERE plugin_id = %s), (SELECT r.rolname::text "
+        found = conn.execute(sql.SQL(
+            "SELECT coalesce((SELECT role_name::text FROM {} WHERE plugin_id = %s), (SELECT r.rolname::text "
             "FROM unnest(%s::text[]) WITH ORDINALITY c(name, i) JOIN pg_roles r ON r.rolname = c.name "
-            "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY c.i LIMIT 1))",
+            "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY c.i LIMIT 1))").format(table),
             [plugin_id, list(name_candidates(role_base(self._prefix, plugin_id), plugin_id))]).fetchone()
         return str(found[0]) if found and found[0] is not None else None
 
     # -- running calls -----------------------------------------------------------------------------------------
     def _pool_of(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        from psycopg_pool import ConnectionPool
+
         with self._lock:
             if self._closed:
                 raise StoreError("the PostgreSQL store is closed")
@@ -178,6 +185,9 @@ class PostgresBackend(Backend):
 
     def run(self, route: PgRoute, fn: Callable[[Connection], T], *, write: bool, gate: CommitGate | None = None) -> T:
         """Run `fn` in one transaction on `route`; a read is retried once on a lost connection."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         for attempt in (1, 2):
             try:
                 return self._run_once(route, fn, gate)
@@ -190,6 +200,8 @@ class PostgresBackend(Backend):
         raise AssertionError("unreachable")
 
     def _unavailable(self, exc: BaseException) -> StoreError:
+        from psycopg_pool import PoolTimeout
+
         if isinstance(exc, PoolTimeout):
             return StoreUnavailableError(f"postgresql ({self.pg.source}): no connection to the server: {exc}")
         return translate_pg_error(exc, self.pg)
@@ -245,6 +257,8 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
+        import psycopg
+
         try:
             yield
         except psycopg.Error as exc:
