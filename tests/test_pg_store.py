@@ -94,6 +94,26 @@ def _pg_setup(backend: Backed) -> dict[str, Any]:
 
 
 @PG
+async def test_one_connection_serves_plugins_in_turn_each_under_its_own_role(backend: Backed,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooled connection keeps the role and schema of its last call: the next plugin's role is looked up as the
+    connecting user (another plugin's role would find none) and then taken."""
+    from zepix_store.backend.postgresql import store as pg_store
+
+    monkeypatch.setattr(pg_store, "POOL_SIZE", 1)
+    roles = {p["plugin_id"]: p["role"] for p in _pg_setup(backend)["plugins"]}
+    async with Store.open(backend.configs) as store:
+        seen = []
+        for plugin in (A, B, A, "v6-logic-02-5min", B):
+            db = await store.for_plugin(plugin)._database()
+            seen.append(await db.read(lambda conn: tuple(conn.execute(
+                "SELECT current_user, current_schema()").fetchone())))
+    assert [user for user, _ in seen] == [roles[p] for p in (A, B, A, "v6-logic-02-5min", B)]
+    assert [schema for _, schema in seen] == [
+        backend.schema_of(backend.project.isolated_db(p)) for p in (A, B, A, "v6-logic-02-5min", B)]
+
+
+@PG
 async def test_each_plugins_calls_run_under_its_role_after_pg_setup(backend: Backed) -> None:
     async def current_user(plugin: str) -> str:
         db = await store.for_plugin(plugin)._database()

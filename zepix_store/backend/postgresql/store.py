@@ -2,10 +2,12 @@
 
 The query functions of queries/ are synchronous and shared by PluginStore and the compat facade, so one sync
 `psycopg_pool.ConnectionPool` serves both: `PgDatabase.read`/`write` run the function on a pooled connection in
-a thread (asyncio.to_thread), the facade on its own thread. Each call is one transaction that first points
-`search_path` at the file's schema (so the unqualified table names of queries/ are that schema's) and, once
-`pg-setup` has recorded a role for the plugin, takes that role (`SET LOCAL ROLE`): the server then enforces the
-plugin's isolation whatever the statement says. Before pg-setup the connecting user's own rights apply.
+a thread (asyncio.to_thread), the facade on its own thread. Each call first points the pooled
+connection's session at the file's schema (`search_path`, so the unqualified table names of queries/ are that
+schema's) and, once `pg-setup` has recorded a role for the plugin, at that role (`SET ROLE`): the server then
+enforces the plugin's isolation whatever the statement says. Before pg-setup the connecting user's own rights
+apply. A write is one transaction; a read runs its statements as they come (READ COMMITTED gives each statement
+its own snapshot inside a transaction too), so a read on a connection already pointed there is one round trip.
 
 A lost connection: a read is retried once on another connection; a write raises StoreUnavailableError (the
 server rolled back the transaction it never saw committed: nothing half-applied).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -38,6 +41,10 @@ T = TypeVar("T")
 POOL_SIZE = 4  # 8 writers through a pool of 4 beat one SQLite connection by about 2x (issue 19's measurement)
 
 
+# what each pooled connection's session is pointed at: (schema, role or None); a new connection has no entry
+_POINTED: weakref.WeakKeyDictionary[psycopg.Connection[Any], tuple[str, str | None]] = weakref.WeakKeyDictionary()
+
+
 class _Cancelled(Exception):
     """Raised in the worker thread to roll back a transaction whose caller was cancelled."""
 
@@ -55,7 +62,12 @@ class PgRoute:
         self._role: tuple[str | None] | None = None  # resolved at the first call
         self._lock = threading.Lock()
 
+    @property
+    def role_unknown(self) -> bool:
+        return self._role is None
+
     def role(self, conn: psycopg.Connection[Any]) -> str | None:
+        """The plugin's role, looked up on `conn` (as the connecting user) at the first call."""
         if self._role is None:
             with self._lock:
                 if self._role is None:
@@ -207,20 +219,34 @@ class PostgresBackend(Backend):
         return translate_pg_error(exc, self.pg)
 
     def _run_once(self, route: PgRoute, fn: Callable[[Connection], T], gate: CommitGate | None) -> T:
-        with self._pool_of().connection() as conn, conn.transaction():
-            role = route.role(conn)
-            # one round trip: SET LOCAL search_path and, after pg-setup, SET LOCAL ROLE (both end with the transaction)
-            if role is None:
-                conn.execute("SELECT set_config('search_path', %s, true)", [f'"{route.schema}"'])
-            else:
-                conn.execute("SELECT set_config('search_path', %s, true), set_config('role', %s, true)",
-                             [f'"{route.schema}"', role])
-            if gate is not None and gate.cancelled:
-                raise _Cancelled()
-            result = fn(PgConnection(conn))
-            if gate is not None and not gate.enter_commit():
-                raise _Cancelled()
-        return result
+        with self._pool_of().connection() as conn:
+            self._point(conn, route)
+            if gate is None:  # a read: READ COMMITTED gives each statement its own snapshot, in a transaction or not
+                return fn(PgConnection(conn))
+            with conn.transaction():
+                if gate.cancelled:
+                    raise _Cancelled()
+                result = fn(PgConnection(conn))
+                if not gate.enter_commit():
+                    raise _Cancelled()
+            return result
+
+    def _point(self, conn: psycopg.Connection[Any], route: PgRoute) -> None:
+        """Point the pooled connection's session at `route`: its schema first on search_path (the statements name
+        tables without a schema) and, after pg-setup, the plugin's role.
+
+        Set per session, outside any transaction, and only where the connection is not pointed there already
+        (a read is then one round trip): a rolled-back transaction cannot undo it behind our back.
+        """
+        current = _POINTED.get(conn)
+        if route.role_unknown and current is not None and current[1] is not None:
+            conn.execute("RESET ROLE")  # the role lookup runs as the connecting user, never as another plugin
+            current = _POINTED[conn] = (current[0], None)
+        wanted = (route.schema, route.role(conn))
+        if current != wanted:
+            conn.execute("SELECT set_config('search_path', %s, false), set_config('role', %s, false)",
+                         [f'"{route.schema}"', wanted[1] or "none"])
+            _POINTED[conn] = wanted
 
     # -- the Backend interface ---------------------------------------------------------------------------------
     async def open_database(self, path: Path, config: StoreConfig, upgrades: Upgrades) -> PgDatabase:
