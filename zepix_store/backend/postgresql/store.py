@@ -85,7 +85,7 @@ class PgRoute:
 
 
 class PgDatabase(Database):
-    """One schema (a routed file) of the store's database; each call one transaction on a pooled connection."""
+    """One schema (a routed file) of the store's database: each call on a pooled connection, a write one transaction."""
 
     def __init__(self, backend: PostgresBackend, path: Path, schema: str, plugin_id: str | None = None) -> None:
         self.path = path
