@@ -58,7 +58,8 @@ class TradeDatabase:
 
     def __init__(self, plugin_id: str, config: str | os.PathLike[str] | StoreConfig = "configs") -> None:
         self.config = config if isinstance(config, StoreConfig) else load_lenient_config(config)
-        self._backend: Backend = backend_for(self.config)
+        # one call at a time (the lock below): on PostgreSQL one pooled connection serves the facade
+        self._backend: Backend = backend_for(self.config, connections=1)
         self._ops = self._backend.operations
         self.plugin_id = self.config.plugin(plugin_id).plugin_id
         self.path: Path = self.config.plugin(plugin_id).db_path

@@ -221,8 +221,9 @@ class Store:
         return dict(zip(ids, results, strict=True))
 
 
-def backend_for(config: StoreConfig) -> Backend:
-    """The backend store.yaml names: the SQLite files (default), or a PostgreSQL backend of its own (its pool).
+def backend_for(config: StoreConfig, *, connections: int | None = None) -> Backend:
+    """The backend store.yaml names: the SQLite files (default), or a PostgreSQL backend of its own (its pool of at
+    most `connections` connections, default 4).
 
     psycopg is imported only here, when store.yaml names PostgreSQL (an optional extra).
     """
@@ -232,7 +233,7 @@ def backend_for(config: StoreConfig) -> Backend:
         require_driver()
         from .backend.postgresql.store import PostgresBackend
 
-        return PostgresBackend(config)
+        return PostgresBackend(config, connections=connections)
     return SQLITE
 
 

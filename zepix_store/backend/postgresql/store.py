@@ -133,12 +133,13 @@ class PostgresBackend(Backend):
 
     name: ClassVar[str] = "postgresql"
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(self, config: StoreConfig, *, connections: int | None = None) -> None:
         if config.postgresql is None:
             raise ConfigError(f"{config.config_dir}: backend postgresql needs a postgresql block in store.yaml")
         self.config = config
         self.pg: PostgresConfig = config.postgresql
         self.operations = PgOperations(config.zone)
+        self._connections = connections  # the pool's most (default POOL_SIZE)
         self._prefix = self.pg.schema_prefix
         self._schemas: dict[str, str] = {}  # file name relative to data_dir -> schema
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
@@ -191,8 +192,9 @@ class PostgresBackend(Backend):
                 raise StoreError("the PostgreSQL store is closed")
             if self._pool is None:
                 self._pool = ConnectionPool(
-                    self.pg.dsn, min_size=1, max_size=POOL_SIZE, open=True, name="zepix_store", timeout=30,
-                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}, configure=configure_connection)
+                    self.pg.dsn, min_size=1, max_size=self._connections or POOL_SIZE, open=True, name="zepix_store",
+                    timeout=30, kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+                    configure=configure_connection)
             return self._pool
 
     def run(self, route: PgRoute, fn: Callable[[Connection], T], *, write: bool, gate: CommitGate | None = None) -> T:
