@@ -228,3 +228,22 @@ async def test_windows_and_days_read_every_stored_form_as_its_instant(backend: B
     with TradeDatabase(B, backend.configs) as facade:
         assert [r["trade_id"] for r in facade.get_trades_by_date(day)] == on_day[::-1]
         assert [s["session_id"] for s in facade.get_sessions_by_date(day)] == ["S"]
+
+
+async def test_unattributed_rows_read_as_they_are_and_refuse_writes(backend: Backed) -> None:
+    from zepix_store import IsolationError
+
+    backend.project.set_use_shared(A, True)
+    async with Store.open(backend.configs) as store:
+        await store.for_plugin(A).save_trade({"trade_id": "L1", "status": "open"})  # the shared file exists
+    backend.write(backend.project.shared_db, "INSERT INTO trades (trade_id, status, pnl) VALUES (?, ?, ?)",
+                  ["L1", "closed", 4.5])  # plugin_id left to its default: the bot's row no plugin owns
+    async with Store.open(backend.configs) as store:
+        legacy = store.unattributed()
+        assert [(t["trade_id"], t["plugin_id"]) for t in [await legacy.get_trade("L1")]] == [("L1", "legacy")]
+        assert (await legacy.get_statistics())["total_pnl"] == 4.5
+        assert (await store.for_plugin(A).get_trade("L1"))["status"] == "open"  # its own L1, not the legacy one
+        with pytest.raises(IsolationError, match="read-only"):
+            await legacy.save_trade({"trade_id": "L2"})
+    assert backend.rows(backend.project.shared_db, "SELECT plugin_id, count(*) FROM trades GROUP BY 1 ORDER BY 1") \
+        == [("legacy", 1), (A, 1)]
