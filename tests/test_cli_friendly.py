@@ -32,6 +32,15 @@ def test_config_may_name_the_folder_or_its_store_yaml(project: Project) -> None:
     assert json.loads(by_folder.stdout) == json.loads(by_file.stdout)
 
 
+def test_config_naming_another_file_says_what_to_give(project: Project) -> None:
+    (project.configs / "store.yml").write_text((project.configs / "store.yaml").read_text())
+    for wrong in (project.configs / "store.yml", project.configs / "plugins.json"):
+        done = run_cli("stats", "-q", "--config", wrong)
+        assert done.rc == 2, done.stderr
+        assert f"--config {wrong}: give the config folder or its store.yaml" in done.stderr
+        assert "store.yml/store.yaml" not in done.stderr
+
+
 def test_a_mistyped_plugin_or_command_gets_a_suggestion_and_json_gets_an_error_object(project: Project) -> None:
     done = run_cli("stats", "--json", "--plugin", "v6-logic-01-1mn", config=project)
     assert done.rc == 2

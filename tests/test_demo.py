@@ -52,6 +52,20 @@ def test_demo_human_output_names_steps_and_files(tmp_path: Path) -> None:
     for heading in ("legacy database", "migrate", "split", "verify", "stats", "files made"):
         assert heading in result.stdout
     assert str(tmp_path / "d" / "data" / "trading_bot.db") in result.stdout
+    assert len(result.stdout.splitlines()) <= 60, result.stdout  # a screenful: it printed 240 lines
+    assert not [line for line in result.stdout.splitlines() if " 0 new rows" in line or line.startswith("ok ")]
+    picture = tmp_path / "d" / "equity.png"  # what stats --plot draws, named where to look
+    assert f"== equity curves: {picture}" in result.stdout
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_verbose_prints_every_steps_whole_report(tmp_path: Path) -> None:
+    result = run_cli("demo", "--dir", str(tmp_path / "d"), "--trades", "300", "-v", "--plot", str(tmp_path / "e.svg"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok    copies:v3-logic-01-5min: ") for line in lines)  # every verify check
+    assert any(line.startswith("table ") and " action " in line for line in lines)  # migrate's owners per table
+    assert (tmp_path / "e.svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, Project, copy_database, run_cli
+from zepix_store._sample.bot_history import build_bot_history
 from zepix_store._sample.legacy import build_legacy_db
+from zepix_store.attribution_report import AttributionReport, UnmappedValue
 
 REPR = re.compile(r"\{'|\[\{|\bNone\b|\(\('|\[\('")  # dict, list of dicts, None, tuples as Python shows them
 
@@ -67,3 +69,55 @@ def test_the_demo_says_where_its_configs_are_and_what_to_run_next(tmp_path: Path
         ran = subprocess.run([sys.executable, "-m", "zepix_store", *argv[1:]], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120, check=False, env={"PYTHONPATH": str(REPO), "PATH": ""})
         assert ran.returncode == 0, (argv, ran.stderr)
+
+
+@pytest.fixture
+def bot_file(project: Project) -> Project:
+    """The bot's own small file, as issue 22 tried it: an older bot's six tables, no logic_type, about 26 trades."""
+    build_bot_history(project.shared_db, trades=13, seed=3, older=True)
+    return project
+
+
+def test_a_clean_run_prints_a_screenful_with_no_zero_lines_and_no_empty_list(bot_file: Project) -> None:
+    first = run_cli("split", "-q", config=bot_file)
+    again = run_cli("split", "-q", config=bot_file)
+    verify = run_cli("verify", "-q", config=bot_file)
+    verbose = run_cli("verify", "-v", "-q", config=bot_file)
+
+    assert [first.returncode, again.returncode, verify.returncode, verbose.returncode] == [0, 0, 0, 0]
+    for done in (first, again):
+        assert not [line for line in done.stdout.splitlines() if " 0 new rows" in line], done.stdout
+    assert again.stdout.count("nothing to do") == 2, again.stdout  # the plugins on one line, the files on one
+    assert len(again.stdout.splitlines()) < 25, again.stdout
+    assert len(verify.stdout.splitlines()) < 20, verify.stdout  # was 69: a row per check
+    assert len(verbose.stdout.splitlines()) > 60  # -v: every check
+    for done in (first, again, verify, verbose, run_cli("stats", "-q", config=bot_file)):
+        unwrapped = done.stdout.replace("\n      ", " ")  # a verify detail wraps under its check
+        assert not [line for line in unwrapped.splitlines() if line.rstrip().endswith(":")
+                    and not line.startswith(("all closed trades", "trades closed"))], done.stdout
+    assert max(len(line) for line in verbose.stdout.splitlines()) <= 110
+
+
+def test_sizes_are_in_kb_mb_gb_and_counts_agree_with_their_noun(bot_file: Project) -> None:
+    dry = run_cli("split", "--dry-run", "-q", config=bot_file)
+    migrate = run_cli("migrate", "--dry-run", "-q", config=bot_file)
+
+    (disk,) = [line for line in dry.stdout.splitlines() if line.startswith("preflight disk: ")]
+    assert re.search(r": \d+(\.\d)? [KMGT]B free, the copies need about \d+(\.\d)? [KMG]B \(ok\)$", disk), disk
+    assert re.search(r"after a backup of \d+(\.\d)? [KM]B; nothing was written", migrate.stdout), migrate.stdout
+    assert "bytes" not in dry.stdout + migrate.stdout
+    assert "1 rows" not in dry.stdout and "1 row references a missing parent" not in dry.stdout
+    assert not re.search(r"\b1 (checks|rows|trades|plugins|files|copies)\b|\(s\)", dry.stdout + migrate.stdout)
+
+
+def test_a_mapping_column_with_no_unmapped_value_prints_no_empty_list() -> None:
+    report = AttributionReport("legacy", ["logic_type", "strategy"], trades=3, by_rule={"strategy": 2, "default": 1},
+                               by_plugin={"v3-logic-01-5min": 2, "legacy": 1},
+                               unmapped={"logic_type": [], "strategy": [UnmappedValue("MANUAL", 1, 1)]},
+                               unmapped_distinct={"logic_type": 0, "strategy": 1})
+
+    lines = report.lines()
+
+    assert not [line for line in lines if line.rstrip().endswith(":")], lines  # was `... values (...): `
+    assert [line for line in lines if line.startswith("unmapped ")] == [
+        "unmapped strategy values (trades no mapping decided): 'MANUAL' x1; of those left with legacy: 'MANUAL' x1"]

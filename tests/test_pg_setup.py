@@ -125,8 +125,8 @@ def test_the_human_report_names_roles_and_dsns_without_a_password(configure: Cal
     assert "hunter2" not in done.stdout + done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.startswith("v")}
     assert len(lines) == 8 and f"zxh_p_{A}" in lines[A] and f"user=zxh_p_{A}" in lines[A], done.stdout
-    assert "created" in lines[A] and done.stdout.rstrip().endswith("role(s) created; row-level security, policies "
-                                                                   "and grants in place")
+    assert "created" in lines[A] and done.stdout.rstrip().endswith("6 schemas and 8 roles created; row-level "
+                                                                   "security, policies and grants in place")
     assert len(names_on_server(admin, "zxh_")[0]) == 6
     assert admin.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'zxh_shared'").fetchone() == (
         len(TABLES) + 1,)

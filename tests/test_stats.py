@@ -233,7 +233,7 @@ def test_table_has_one_aligned_row_per_plugin(history: Project) -> None:
     assert empty[11:] == ["data/zepix_v6_logic_04_1h.db", "(no", "file", "yet)"]
     assert rows[ALL.index(P)].split()[9] == "inf"
     notes = lines[3 + len(ALL):]
-    assert notes == [f"note: {W}: 1 closed trade(s) with a pnl that is NULL, not a number or not finite (counted "
+    assert notes == [f"note: {W}: 1 closed trade with a pnl that is NULL, not a number or not finite (counted "
                      "as trades, left out of PnL, win%, PF and max DD)"]
 
 

@@ -141,7 +141,7 @@ def test_legacy_spellings_fall_in_their_window_and_no_time_is_named_not_a_traceb
     got = doc["plugins"][0]
     assert (got["total_trades"], got["total_pnl"], got["untimed_trades"]) == (3, 7.0, 3)
     assert doc["untimed_values"] == {PLUGIN: ["'01/20/2026'", "'2026-01-20T11:00:00+0200'", "'n/a'"]}
-    assert doc["notes"] == [f"{PLUGIN}: 3 closed trade(s) whose close_time is no time (such as '01/20/2026', "
+    assert doc["notes"] == [f"{PLUGIN}: 3 closed trades whose close_time is no time (such as '01/20/2026', "
                             "'2026-01-20T11:00:00+0200', 'n/a'): in no time window, counted only in all-time figures"]
     human = run_cli("stats", *window, config=project)
     assert human.returncode == 0, human.stderr

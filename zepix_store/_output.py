@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +14,7 @@ from .errors import EXIT_BAD_INPUT
 from .literal import show_value, value_counts
 
 __all__ = [
+    "WIDTH",
     "Progress",
     "emit_report",
     "format_amount",
@@ -25,7 +27,10 @@ __all__ = [
     "print_table",
     "show_value",
     "value_counts",
+    "wrapped",
 ]
+
+WIDTH = 110  # characters of a line of prose; tables keep their own width
 
 
 def print_json(document: Any) -> None:
@@ -86,6 +91,11 @@ def human(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+def wrapped(text: str, indent: str = "  ", width: int = WIDTH) -> str:
+    """A long line of prose folded at `width`, its continuation indented; words (paths, values) never split."""
+    return textwrap.fill(text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

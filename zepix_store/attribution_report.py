@@ -29,6 +29,7 @@ from .attribution import (
 )
 from .literal import show_value, value_counts
 from .schema import TRADES
+from .words import count
 
 __all__ = [
     "AmbiguousTrade",
@@ -104,7 +105,7 @@ class AttributionReport:
     def summary(self) -> str:
         """One line: trades per rule."""
         rules = ", ".join(f"{_rule_label(r)} {n:,}" for r, n in self.by_rule.items())
-        return f"{self.trades:,} trades attributed by rule: {rules}; {self.unattributed:,} kept by " \
+        return f"{count(self.trades, 'trade')} attributed by rule: {rules}; {self.unattributed:,} kept by " \
                f"{self.default_plugin_id}"
 
     def lines(self) -> list[str]:
@@ -113,6 +114,8 @@ class AttributionReport:
         if self.missing_columns:
             out.append(f"columns the file lacks (rules skipped): {', '.join(self.missing_columns)}")
         for column, values in self.unmapped.items():
+            if not values:  # every value of the column was mapped: no empty list after a colon
+                continue
             more = self.unmapped_distinct[column] - len(values)
             kept = value_counts([(v.value, v.kept) for v in values if v.kept])
             out.append(f"unmapped {column} values (trades no mapping decided): "
@@ -134,8 +137,8 @@ class AttributionReport:
         return out
 
 
-def _more(count: int, noun: str = "") -> str:
-    return f", ... and {count:,} more{' ' + noun if noun else ''}" if count > 0 else ""
+def _more(n: int, noun: str = "") -> str:
+    return f", ... and {n:,} more{' ' + noun if noun else ''}" if n > 0 else ""
 
 
 def _rule_label(rule: str) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "command_module",
     "common_parser",
     "find_config_dir",
+    "not_a_config_dir",
     "help_parts",
     "interrupts_outside_sqlite_callbacks",
     "main",
@@ -96,7 +97,10 @@ def common_parser() -> argparse.ArgumentParser:
                              "configs/ folder of this folder or the nearest parent that has one)")
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr; the shortest report")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="the whole report (verify: every check; split, merge, flip: every table; demo: each "
+                             "step's whole report)")
     common.add_argument("--version", action="version", version=f"zepix-store {__version__}",
                         help="print the version and exit")
     return common
@@ -127,6 +131,8 @@ def command_main(
                      parents=[common_parser()], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if (wrong := not_a_config_dir(args.config)) is not None:
+        parser.error(wrong)
     given, args.config = args.config, find_config_dir(args.config)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr, force=True)
@@ -172,6 +178,22 @@ def _refuse_another_backend(name: str, config_dir: str) -> None:
         raise ConfigError(f"{Path(config_dir) / STORE_FILE}: backend: {backend}: `zepix-store {name}` works on the "
                           "SQLite files only so far, and the bots write to the server; on PostgreSQL the library "
                           "(Store, compat.TradeDatabase) and `zepix-store pg-setup` work")
+
+
+def not_a_config_dir(given: str | None) -> str | None:
+    """Why `--config given` cannot name a config folder (a file other than store.yaml), or None.
+
+    Read as a folder, `--config configs/store.yml` would fail as `.../store.yml/store.yaml: not found`.
+    """
+    if given is None:
+        return None
+    path = Path(given)
+    if path.is_dir() or path.name == STORE_FILE:
+        return None
+    if path.exists() or path.suffix.lower() in (".yaml", ".yml", ".json"):
+        return (f"--config {given}: give the config folder or its {STORE_FILE} (the store's settings are read "
+                f"from {STORE_FILE} in that folder, whatever else it holds)")
+    return None
 
 
 def find_config_dir(given: str | None, start: Path | None = None) -> str:

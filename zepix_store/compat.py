@@ -200,6 +200,33 @@ class TradeDatabase:
         """TP re-entries of the last 30 days: count, total and average pnl, profitable ones."""
         return self._read(bot_queries.tp_reentry_stats, self._ops, self.zone)
 
+    # -- TP re-entries and reversal exits (the bot's raw INSERTs and its reversal summary) ------------------------
+    def save_tp_reentry_event(self, chain_id: str, symbol: str, tp_level: int, tp_price: float,
+                              reentry_price: float, sl_reduction_percent: float, pnl: float = 0.0) -> int:
+        """Insert a `tp_reentry_events` row (the bot's 8 values after id, timestamp now); return its row id."""
+        return self._add("tp_reentry_events", {
+            "chain_id": chain_id, "symbol": symbol, "tp_level": tp_level, "tp_price": tp_price,
+            "reentry_price": reentry_price, "sl_reduction_percent": sl_reduction_percent, "pnl": pnl,
+            "timestamp": self._now()})
+
+    def save_reversal_exit_event(self, trade_id: Any, symbol: str, exit_price: float, exit_signal: str,
+                                 pnl: float) -> int:
+        """Insert a `reversal_exit_events` row (the bot's values after id, timestamp now); return its row id."""
+        return self._add("reversal_exit_events", {
+            "trade_id": trade_id, "symbol": symbol, "exit_price": exit_price, "exit_signal": exit_signal,
+            "pnl": pnl, "timestamp": self._now()})
+
+    def get_reversal_exit_stats(self) -> Row:
+        """Reversal exits of the last 30 days: total_reversal_exits, profitable_exits, total_reversal_pnl,
+        avg_reversal_pnl (the bot's summary: all but the count are None when there is none)."""
+        return self._read(bot_queries.reversal_exit_stats, self._ops, self.zone)
+
+    def get_todays_performance(self, zone: tzinfo | str | None = None) -> Row:
+        """Today's closed trades, as the bot's risk manager summed them: `profit`, `loss` (negative), `net`
+        (floats) and `trade_count`. Today is the calendar day now in `zone` (default store.yaml's timezone).
+        An error is raised, not read as a day without losses (the bot's method caught it and returned zeros)."""
+        return self._read(bot_queries.todays_performance, self._ops, self.zone, timefmt.as_zone(zone, self.zone))
+
     # -- system state --------------------------------------------------------------------------------------------
     def clear_lifetime_losses(self) -> None:
         """Set the plugin's `lifetime_loss` state to '0'."""
@@ -266,6 +293,11 @@ class TradeDatabase:
     def get_session_details(self, session_id: str) -> Row:
         """The session row plus `breakdown` of its closed trades, or {} when unknown."""
         return self._read(bot_queries.session_details, self._ops, session_id)
+
+    def get_session_metadata(self, session_id: str) -> Any:
+        """The session's `metadata`: stored JSON as its value (a dict update_session_metadata was given), other
+        text as it is; None when the plugin has no such session or it has no metadata."""
+        return self._read(bot_queries.session_metadata, session_id)
 
     def update_session_metadata(self, session_id: str, metadata: Any) -> bool:
         """Set the session's `metadata` (a dict or list is stored as JSON); False if no such session."""

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return emit_report("flip", report, args.json, print_report)
 
 
-def print_report(report: FlipReport) -> None:
+def print_report(report: FlipReport, verbose: bool = False) -> None:
     if report.already is not None:
         print(f"{'dry run (nothing written): ' if report.dry_run else ''}flip {report.plugin_id} to {report.to}: "
               f"{report.already}")
@@ -59,7 +59,7 @@ def print_report(report: FlipReport) -> None:
     for n, sync in enumerate(report.syncs):
         if n:
             print("after the config rewrite (rows the bot wrote meanwhile):")
-        print_sync(sync, "source", report.dry_run)
+        print_sync(sync, "source", report.dry_run, verbose)
     if report.config_changed:
         print(f"config: database.use_shared is now {'true' if report.to == 'shared' else 'false'}")
     for key, value in report.prune.items():

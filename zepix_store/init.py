@@ -34,6 +34,7 @@ from ._output import format_table, print_json, value_counts
 from .cli import command_main
 from .errors import EXIT_BAD_INPUT
 from .ops.init import InitReport, init_project
+from .words import count
 
 __all__ = ["main", "next_commands"]
 
@@ -81,12 +82,11 @@ def print_report(report: InitReport, steps: list[str]) -> None:
     shared = _shared_line(report)
     print(f"shared file: {report.shared_db.relative_to(report.root)}{shared}")
     source = "configs/plugins (copies)" if report.copy else report.plugins_dir
-    count = len(report.plugins)
-    print(f"plugins ({source}): {count} plugin{'' if count == 1 else 's'}"
+    print(f"plugins ({source}): {count(len(report.plugins), 'plugin')}"
           + (f", {len(report.disabled)} left out (broken config.json, below)" if report.disabled else ""))
     if report.plugins:
         rows = [[p.plugin_id, p.route, p.file, p.trades,
-                 f"{p.rows:,} rows" if p.route == "isolated" else "stays in the shared file"] for p in report.plugins]
+                 count(p.rows, "row") if p.route == "isolated" else "stays in the shared file"] for p in report.plugins]
         print(format_table(["plugin", "route", "file", "trades", "a split moves"], rows))
     for problem in report.disabled.values():
         print(f"left out: {problem}")
@@ -107,7 +107,7 @@ def _shared_line(report: InitReport) -> str:
     if not report.shared_exists:
         return " does not exist yet (nothing to split)"
     state = "migrated" if report.shared_migrated else "not migrated (init and split only read it)"
-    return f", {report.shared_trades:,} trade{'' if report.shared_trades == 1 else 's'}, {state}"
+    return f", {count(report.shared_trades, 'trade')}, {state}"
 
 
 def _print_mapping(report: InitReport) -> None:
@@ -131,8 +131,8 @@ def _print_mapping(report: InitReport) -> None:
     a = report.attribution
     if a is not None and a.trades:
         kept = a.unattributed
-        print(f"attribution with this mapping: {a.trades - kept:,} of {a.trades:,} trades get a plugin (re-entries "
-              f"through their chain); {kept:,} stay with {a.default_plugin_id} (not attributed)")
+        print(f"attribution with this mapping: {a.trades - kept:,} of {count(a.trades, 'trade')} get a plugin "
+              f"(re-entries through their chain); {kept:,} stay with {a.default_plugin_id} (not attributed)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,15 +49,15 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     report = merge(config, args.plugin, dry_run=args.dry_run, prefer=args.prefer, progress=progress, say=progress,
                    lock_wait_s=args.lock_wait)
-    return emit_report("merge", report, args.json, print_report)
+    return emit_report("merge", report, args.json, lambda r: print_report(r, args.verbose))
 
 
-def print_report(report: MergeReport) -> None:
+def print_report(report: MergeReport, verbose: bool = False) -> None:
     mode = "dry run (nothing written): merge" if report.dry_run else "merge"
     print(f"{mode} into {report.shared_db}" + (f" (backup {report.backup})" if report.backup else ""))
     if report.upgraded_from is not None:
         print(f"upgraded the shared file from schema version {report.upgraded_from}")
-    print_sync(report, "isolated", report.dry_run)
+    print_sync(report, "isolated", report.dry_run, verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

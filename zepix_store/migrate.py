@@ -32,19 +32,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._output import Progress, print_json, print_table
+from ._output import Progress, print_json, print_table, wrapped
 from .cli import command_main
 from .config import load_config
 from .errors import ConfigError
 from .ops.migrate import ALREADY, DRY_RUN, MigrateReport, migrate_shared
 from .schema import TABLES
+from .words import size
 
 __all__ = ["main"]
 
-OLD_CODE_NOTE = ("note: the bot's old TradeDatabase (positional INSERT ... VALUES into these tables) fails on this "
-                 "file now: each table has a plugin_id column more. Switch it to the compat facade: "
-                 "`from zepix_store.compat import TradeDatabase; db = TradeDatabase(\"<plugin_id>\")`; "
-                 "`split` is the path that leaves this file's schema untouched")
+OLD_CODE_NOTE = ("note: the bot's old TradeDatabase (positional INSERT ... VALUES into these tables) fails on this\n"
+                 "  file now: each table has a plugin_id column more. Switch it to the compat facade:\n"
+                 "  `from zepix_store.compat import TradeDatabase; db = TradeDatabase(\"<plugin_id>\")`;\n"
+                 "  `split` is the path that leaves this file's schema untouched")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +97,7 @@ def print_report(report: MigrateReport, default: str) -> None:
         return
     if report.status == DRY_RUN:
         print(f"dry run: {report.path} would be migrated from schema version {report.from_version} to "
-              f"{report.to_version} after a backup of {report.db_bytes:,} bytes; nothing was written")
+              f"{report.to_version} after a backup of {size(report.db_bytes)}; nothing was written")
     else:
         print(f"migrated {report.path} from schema version {report.from_version} to {report.to_version} "
               f"in {report.seconds:.1f} s\nbackup: {report.backup}")
@@ -111,7 +112,7 @@ def print_report(report: MigrateReport, default: str) -> None:
         tables = ", ".join(report.retriggered)
         print(f"\nchange-tracking triggers rewritten (repeated upserts no longer fail): {tables} (no row changed)")
     if report.attribution is not None:
-        print("\n" + "\n".join(report.attribution.lines()))
+        print("\n" + "\n".join(map(wrapped, report.attribution.lines())))
     if report.from_version == 0:
         print("\n" + OLD_CODE_NOTE)
 

@@ -30,6 +30,7 @@ from ._output import format_table, print_json
 from .cli import command_main
 from .config import load_config
 from .ops.pg_setup import PgSetupReport, pg_setup
+from .words import count
 
 __all__ = ["main", "print_report"]
 
@@ -63,8 +64,8 @@ def print_report(report: PgSetupReport) -> None:
     else:
         schemas = sum(s.state == "created" for s in report.schemas)
         roles = sum(p.state == "created" for p in report.plugins)
-        print(f"set up: {schemas} schema(s) and {roles} role(s) created; row-level security, policies and grants "
-              "in place")
+        print(f"set up: {count(schemas, 'schema')} and {count(roles, 'role')} created; row-level security, policies "
+              "and grants in place")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

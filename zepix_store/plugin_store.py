@@ -12,6 +12,7 @@ from typing import Any
 
 from . import timefmt
 from .backend.base import Database
+from .queries import bot as bot_queries
 from .queries import plugin as q
 from .queries.fetch import fetch_all, fetch_one
 from .queries.state import decode_state, get_state, state_row
@@ -167,6 +168,19 @@ class PluginStore:
         return await self._all(q.REVERSAL_EXIT_EVENTS_OF_TRADE,
                                trade_id)
 
+    async def get_reversal_exit_stats(self) -> Row:
+        """Reversal exits of the last 30 days, as the compat facade's (total_reversal_exits, profitable_exits,
+        total_reversal_pnl, avg_reversal_pnl)."""
+        db = await self._database()
+        return await db.read(bot_queries.reversal_exit_stats, self.plugin_id, db.operations, self.zone)
+
+    async def get_todays_performance(self, zone: tzinfo | str | None = None) -> Row:
+        """Closed trades of today (the calendar day now in `zone`; default store.yaml's timezone): profit, loss,
+        net and trade_count, as the compat facade's."""
+        db = await self._database()
+        return await db.read(bot_queries.todays_performance, self.plugin_id, db.operations, self.zone,
+                             timefmt.as_zone(zone, self.zone))
+
     # -- system state ---------------------------------------------------------------------------------
     async def get_system_state(self, key: str, default: Any = None) -> Any:
         """The value set under `key` (equal to what was set: bool, number, str, None, list, dict), or `default`."""
@@ -250,6 +264,10 @@ class PluginStore:
         ops = (await self._database()).operations
         rows = await self._all(sessions_started_in(ops), *ops.window_bounds(start, end, self.zone))
         return by_time(rows, "start_time", self.zone)
+
+    async def get_session_metadata(self, session_id: str) -> Any:
+        """The session's metadata: stored JSON as its value, other text as it is; None when unknown or unset."""
+        return await (await self._database()).read(bot_queries.session_metadata, self.plugin_id, session_id)
 
     async def get_session_details(self, session_id: str) -> Row | None:
         """The session with its trades under the key 'trades', or None."""

@@ -7,12 +7,14 @@ rerun copies only what is new. A row the bot changed in the shared file since th
 copy; a copy the bot changed is kept as its newer write; a row changed in both places refuses that plugin
 (nothing of it written) until --prefer says which side wins. Every chunk written is compared with its source
 (values and money totals) before it commits; a new file is built as `<name>.tmp` and appears under its name only
-once verified. On a file in use, no write transaction holds its lock much longer than 100 ms.
+once verified. On a file in use, no write transaction holds its lock much longer than 100 ms. It prints a row
+per plugin that had something to do (-v: per table), the plugins up to date on one line.
 
 examples:
   zepix-store split --dry-run          # the preflight: what would be copied, problems, disk
   zepix-store split                    # every isolated plugin
   zepix-store split --plugin v6-logic-01-1min --json
+  zepix-store split -v                 # every table of every plugin
   zepix-store split --prune            # then delete verified copies from the shared file
 
 exit codes: 0 done, 1 a verification failed or a plugin was refused (key collision), 2 bad config or input
@@ -26,12 +28,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._output import Progress, emit_report, human, print_table
+from ._output import Progress, emit_report, human, print_table, wrapped
 from ._sync_output import add_lock_wait, print_sync
 from .cli import command_main
 from .config import load_config
 from .ops.split import SplitReport, split
 from .ops.sync.job import PREFER
+from .words import count, size, verb
 
 __all__ = ["SplitReport", "main", "split"]
 
@@ -57,32 +60,38 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     report = split(config, args.plugin, dry_run=args.dry_run, prune=args.prune, remap=args.remap,
                    prefer=args.prefer, progress=progress, say=progress, lock_wait_s=args.lock_wait)
-    return emit_report("split", report, args.json, print_report)
+    return emit_report("split", report, args.json, lambda r: print_report(r, args.verbose))
 
 
-def print_report(report: SplitReport) -> None:
+def print_report(report: SplitReport, verbose: bool = False) -> None:
     """The human form of the report: per-plugin table and words, attribution buckets, anomalies."""
     mode = "dry run (nothing written)" if report.dry_run else "split"
     print(f"{mode}: {report.shared_db}")
-    print_sync(report, "source", report.dry_run)
+    print_sync(report, "source", report.dry_run, verbose)
+    current = [path for path, status in report.files.items() if status == "up to date"]
     for path, status in report.files.items():
-        print(f"file {path}: {status}")
-    if report.files and set(report.files.values()) == {"up to date"}:
+        if status != "up to date" or verbose:
+            print(f"file {path}: {status}")
+    if report.files and len(current) == len(report.files):
         print("nothing to do: every file is up to date")
-    _print_attribution(report)
+    elif current and not verbose:
+        print(f"{count(len(current), 'file')} up to date")
+    _print_attribution(report, verbose)
     _print_preflight(report.preflight)
     for key, value in report.prune.items():
         print(f"prune {key.replace('_', ' ')}: {human(value)}")
 
 
-def _print_attribution(report: SplitReport) -> None:
+def _print_attribution(report: SplitReport, verbose: bool = False) -> None:
     print()
-    # Rows per plugin are in the table above (and in --json): here only where each source row went.
+    # Rows per plugin are in the table above (and in --json): here only where each source row went; an empty
+    # table only with -v.
     print_table(["table", "source rows", "one owner", "orphans", "shared rows", "shared copies", "total"],
                 [(t, b.source_rows, sum(b.by_plugin.values()), b.orphans, b.shared_rows,
-                  sum(b.shared_copies.values()), b.bucket_total) for t, b in report.buckets.items()])
+                  sum(b.shared_copies.values()), b.bucket_total) for t, b in report.buckets.items()
+                 if b.source_rows or b.bucket_total or verbose])
     if report.attribution is not None:
-        print("\n".join(report.attribution.lines()))
+        print("\n".join(map(wrapped, report.attribution.lines())))
     if report.absent_tables:
         print("absent tables: " + ", ".join(report.absent_tables))
     for table, cols in report.absent_columns.items():
@@ -95,11 +104,12 @@ def _print_preflight(preflight: dict[str, Any]) -> None:
     """The dry run's checks in words: foreign keys, free disk per folder, write permission per path (each once)."""
     if "foreign_key_problems" in preflight:
         problems = preflight["foreign_key_problems"]
-        print("preflight foreign keys: " + (", ".join(f"{t}: {n:,} rows reference a missing parent"
-                                                       for t, n in problems.items()) or "no dangling references"))
+        dangling = [f"{t}: {count(n, 'row')} {verb(n, 'references', 'reference')} a missing parent"
+                    for t, n in problems.items()]
+        print("preflight foreign keys: " + (", ".join(dangling) or "no dangling references"))
     for disk in preflight.get("disk", []):
-        print(f"preflight disk: {disk['folder']}: {disk['free_bytes']:,} bytes free, the copies need about "
-              f"{disk['source_bytes']:,} ({'ok' if disk['ok'] else 'NOT ENOUGH'})")
+        print(f"preflight disk: {disk['folder']}: {size(disk['free_bytes'])} free, the copies need about "
+              f"{size(disk['source_bytes'])} ({'ok' if disk['ok'] else 'NOT ENOUGH'})")
     seen: dict[str, bool] = {}
     for place in preflight.get("writable", []):
         seen[place["path"]] = seen.get(place["path"], True) and place["ok"]

@@ -51,6 +51,7 @@ from .config import StoreConfig, load_config
 from .errors import ConfigError
 from .ops.stats import PluginStats, StatsReport, Window, collect_stats
 from .ops.waiting import Waiting, waiting_trades
+from .words import count
 
 __all__ = ["main", "print_report"]
 
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         plot.plot_equity_curves(report.curves, args.plot, f"Equity curves: {window.describe()}",
                                 currency=args.currency,
                                 drawdowns={s.plugin_id: s.max_drawdown for s in report.plugins})
-        log.info("equity curves written to %s", args.plot)
+        if args.csv:  # stdout holds the CSV alone
+            log.info("equity curves written to %s", args.plot)
     if args.json:
         print_json({**report.to_json(args.plot, args.currency), "waiting": waiting and waiting.to_json(),
                     "disabled": {p: str(e) for p, e in config.disabled.items()}})
@@ -108,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         _print_csv(report.plugins)
     else:
         print_report(report, config, waiting)
+        if args.plot is not None:
+            print(f"equity curves written to {args.plot}")
     return left_out("stats", config.disabled, args.plugins)
 
 
@@ -143,8 +147,8 @@ def print_report(report: StatsReport, config: StoreConfig, waiting: Waiting | No
         print(f"note: {waiting.note(_display_path(str(waiting.shared_db), config))}")
     for s in report.plugins:
         if s.unpriced_trades:
-            print(f"note: {s.plugin_id}: {s.unpriced_trades} closed trade(s) with a pnl that is NULL, not a number "
-                  "or not finite (counted as trades, left out of PnL, win%, PF and max DD)")
+            print(f"note: {s.plugin_id}: {count(s.unpriced_trades, 'closed trade')} with a pnl that is NULL, not a "
+                  "number or not finite (counted as trades, left out of PnL, win%, PF and max DD)")
     for note in report.notes():
         print(f"note: {note}")
     legacy = sorted({_display_path(s.database, config) for s in report.plugins if s.source == "legacy"})

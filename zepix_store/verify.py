@@ -16,26 +16,34 @@ decided the trades and which values no mapping covers) and trade_ids with severa
 A plugin whose config.json is broken fails its config check (the detail names the file and field) and is left
 out of the others; every other plugin is verified, then the exit code is 2, the broken file named on stderr.
 
-The last line sums up: how many checks are ok, warned, failed (and skipped); a long detail is cut, with a count.
+Failures, warnings and skipped checks are printed in full; the checks that passed are one line per kind
+(integrity, copies, ...), each check with -v, none with -q. The last line sums up: how many checks are ok,
+warned, failed (and skipped). A long detail is wrapped, and cut past about six lines (--json has it whole).
 
 examples:
   zepix-store verify
+  zepix-store verify -v                # every check, one by one
   zepix-store verify --json
 
 exit codes: 0 every check passed (warnings allowed), 1 a check failed (named on stderr), 2 bad config,
-3 disk full or I/O error, 5 a database is not readable.
+3 disk full or I/O error kept a check from running (and no check found the data wrong), 4 busy likewise,
+5 a database is not readable.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
-from ._output import Progress, left_out, print_json, print_table
+from ._output import WIDTH, Progress, left_out, print_json
 from .cli import command_main
 from .config import load_config
-from .ops.verify import DETAIL_WIDTH, VerifyReport, listed, verify
+from .ops.verify import OK, Check, VerifyReport, listed, verify
+from .words import count
+
+DETAIL_CHARS = 600  # of one detail (about six lines); --json keeps it whole
 
 __all__ = ["VerifyReport", "add_arguments", "main", "print_report", "run", "verify"]
 
@@ -53,27 +61,65 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**report.to_json(), "disabled": {p: str(e) for p, e in config.disabled.items()}})
     else:
-        print_report(report)
+        print_report(report, verbose=args.verbose, quiet=args.quiet)
     if config.disabled:
         return left_out("verify", config.disabled)
-    if report.failed:
-        print(f"zepix-store verify: error: {len(report.failed)} checks failed: {listed(report.failed, ', ')}",
+    if report.failed and report.exit_code == 1:
+        print(f"zepix-store verify: error: {count(len(report.failed), 'check')} failed: "
+              f"{listed(report.failed, ', ')}", file=sys.stderr)
+    elif report.failed:  # nothing found wrong, but some checks could not run: say why, not "failed"
+        first = next(c for c in report.checks if c.name in report.failed)
+        print(f"zepix-store verify: error: could not check {listed(report.failed, ', ')}: {first.detail}",
               file=sys.stderr)
-        return 1
-    return 0
+    return report.exit_code
 
 
-def print_report(report: VerifyReport) -> None:
-    """The checks as a table, then the summary line."""
-    print_table(["check", "status", "detail"], [(c.name, c.status, _cut(c.detail)) for c in report.checks])
-    print(report.summary())
+def print_report(report: VerifyReport, verbose: bool = False, quiet: bool = False) -> None:
+    """Passes as one line per kind of check (each check with -v, none with -q); every failure, warning and skip
+    in full; the summary.
+
+    A check reads `status  name: detail`, the detail wrapped under it, so no line runs past WIDTH however long
+    the detail.
+    """
+    if not verbose and not quiet:
+        for kind, checks in _passes_by_kind(report).items():
+            print(_block(OK, kind + ": " + (checks[0].detail if len(checks) == 1 else
+                                              f"{_subjects(checks)} passed")))
+    shown = report.checks if verbose else [c for c in report.checks if c.status != OK]
+    for check in shown:
+        print(_block(check.status, f"{check.name}: {_cut(check.detail)}"))
+    hint = "" if verbose or len(shown) == len(report.checks) else "; -v lists every check"
+    print(report.summary() + hint)
 
 
-def _cut(detail: str, width: int = DETAIL_WIDTH) -> str:
-    """One table cell: a detail longer than `width` is cut, saying how much more --json holds."""
+def _passes_by_kind(report: VerifyReport) -> dict[str, list[Check]]:
+    """The passed checks grouped by kind (the part of the name before `:`), in the order they ran."""
+    kinds: dict[str, list[Check]] = {}
+    for check in report.checks:
+        if check.status == OK:
+            kinds.setdefault(check.name.partition(":")[0], []).append(check)
+    return kinds
+
+
+def _subjects(checks: Sequence[Check]) -> str:
+    """What the checks of one kind were about: `6 files`, `8 plugins`, or `9 checks` when mixed."""
+    names = [c.name.partition(":")[2] for c in checks]
+    noun = ("file" if all(n.endswith(".db") for n in names) else
+            "plugin" if all(n and not n.endswith(".db") and "_" not in n for n in names) else "check")
+    return count(len(checks), noun)
+
+
+def _block(status: str, text: str) -> str:
+    """`warn  name: detail ...`, wrapped at WIDTH with the continuation under the name."""
+    return textwrap.fill(text, WIDTH, initial_indent=f"{status:<6}", subsequent_indent=" " * 6,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _cut(detail: str, width: int = DETAIL_CHARS) -> str:
+    """A detail longer than `width` is cut, saying how much more --json holds (lists are cut before, by item)."""
     if len(detail) <= width:
         return detail
-    return f"{detail[:width - 40].rstrip()} ... ({len(detail) - width + 40:,} more characters in --json)"
+    return f"{detail[:width - 40].rstrip()} ... ({count(len(detail) - width + 40, 'more character')} in --json)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -163,7 +163,7 @@ def test_verify_fails_on_a_row_a_synchronisation_copied_twice(project: Project, 
         conn.close()
     status = sync_pairs_check(project)
     assert status.startswith("FAIL: "), status
-    assert f"trades: 1 rows in the {side} file duplicate a synchronised row value for value (trade_id='B7'" in status
+    assert f"trades: 1 row in the {side} file duplicates a synchronised row value for value (trade_id='B7'" in status
     assert run_cli("verify", config=project).rc == 1
 
 

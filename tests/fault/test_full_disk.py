@@ -28,6 +28,7 @@ from tests.helpers import (
     schema_checksum,
     tmpfs,
 )
+from zepix_store.legacy_data import build_legacy_db
 
 PLUGIN = "v6-logic-01-1min"
 
@@ -159,3 +160,30 @@ def test_harness_checksums_see_storage_classes_and_schema(tmp_path: Path) -> Non
     conn.execute("INSERT INTO t VALUES (3, 3)")  # lands in the -wal only
     assert byte_checksum(base) != before
     conn.close()
+
+
+VERIFY_ON_A_FULL_DISK = """
+set -e
+cp "$1" "$2/trading_bot.db"
+"$4" -m zepix_store migrate --config "$3" -q >/dev/null
+"$4" -m zepix_store split --config "$3" -q >/dev/null
+dd if=/dev/zero of="$2/fill" bs=4k 2>/dev/null || true  # the disk is now full
+set +e
+"$4" -m zepix_store verify --config "$3" -q >/dev/null 2>"$2/../verify.err"
+echo "rc=$?"
+cat "$2/../verify.err"
+"""
+
+
+@privileged
+def test_verify_on_a_full_disk_says_it_could_not_look_with_exit_3(project: Project, tmp_path: Path) -> None:
+    # A full disk keeps SQLite from making the -shm a read of a WAL file needs: verify could not look, which a
+    # script must not read as "the data is damaged" (exit 1).
+    legacy = tmp_path / "legacy.db"
+    build_legacy_db(legacy, trades=40, seed=3)
+    script = ["sh", "-c", VERIFY_ON_A_FULL_DISK, "verify-full", str(legacy), str(project.data), str(project.configs),
+              sys.executable]
+    result = run([*tmpfs("16m", project.data), *script], 120, env=child_env())
+    assert result.rc == 0, result.stderr
+    assert "rc=3" in result.stdout, result.stdout
+    assert "could not check integrity:trading_bot.db" in result.stdout and "disk full" in result.stdout

@@ -21,6 +21,7 @@ from ..config import StoreConfig
 from ..errors import ConfigError, SchemaError
 from ..progress import NO_PROGRESS, ProgressSink
 from ..readonly import open_reader
+from ..words import size
 
 __all__ = ["BackupReport", "BackupResult", "back_up", "back_up_files", "backup_sources", "list_backups",
            "prune_backups"]
@@ -126,6 +127,6 @@ def back_up_files(config: StoreConfig, plugins: Sequence[str] = (), everything: 
     report = BackupReport()
     for source in backup_sources(config, plugins, everything):
         result = back_up(source, config.backup_dir, keep, identity=identity_of(config, source), progress=progress)
-        log.info("backed up %s (%s bytes, %.1f s)", source, f"{result.bytes:,}", result.seconds)
+        log.info("backed up %s (%s, %.1f s)", source, size(result.bytes), result.seconds)
         report.results.append(result)
     return report

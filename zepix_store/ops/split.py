@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import attribution, fault
+from .. import attribution, fault, words
 from ..attribution_report import AttributionReport, attribution_report
 from ..backend.sqlite_file import read_snapshot, translated_errors
 from ..config import StoreConfig
@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks, with_file_mates
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import TABLES
+from ..words import count
 from .prune import prune_preview, prune_shared
 from .sync import Direction, SyncJob, synchronise
 from .sync.files import READ, attach, check_regular_file, detach
@@ -177,8 +178,8 @@ def _attribute(conn: sqlite3.Connection, config: StoreConfig, report: SplitRepor
             buckets = attribution.count_buckets(conn, "sh", table.name)
         report.buckets[table.name] = buckets
         if buckets.bucket_total != buckets.source_rows:
-            report.problems.append(f"{table.name}: attribution buckets hold {buckets.bucket_total} rows, "
-                                   f"the source {buckets.source_rows}")
+            report.problems.append(f"{table.name}: attribution buckets hold {count(buckets.bucket_total, 'row')}, "
+                                   f"the source {buckets.source_rows:,}")
     progress.done()
     return present
 
@@ -213,7 +214,7 @@ def _disk_check(source: Path, targets: list[Path], report: SplitReport) -> list[
         free = shutil.disk_usage(folder).free
         checks.append({"folder": str(folder), "free_bytes": free, "source_bytes": size, "ok": free >= size})
         if free < size:
-            report.problems.append(f"{folder}: {free:,} bytes free, the source holds {size:,}")
+            report.problems.append(f"{folder}: {words.size(free)} free, the source holds {words.size(size)}")
     return checks
 
 

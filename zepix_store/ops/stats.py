@@ -39,6 +39,7 @@ from ..config import StoreConfig
 from ..errors import ConfigError
 from ..queries.plugin import NUMERIC_PNL
 from ..schema import CLOSE_KEY_SQL, OPEN_POSITION_SQL
+from ..words import count
 from ._trade_source import TradeSource, TradeSources
 
 __all__ = ["CURVE_LIMIT", "PluginStats", "StatsReport", "TIME_FORMAT", "UNTIMED_NAMED", "Window", "collect_stats",
@@ -183,7 +184,7 @@ class StatsReport:
         for s in self.plugins:
             if s.untimed_trades:
                 named = ", ".join(self.untimed_values.get(s.plugin_id, []))
-                notes.append(f"{s.plugin_id}: {s.untimed_trades} closed trade(s) whose close_time is no time "
+                notes.append(f"{s.plugin_id}: {count(s.untimed_trades, 'closed trade')} whose close_time is no time "
                              f"(such as {named}): in no time window, counted only in all-time figures")
         return notes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from .. import attribution
 from ..attribution_report import AttributionReport, attribution_report
 from ..backend.sqlite_file import BUSY_TIMEOUT_MS, read_snapshot, translated_errors
 from ..config import StoreConfig
-from ..errors import StoreError
+from ..errors import EXIT_BUSY, EXIT_CHECK_FAILED, EXIT_IO, EXIT_OK, EXIT_UNAVAILABLE, StoreError
 from ..literal import show_value
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import (
@@ -23,16 +23,17 @@ from ..schema import (
     TABLE_BY_NAME,
     TABLES,
 )
+from ..words import count, verb
 from .sync.check import CopyCheck, check_copies, check_sync_duplicates
 from .sync.columns import columns_for
 from .sync.files import READ, attach, check_regular_file, has_table, open_scratch
 from .sync.identity import has_identity, mapping_changes, mapping_record, recorded_mapping, segment
 
-__all__ = ["DETAIL_WIDTH", "LIST_LIMIT", "Check", "VerifyReport", "listed", "verify"]
+__all__ = ["LIST_LIMIT", "OK", "Check", "VerifyReport", "listed", "verify"]
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 LIST_LIMIT = 5  # items of a list named in one detail; the rest are counted
-DETAIL_WIDTH = 200  # characters of a detail in the table (--json keeps it whole)
+_ENVIRONMENT_CODES = (EXIT_IO, EXIT_BUSY, EXIT_UNAVAILABLE)  # errors that say nothing about the data
 
 
 def listed(items: Sequence[str], sep: str = "; ", limit: int = LIST_LIMIT) -> str:
@@ -46,6 +47,9 @@ class Check:
     name: str
     status: str
     detail: str
+    # A check that could not run for the machine's sake (disk full, I/O, busy): the error's exit code, so the
+    # command reports "could not verify" (3, 4) rather than "the data is wrong" (1).
+    error_code: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -53,8 +57,9 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     progress: ProgressSink = field(default=NO_PROGRESS, repr=False, compare=False)
 
-    def add(self, name: str, status: str, detail: str) -> None:
-        self.checks.append(Check(name, status, detail))
+    def add(self, name: str, status: str, detail: str, error: StoreError | None = None) -> None:
+        code = error.exit_code if error is not None and error.exit_code in _ENVIRONMENT_CODES else None
+        self.checks.append(Check(name, status, detail, code))
         self.progress.advance(1)
 
     def counts(self) -> dict[str, int]:
@@ -68,7 +73,7 @@ class VerifyReport:
     def summary(self) -> str:
         """The one closing line: `verify: 31 checks: 28 ok, 2 warned, 1 failed, 0 skipped`."""
         counted = self.counts()
-        return f"verify: {len(self.checks)} checks: " + ", ".join(f"{n} {word}" for word, n in counted.items())
+        return f"verify: {count(len(self.checks), 'check')}: " + ", ".join(f"{n} {word}" for word, n in counted.items())
 
     @property
     def failed(self) -> list[str]:
@@ -78,9 +83,20 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def exit_code(self) -> int:
+        """0 all passed; 1 a check found the data wrong; else the code of what kept a check from running (3 disk
+        full or I/O, 4 busy): a script must not read "could not look" as "the data is damaged"."""
+        failed = [c for c in self.checks if c.status == FAIL]
+        if not failed:
+            return EXIT_OK
+        if any(c.error_code is None for c in failed):
+            return EXIT_CHECK_FAILED
+        return min(c.error_code for c in failed if c.error_code is not None)
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "failed": self.failed, "counts": self.counts(),
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks]}
 
 
 def verify(config: StoreConfig, progress: ProgressSink = NO_PROGRESS) -> VerifyReport:
@@ -108,7 +124,10 @@ def _run(report: VerifyReport, name: str, check: Callable[[], tuple[str, str]]) 
     """Record `check()`'s (status, detail) under `name`; an error while checking is a failure."""
     try:
         status, detail = check()
-    except (sqlite3.Error, StoreError) as exc:
+    except StoreError as exc:
+        report.add(name, FAIL, f"could not check: {exc}", exc)
+        return FAIL
+    except sqlite3.Error as exc:
         status, detail = FAIL, f"could not check: {exc}"
     report.add(name, status, detail)
     return status
@@ -145,7 +164,7 @@ def _attach(conn: sqlite3.Connection, path: Path, schema: str, report: VerifyRep
             attach(conn, path, schema, READ)
             conn.execute(f"SELECT count(*) FROM {schema}.sqlite_master").fetchone()
     except StoreError as exc:
-        report.add(f"integrity:{path.name}", FAIL, str(exc))
+        report.add(f"integrity:{path.name}", FAIL, str(exc), exc)
         if schema in [row[1] for row in conn.execute("PRAGMA database_list")]:
             conn.execute(f"DETACH DATABASE {schema}")
         return False
@@ -182,7 +201,8 @@ def _foreign_keys(conn: sqlite3.Connection, schema: str, shared: bool) -> tuple[
                        (schema,)).fetchall()
     if not bad:
         return OK, "no dangling references"
-    detail = listed([f"{t}: {n} rows reference a missing parent" for t, n in bad], ", ")
+    detail = listed([f"{t}: {count(n, 'row')} {verb(n, 'references', 'reference')} a missing parent"
+                     for t, n in bad], ", ")
     return (WARN, detail + " (legacy data, kept as it is)") if shared else (FAIL, detail)
 
 
@@ -203,7 +223,7 @@ def _columns(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
 def _indexes(conn: sqlite3.Connection, schema: str) -> tuple[str, str]:
     have = {r[0] for r in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'index'")}
     missing = [name for table in TABLES for name, _ in table.indexes if name not in have]
-    return (FAIL, "missing " + listed(missing, ", ")) if missing else (OK, f"{len(have)} indexes present")
+    return (FAIL, "missing " + listed(missing, ", ")) if missing else (OK, f"{count(len(have), 'index')} present")
 
 
 def _attribution(conn: sqlite3.Connection, schema: str, routed: Sequence[str] | None) -> tuple[str, str]:
@@ -217,7 +237,7 @@ def _attribution(conn: sqlite3.Connection, schema: str, routed: Sequence[str] | 
             q = (f"SELECT plugin_id, count(*) FROM {schema}.{table.name} WHERE plugin_id IS NULL OR plugin_id NOT IN "
                  f"({', '.join('?' * len(routed))}) GROUP BY plugin_id")
             args = routed
-        problems += [f"{table.name}: {n} rows under {pid!r}" for pid, n in conn.execute(q, args)]
+        problems += [f"{table.name}: {count(n, 'row')} under {pid!r}" for pid, n in conn.execute(q, args)]
     if problems:
         return FAIL, listed(problems) + ("" if routed is None else f" (routed here: {', '.join(routed)})")
     return OK, "every row attributed" + ("" if routed is None else " to a plugin routed to this file")
@@ -247,7 +267,7 @@ def _check_shared(conn: sqlite3.Connection, config: StoreConfig, report: VerifyR
         report.add("attribution:rules", *_rules(rules))
         report.add("duplicates", *_duplicates(rules))
     except StoreError as exc:  # a damaged page: already named by the integrity check; report, do not crash
-        report.add("buckets", FAIL, f"could not attribute the rows: {exc}")
+        report.add("buckets", FAIL, f"could not attribute the rows: {exc}", exc)
         return None
     return present
 
@@ -257,8 +277,9 @@ def _buckets(conn: sqlite3.Connection, present: dict[str, set[str]]) -> tuple[st
     for name in present:
         b = attribution.count_buckets(conn, "sh", name)
         if b.bucket_total != b.source_rows:
-            wrong.append(f"{name}: buckets hold {b.bucket_total} rows, the table {b.source_rows}")
-    return (FAIL, listed(wrong)) if wrong else (OK, f"every row of {len(present)} tables in exactly one bucket")
+            wrong.append(f"{name}: buckets hold {count(b.bucket_total, 'row')}, the table {b.source_rows:,}")
+    every = f"every row of {count(len(present), 'table')} in exactly one bucket"
+    return (FAIL, listed(wrong)) if wrong else (OK, every)
 
 
 def _rules(rules: AttributionReport) -> tuple[str, str]:
@@ -268,18 +289,19 @@ def _rules(rules: AttributionReport) -> tuple[str, str]:
         return OK, detail
     top = "; ".join(f"{column}: " + ", ".join(f"{show_value(v.value)} x{v.kept:,}" for v in values[:5] if v.kept)
                     for column, values in rules.unmapped.items() if any(v.kept for v in values))
-    return WARN, (f"{rules.unattributed:,} of {rules.trades:,} trades ({100 * rules.unattributed / rules.trades:.0f}%) "
+    share = f"{100 * rules.unattributed / rules.trades:.0f}%"
+    return WARN, (f"{rules.unattributed:,} of {count(rules.trades, 'trade')} ({share}) "
                   f"stay with {rules.default_plugin_id}: check store.yaml's mapping and mapping_columns. {detail}"
                   + (f"; values kept there: {top}" if top else ""))
 
 
 def _duplicates(rules: AttributionReport) -> tuple[str, str]:
-    superseded = f"{rules.superseded_snapshots:,} open snapshots superseded by a later row (not open positions)"
+    superseded = f"{count(rules.superseded_snapshots, 'open snapshot')} superseded by a later row (not open positions)"
     if not rules.conflicts_total:
         return OK, superseded + "; no trade_id with several closed rows"
     shown = ", ".join(f"{c.plugin_id} {show_value(c.trade_id)} x{c.rows}" for c in rules.conflicts[:5])
     more = rules.conflicts_total - min(5, len(rules.conflicts))
-    return WARN, (f"{rules.conflicts_total:,} trade_ids with several closed rows (kept as they are): {shown}"
+    return WARN, (f"{count(rules.conflicts_total, 'trade_id')} with several closed rows (kept as they are): {shown}"
                   + (f", ... and {more:,} more" if more > 0 else "") + f"; {superseded}")
 
 
@@ -342,12 +364,13 @@ def _copies(conn: sqlite3.Connection, pid: str, present: dict[str, set[str]]) ->
             owned = conn.execute(f"SELECT count(DISTINCT src_rowid) FROM {attribution.owner_table(name)} "
                                  "WHERE plugin_id = ?", (pid,)).fetchone()[0]
             if owned:
-                out.problems.append(f"{name}: {owned} rows of the plugin in the shared file not copied: run split")
+                out.problems.append(f"{name}: {count(owned, 'row')} of the plugin in the shared file not copied: "
+                                    "run split")
             continue
         check_copies(conn, table, columns_for(conn, table, present[name]), pid, segment(conn, table, pid), out)
     if out.problems:
         return FAIL, f"plugin {pid}: " + listed(out.problems)
-    detail = f"{out.compared:,} copies traced to their source rows ({out.newer:,} changed since by the bot)"
+    detail = f"{count(out.compared, 'copy')} traced to their source rows ({out.newer:,} changed since by the bot)"
     if out.warnings:
         return WARN, f"plugin {pid}: " + listed(out.warnings) + f"; {detail}"
     return OK, detail

@@ -17,6 +17,7 @@ from .. import attribution
 from ..backend.sqlite_file import translated_errors
 from ..config import StoreConfig
 from ..readonly import open_reader
+from ..words import count
 
 __all__ = ["Waiting", "waiting_trades"]
 
@@ -33,20 +34,16 @@ class Waiting:
     def note(self, shown: str) -> str:
         """The note stats prints, with the shared file written as `shown`."""
         if not self.migrated:
-            return (f"{shown} holds {_count(self.trades, 'trade')} not yet attributed to a plugin, and the "
+            return (f"{shown} holds {count(self.trades, 'trade')} not yet attributed to a plugin, and the "
                     "isolated plugins above have no file yet: run `zepix-store split --dry-run` to see where each "
                     "would go, then `zepix-store split`")
-        return (f"{_count(self.trades, 'trade')} of {_count(len(self.by_plugin), 'plugin')} wait in {shown} "
+        return (f"{count(self.trades, 'trade')} of {count(len(self.by_plugin), 'plugin')} wait in {shown} "
                 f"({', '.join(f'{p} {n:,}' for p, n in self.by_plugin.items())}): run `zepix-store split`")
 
     def to_json(self) -> dict[str, Any]:
         command = "zepix-store split" if self.migrated else "zepix-store split --dry-run"
         return {"shared_db": str(self.shared_db), "migrated": self.migrated, "trades": self.trades,
                 "by_plugin": self.by_plugin, "command": command}
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def waiting_trades(config: StoreConfig, missing: Sequence[str]) -> Waiting | None:

@@ -11,6 +11,7 @@ binds `plugin_id = ?`.
 from __future__ import annotations
 
 import functools
+import json
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -18,12 +19,14 @@ from .. import timefmt
 from ..backend.base import Connection, Operations
 from ..schema import OPEN_POSITION_SQL
 from .fetch import Row, fetch_all, fetch_one
+from .plugin import NUMERIC_PNL
 from .windows import as_day, by_time, sessions_started_in, trades_closed_in
 from .write import update_by_key
 
 __all__ = [
     'CHAIN_STATISTICS',
     'PROFIT_CHAIN_STATS',
+    'SESSION_METADATA',
     'WINDOW_DAYS',
     'active_profit_chains',
     'active_session',
@@ -32,11 +35,14 @@ __all__ = [
     'open_trades',
     'profit_chain_stats',
     'recompute_session_stats',
+    'reversal_exit_stats',
     'session_details',
+    'session_metadata',
     'sessions_by_date',
     'set_session_metadata',
     'sl_hunt_reentry_stats',
     'sl_recovery_stats',
+    'todays_performance',
     'tp_reentry_stats',
     'trade_history',
     'trades_by_date',
@@ -54,6 +60,7 @@ SELECT count(*) AS total_chains, count(CASE WHEN status = 'COMPLETED' THEN 1 END
        count(CASE WHEN status = 'ACTIVE' THEN 1 END) AS active_chains, avg(current_level) AS avg_level,
        sum(total_profit) AS total_profit, avg(total_profit) AS avg_profit_per_chain
 FROM profit_booking_chains WHERE plugin_id = ?1"""
+SESSION_METADATA = "SELECT metadata FROM trading_sessions WHERE plugin_id = ? AND session_id = ?"
 
 
 @functools.cache
@@ -78,6 +85,25 @@ def _tp_reentry_stats(ops: Operations) -> str:
 SELECT count(*) AS total_tp_reentries, sum(pnl) AS total_tp_reentry_pnl, avg(pnl) AS avg_tp_reentry_pnl,
        count(CASE WHEN pnl > 0 THEN 1 END) AS profitable_tp_reentries
 FROM tp_reentry_events WHERE plugin_id = ?1 AND {ops.window('timestamp', first=2)}"""
+
+
+# The bot's reversal exit handler's summary: SUM(CASE ... ELSE 0) as it wrote it, so NULL on no rows as there.
+@functools.cache
+def _reversal_exit_stats(ops: Operations) -> str:
+    return f"""
+SELECT count(*) AS total_reversal_exits, sum(CASE WHEN pnl > 0 THEN 1 ELSE 0 END) AS profitable_exits,
+       sum(pnl) AS total_reversal_pnl, avg(pnl) AS avg_reversal_pnl
+FROM reversal_exit_events WHERE plugin_id = ?1 AND {ops.window('timestamp', first=2)}"""
+
+
+# The risk manager's day (its get_todays_performance summed each closed row's pnl in Python): a NULL pnl is a
+# trade but no money, and a pnl that is no finite number is no money either (a word or an infinity in legacy rows).
+@functools.cache
+def _day_performance(ops: Operations) -> str:
+    return f"""
+SELECT count(*) AS trade_count, coalesce(sum(CASE WHEN pnl > 0 AND {NUMERIC_PNL} THEN pnl END), 0) AS profit,
+       coalesce(sum(CASE WHEN pnl < 0 AND {NUMERIC_PNL} THEN pnl END), 0) AS loss
+FROM trades WHERE plugin_id = ?1 AND status = 'closed' AND {ops.window('close_time', first=2)}"""
 
 
 # dual_orders counts DISTINCT of a constant, so it is 1 when the session has any DUAL_A/DUAL_B trade: the bot's
@@ -122,6 +148,35 @@ def sl_hunt_reentry_stats(conn: Connection, plugin_id: str, ops: Operations, zon
 
 def tp_reentry_stats(conn: Connection, plugin_id: str, ops: Operations, zone: tzinfo) -> Row:
     return _stats(conn, _tp_reentry_stats(ops), plugin_id, *_last_days(ops, WINDOW_DAYS, zone))
+
+
+def reversal_exit_stats(conn: Connection, plugin_id: str, ops: Operations, zone: tzinfo) -> Row:
+    """Reversal exits of the last 30 days: total_reversal_exits, profitable_exits, total and average pnl."""
+    return _stats(conn, _reversal_exit_stats(ops), plugin_id, *_last_days(ops, WINDOW_DAYS, zone))
+
+
+def todays_performance(conn: Connection, plugin_id: str, ops: Operations, zone: tzinfo,
+                       day_zone: tzinfo | None = None) -> Row:
+    """Closed trades of today (the calendar day now in `day_zone`, default `zone`): profit, loss, net (floats)
+    and trade_count, as the bot's risk manager returned them."""
+    day_zone = day_zone or zone
+    start, end = timefmt.day_bounds(timefmt.local_now(day_zone).date(), day_zone)
+    row = _stats(conn, _day_performance(ops), plugin_id, *ops.window_bounds(start, end, zone))
+    profit, loss = float(row["profit"]), float(row["loss"])
+    return {"profit": profit, "loss": loss, "net": profit + loss, "trade_count": row["trade_count"]}
+
+
+def session_metadata(conn: Connection, plugin_id: str, session_id: str) -> Any:
+    """The session's metadata: JSON text as its value (the dict update_session_metadata stored), other text as
+    it is, None when the session is unknown or has none."""
+    row = conn.execute(SESSION_METADATA, (plugin_id, session_id)).fetchone()
+    text = row[0] if row is not None else None
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def profit_chain_stats(conn: Connection, plugin_id: str) -> Row:

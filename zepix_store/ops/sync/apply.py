@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from ... import fault
 from ...backend.sqlite_file import transaction
 from ...errors import VerifyError
+from ...words import count, verb
 from .chunks import ChunkClock, plan_as_small
 from .columns import money_columns, natural_key, rowid_alias
 from .identity import PAIRS, base_table
@@ -134,7 +135,8 @@ def _verify_chunk(conn: sqlite3.Connection, scope: Scope, expected: int, result:
         f"AND {d}.plugin_id = :p WHERE x.done = 1", scope.args).fetchone()
     problems = []
     if n != expected or differ:
-        problems.append(f"{t}: {what} {expected} rows, {n} found in the destination, {differ} differ from the source")
+        problems.append(f"{t}: {what} {count(expected, 'row')}, {n:,} found in the destination, "
+                        f"{differ:,} {verb(differ, 'differs', 'differ')} from the source")
     for k, m in enumerate(money):
         pair = result.money.setdefault(m, [0.0, 0.0])
         pair[0] += totals[2 * k]

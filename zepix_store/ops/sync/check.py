@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ...attribution import owner_table
 from ...schema import Table
+from ...words import count, verb
 from .columns import Columns, key_text
 from .identity import PAIRS, base_table
 
@@ -50,14 +51,16 @@ def check_copies(conn: sqlite3.Connection, table: Table, cols: Columns, plugin: 
         # shared row over it either way.
         names = [r[0] for r in conn.execute(
             f"SELECT {key_text(table, 's')} {pairs} AND {differs} AND b.zx_rowid IS NULL LIMIT :n", args)]
-        out.problems.append(f"{t}: {unexplained} copies differ from their source with no record of the bot changing "
-                            f"them ({', '.join(names)}): altered outside SQLite, or the shared row was changed after "
-                            "the copy; run split to copy the shared rows over them")
+        differ = verb(unexplained, "differs", "differ")
+        out.problems.append(f"{t}: {count(unexplained, 'copy')} {differ} from their source with no record of the "
+                            f"bot changing them ({', '.join(names)}): altered outside SQLite, or the shared row was "
+                            "changed after the copy; run split to copy the shared rows over them")
     if moved:
         names = [r[0] for r in conn.execute(
             f"SELECT {key_text(table, 's')} {pairs} AND {differs} AND b.zx_rowid IS NOT NULL AND {shared_changed} "
             "LIMIT :n", args)]
-        text = f"{t}: {moved} rows changed in the shared file after the copy, the copy too ({', '.join(names)})"
+        text = (f"{t}: {count(moved, 'row')} changed in the shared file after the copy, the copy too "
+                f"({', '.join(names)})")
         if t in INSERT_ONLY:
             out.problems.append(text + ": the bot never changes this table; a copy or the source was altered")
         else:
@@ -67,8 +70,8 @@ def check_copies(conn: sqlite3.Connection, table: Table, cols: Columns, plugin: 
     (uncopied,) = conn.execute(f"SELECT count(DISTINCT o.src_rowid) {missing}", args).fetchone()
     if uncopied:
         names = [r[0] for r in conn.execute(f"SELECT DISTINCT {key_text(table, 's')} {missing} LIMIT :n", args)]
-        out.problems.append(f"{t}: {uncopied} rows of the plugin in the shared file not copied ({', '.join(names)}): "
-                            "run split")
+        out.problems.append(f"{t}: {count(uncopied, 'row')} of the plugin in the shared file not copied "
+                            f"({', '.join(names)}): run split")
 
 
 # The indexed column a keyless table's rows are found by (keyed tables cannot hold two rows of one key).
@@ -91,7 +94,7 @@ def check_sync_duplicates(conn: sqlite3.Connection, table: Table, cols: Columns,
         (twice,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM iso.{PAIRS} WHERE seg = :seg GROUP BY {side} "
                                 "HAVING count(*) > 1)", args).fetchone()
         if twice:
-            out.problems.append(f"{t}: {twice} rows paired with more than one row of the other file ({side})")
+            out.problems.append(f"{t}: {count(twice, 'row')} paired with more than one row of the other file ({side})")
     link = _LINK.get(t)
     if link is None:
         return
@@ -105,5 +108,6 @@ def check_sync_duplicates(conn: sqlite3.Connection, table: Table, cols: Columns,
         if n:
             names = [r[0] for r in conn.execute(f"SELECT {key_text(table, 'i')} {dupes} LIMIT :n", args)]
             where = "isolated file" if schema == "iso" else "shared file"
-            out.problems.append(f"{t}: {n} rows in the {where} duplicate a synchronised row value for value "
+            out.problems.append(f"{t}: {count(n, 'row')} in the {where} {verb(n, 'duplicates', 'duplicate')} "
+                                "a synchronised row value for value "
                                 f"({', '.join(names)}): two synchronisations ran at once; delete the copies named")
