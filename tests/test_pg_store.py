@@ -247,3 +247,23 @@ async def test_unattributed_rows_read_as_they_are_and_refuse_writes(backend: Bac
             await legacy.save_trade({"trade_id": "L2"})
     assert backend.rows(backend.project.shared_db, "SELECT plugin_id, count(*) FROM trades GROUP BY 1 ORDER BY 1") \
         == [("legacy", 1), (A, 1)]
+
+
+def test_the_facades_newer_bot_calls_give_the_same_answers_on_both_backends(backend: Backed) -> None:
+    with TradeDatabase(A, backend.configs) as db:
+        assert db.get_reversal_exit_stats() == {"total_reversal_exits": 0, "profitable_exits": None,
+                                                "total_reversal_pnl": None, "avg_reversal_pnl": None}
+        first = db.save_reversal_exit_event(50260728, "EURUSD", 1.1, "reversal", 12.5)
+        assert db.save_reversal_exit_event("T2", "EURUSD", 1.2, "reversal", -2.5) == first + 1
+        db.save_tp_reentry_event("C1", "EURUSD", 2, 1.12, 1.11, 50.0, 3.0)
+        assert db.get_reversal_exit_stats() == {"total_reversal_exits": 2, "profitable_exits": 1,
+                                                "total_reversal_pnl": 10.0, "avg_reversal_pnl": 5.0}
+        assert db.get_tp_reentry_stats()["total_tp_reentries"] == 1
+        now = datetime.now().isoformat()
+        for ticket, pnl in (("W", 7.5), ("L", -2.0), ("N", None)):
+            db.save_trade({"trade_id": ticket, "status": "closed", "pnl": pnl, "close_time": now})
+        assert db.get_todays_performance() == {"profit": 7.5, "loss": -2.0, "net": 5.5, "trade_count": 3}
+        db.create_session("S1", "EURUSD", "buy", "sig")
+        assert db.update_session_metadata("S1", {"note": "ok", "n": [1, 2.5]}) is True
+        assert db.get_session_metadata("S1") == {"note": "ok", "n": [1, 2.5]}
+        assert db.get_session_metadata("nope") is None
