@@ -9,6 +9,7 @@ PostgreSQL test fails the run (CI installs the server, so a skip there would hid
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 
 # Re-exported for the test modules that still import them from here (test_split, test_merge, test_verify,
 # test_store, test_isolation: rewritten on other branches); new code imports them from tests.helpers.
-from .helpers import CI, REPO, Project, copy_database, hold_write_lock, query
+from .helpers import CI, REPO, Backed, Project, copy_database, hold_write_lock, query
 from .pg_server import PgServer, find_bin_dir, start_server
 
 __all__ = ["REPO", "Project", "copy_database", "hold_write_lock", "query"]
@@ -26,11 +27,26 @@ __all__ = ["REPO", "Project", "copy_database", "hold_write_lock", "query"]
 _PG_FIXTURES = {"pg_server", "pg_dsn"}
 _SKIPPED_POSTGRESQL = pytest.StashKey[list[str]]()
 _DATABASES = itertools.count(1)
+_PREFIXES = itertools.count(1)  # roles are per server: every PostgreSQL store of the session gets its own prefix
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project(tmp_path / "proj")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, project: Project) -> Backed:
+    """The project's store on SQLite files, or on PostgreSQL (this module's fresh database, a prefix per test)."""
+    if request.param == "sqlite":
+        return Backed(project, "sqlite")
+    request.node.add_marker(pytest.mark.postgresql)
+    dsn = request.getfixturevalue("pg_dsn")
+    prefix = f"t{next(_PREFIXES)}_"
+    store = project.configs / "store.yaml"
+    store.write_text(store.read_text() + f"backend: postgresql\npostgresql: {{dsn: {json.dumps(dsn)}, "
+                                          f"schema_prefix: {prefix}}}\n")
+    return Backed(project, "postgresql", dsn, prefix)
 
 
 @pytest.fixture

@@ -97,6 +97,72 @@ class Project:
         return self.root / doc["database"]["isolated_db"]
 
 
+class Backed:
+    """A project whose store runs on one backend (the `backend` fixture): read what a database holds through
+    `rows(path, sql)`, whether it is the SQLite file at `path` or that file's schema on PostgreSQL."""
+
+    def __init__(self, project: Project, kind: str, dsn: str | None = None, prefix: str | None = None) -> None:
+        self.project = project
+        self.kind = kind
+        self.dsn = dsn
+        self.prefix = prefix
+        self.configs = project.configs
+
+    def __repr__(self) -> str:
+        return f"Backed({self.kind})"
+
+    @property
+    def is_pg(self) -> bool:
+        return self.kind == "postgresql"
+
+    def schema_of(self, path: Path) -> str | None:
+        """The schema the store gave the file at `path` (None while it has none)."""
+        import psycopg
+
+        name = path.resolve().relative_to(self.project.data.resolve()).as_posix()
+        with psycopg.connect(str(self.dsn), autocommit=True) as conn:
+            if conn.execute("SELECT to_regclass(%s)", [f"{self.prefix}shared.zx_registry"]).fetchone() == (None,):
+                return None
+            found = conn.execute(f"SELECT schema_name FROM {self.prefix}shared.zx_registry WHERE file_name = %s",
+                                 [name]).fetchone()
+        return None if found is None else str(found[0])
+
+    def rows(self, path: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read query on the database of `path`; [] for a PostgreSQL schema not made yet."""
+        if not self.is_pg:
+            return query(path, sql, tuple(params))
+        import psycopg
+
+        schema = self.schema_of(path)
+        if schema is None:
+            return []
+        with psycopg.connect(str(self.dsn), autocommit=True) as conn:
+            conn.execute(f'SET search_path = "{schema}"')
+            return conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params)).fetchall()  # type: ignore
+
+    def write(self, path: Path, sql: str, params: Sequence[object] = ()) -> None:
+        """Run one write on the database of `path` as the bot's own SQL would, past the store (raw legacy rows)."""
+        if not self.is_pg:
+            conn = sqlite3.connect(path)
+            try:
+                conn.execute(sql, tuple(params))
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        schema = self.schema_of(path)
+        assert schema is not None, f"{path}: the store has not made its schema yet"
+        with psycopg.connect(str(self.dsn), autocommit=True) as conn:
+            conn.execute(f'SET search_path = "{schema}"')
+            conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))  # type: ignore[arg-type]
+
+    def holds(self, path: Path) -> bool:
+        """Whether the database of `path` exists (a file, or a schema on the server)."""
+        return self.schema_of(path) is not None if self.is_pg else path.exists()
+
+
 def copy_database(src: Path, dst: Path) -> Path:
     """Copy a closed database with SQLite's backup API (never a file copy), owner-only, as the store would."""
     dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

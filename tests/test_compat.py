@@ -1,4 +1,5 @@
-"""compat.TradeDatabase called as the bot calls it, with bot-shaped models (BOT_INTERFACE.md sections 1, 2).
+"""compat.TradeDatabase called as the bot calls it, with bot-shaped models (BOT_INTERFACE.md sections 1, 2), on
+SQLite files and on PostgreSQL (the `backend` fixture).
 
 The expected values are written from BOT_INTERFACE.md (what the bot's own class returns), not from our code.
 """
@@ -14,7 +15,8 @@ import pytest
 from zepix_store import RowError, UnknownPluginError
 from zepix_store.compat import TradeDatabase
 
-from .conftest import Project, query
+from .conftest import Project
+from .helpers import Backed
 
 P = "v6-logic-01-1min"
 
@@ -58,12 +60,13 @@ def close(trade: BotTrade, pnl: float, when: datetime | None = None) -> BotTrade
 
 
 @pytest.fixture
-def db(project: Project) -> Any:
-    with TradeDatabase(P, project.configs) as handle:
+def db(backend: Backed) -> Any:
+    with TradeDatabase(P, backend.configs) as handle:
         yield handle
 
 
-def test_reads_before_any_write_return_the_bots_empty_values_and_create_no_file(project: Project) -> None:
+def test_reads_before_any_write_return_the_bots_empty_values_and_create_no_file(backend: Backed) -> None:
+    project = backend.project
     with TradeDatabase(P, project.configs) as db:
         assert db.get_trade_history() == [] and db.get_trades_by_date(date.today()) == []
         assert db.get_open_trades() == [] and db.get_active_profit_chains() == []
@@ -109,7 +112,7 @@ def test_history_window_and_date_read_the_bots_naive_local_times(db: TradeDataba
     assert db.get_trades_by_date("not a date") == []  # the bot's class returns [] on error
 
 
-def test_chains_sl_events_and_their_stats(db: TradeDatabase) -> None:
+def test_chains_sl_events_and_their_stats(db: TradeDatabase, backend: Backed) -> None:
     chain = BotModel(chain_id="RC1", symbol="EURUSD", direction="buy", original_entry=1.1,
                      original_sl_distance=0.01, current_level=2, max_level=5, total_profit=30.0, status="active",
                      created_at=datetime.now().isoformat(), trades=[1, 2])
@@ -121,7 +124,7 @@ def test_chains_sl_events_and_their_stats(db: TradeDatabase) -> None:
                            created_at=datetime.now().isoformat()))
     assert db.get_chain_statistics() == {"total_chains": 2, "avg_max_level": 2.0, "total_chain_profit": 25.0,
                                          "completed_chains": 1, "profitable_chains": 1}
-    [(completed_at,)] = query(db.path, "SELECT completed_at FROM reentry_chains WHERE chain_id = 'RC1'")
+    [(completed_at,)] = backend.rows(db.path, "SELECT completed_at FROM reentry_chains WHERE chain_id = 'RC1'")
     assert isinstance(completed_at, str) and "T" in completed_at
     db.save_sl_event("T1", "EURUSD", 1.09, 1.1)
     db.save_sl_event("T2", "EURUSD", 1.09, 1.1, True)
@@ -130,7 +133,9 @@ def test_chains_sl_events_and_their_stats(db: TradeDatabase) -> None:
     assert db.get_sl_hunt_reentry_stats() == {"total_sl_hunt_reentries": 1, "sl_hunt_attempts": 2}
 
 
-def test_tp_reentry_stats_cover_30_days_of_the_bots_raw_rows(db: TradeDatabase) -> None:
+def test_tp_reentry_stats_cover_30_days_of_the_bots_raw_rows(project: Project) -> None:
+    """The bot's own rows, written by its SQL into the SQLite file (on PostgreSQL every row comes through the store)."""
+    db = TradeDatabase(P, project.configs)
     db.save_sl_event("T0", "EURUSD", 1.0, 1.0)  # creates the file
     conn = sqlite3.connect(db.path)
     with conn:
@@ -140,11 +145,12 @@ def test_tp_reentry_stats_cover_30_days_of_the_bots_raw_rows(db: TradeDatabase) 
         conn.execute("INSERT INTO tp_reentry_events (chain_id, pnl, timestamp, plugin_id) VALUES ('X', 7, ?, "
                      "'v6-logic-02-5min')", (datetime.now().isoformat(),))
     conn.close()
-    assert db.get_tp_reentry_stats() == {"total_tp_reentries": 2, "total_tp_reentry_pnl": 6.0,
-                                         "avg_tp_reentry_pnl": 3.0, "profitable_tp_reentries": 1}
+    with db:
+        assert db.get_tp_reentry_stats() == {"total_tp_reentries": 2, "total_tp_reentry_pnl": 6.0,
+                                             "avg_tp_reentry_pnl": 3.0, "profitable_tp_reentries": 1}
 
 
-def test_profit_booking_positional_calls_and_stats(db: TradeDatabase) -> None:
+def test_profit_booking_positional_calls_and_stats(db: TradeDatabase, backend: Backed) -> None:
     chain = BotModel(chain_id="PB1", symbol="EURUSD", direction="buy", base_lot=0.1, current_level=1,
                      total_profit=0.0, status="ACTIVE", created_at=datetime.now().isoformat(),
                      updated_at=datetime.now().isoformat(), metadata={"a": 1}, max_level=4, multipliers=[1, 2],
@@ -159,12 +165,12 @@ def test_profit_booking_positional_calls_and_stats(db: TradeDatabase) -> None:
     assert db.get_active_profit_chains() == []
     assert db.get_profit_chain_stats() == {"total_chains": 1, "completed_chains": 1, "active_chains": 0,
                                            "avg_level": 3.0, "total_profit": 20.0, "avg_profit_per_chain": 20.0}
-    assert query(db.path, "SELECT status FROM profit_booking_orders") == [("CLOSED",)]
+    assert backend.rows(db.path, "SELECT status FROM profit_booking_orders") == [("CLOSED",)]
     with pytest.raises(RowError, match=r"profit_booking_orders \(order_id='O2', chain_id='NOPE'\)"):
         db.save_profit_booking_order("O2", "NOPE", 1, 10.0, 0, "OPEN")
 
 
-def test_sessions_as_the_bot_runs_them(db: TradeDatabase) -> None:
+def test_sessions_as_the_bot_runs_them(db: TradeDatabase, backend: Backed) -> None:
     db.create_session("S1", "EURUSD", "buy", "signal-1")
     assert db.get_active_session("EURUSD")["session_id"] == "S1" and db.get_active_session("GBPUSD") == {}
     a = close(bot_trade(11, session_id="S1", order_type="TP_TRAIL", chain_id="RC1"), 10.0)
@@ -184,7 +190,7 @@ def test_sessions_as_the_bot_runs_them(db: TradeDatabase) -> None:
     assert db.get_active_session() == {}
     assert [s["session_id"] for s in db.get_sessions_by_date(date.today())] == ["S1"]
     assert db.update_session_metadata("S1", {"note": "ok"}) is True
-    assert query(db.path, "SELECT metadata FROM trading_sessions") == [('{"note": "ok"}',)]
+    assert backend.rows(db.path, "SELECT metadata FROM trading_sessions") == [('{"note": "ok"}',)]
     with pytest.raises(RowError, match=r"trading_sessions \(session_id='S1'\)"):
         db.create_session("S1", "EURUSD", "buy", "again")
 
@@ -202,31 +208,31 @@ SL_PIPS = [
 
 
 @pytest.mark.parametrize(("symbol", "entry", "sl", "own", "want"), SL_PIPS)
-def test_final_sl_pips_is_computed_as_the_bots_class_computed_it(db: TradeDatabase, symbol: str, entry: float | None,
-                                                                 sl: float | None, own: float | None,
-                                                                 want: float) -> None:
+def test_final_sl_pips_is_computed_as_the_bots_class_computed_it(db: TradeDatabase, backend: Backed, symbol: str,
+                                                                 entry: float | None, sl: float | None,
+                                                                 own: float | None, want: float) -> None:
     trade = bot_trade(77, symbol=symbol, entry=entry, sl=sl, final_sl_pips=own)
     db.save_trade(trade)
     db.save_trade(close(trade, 1.0))  # the close save computes it again, from the same entry and SL
-    assert query(db.path, "SELECT final_sl_pips FROM trades") == [(want,)]
+    assert backend.rows(db.path, "SELECT final_sl_pips FROM trades") == [(want,)]
 
 
-def test_a_model_without_final_sl_pips_gets_the_bots_value(db: TradeDatabase) -> None:
+def test_a_model_without_final_sl_pips_gets_the_bots_value(db: TradeDatabase, backend: Backed) -> None:
     trade = bot_trade(78)
     del trade.final_sl_pips
     db.save_trade(trade)
-    assert query(db.path, "SELECT final_sl_pips FROM trades") == [(abs(1.1 - 1.09) * 10000,)]
+    assert backend.rows(db.path, "SELECT final_sl_pips FROM trades") == [(abs(1.1 - 1.09) * 10000,)]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), b"raw", object(), {"pnl": float("-inf")},
                                  {"blob": b"x"}, {"when": datetime(2026, 1, 20)}, [{1, 2}]],
                          ids=["nan", "inf", "bytes", "object", "inf-inside", "bytes-inside", "datetime", "set"])
-def test_session_metadata_is_checked_like_every_write(db: TradeDatabase, bad: object) -> None:
+def test_session_metadata_is_checked_like_every_write(db: TradeDatabase, backend: Backed, bad: object) -> None:
     db.create_session("S1", "EURUSD", "buy", "signal-1")
     assert db.update_session_metadata("S1", {"note": "ok"}) is True
     with pytest.raises(RowError, match=r"^trading_sessions\.metadata: .* refused"):
         db.update_session_metadata("S1", bad)
-    assert query(db.path, "SELECT metadata FROM trading_sessions") == [('{"note": "ok"}',)]  # left as it was
+    assert backend.rows(db.path, "SELECT metadata FROM trading_sessions") == [('{"note": "ok"}',)]  # left as it was
 
 
 def test_system_state_round_trips_and_clear_lifetime_losses_writes_text_zero(db: TradeDatabase) -> None:
@@ -241,12 +247,13 @@ def test_system_state_round_trips_and_clear_lifetime_losses_writes_text_zero(db:
         db.set_system_state("bad", float("nan"))
 
 
-def test_unknown_plugin_is_refused(project: Project) -> None:
+def test_unknown_plugin_is_refused(backend: Backed) -> None:
     with pytest.raises(UnknownPluginError):
-        TradeDatabase("v9-nobody", project.configs)
+        TradeDatabase("v9-nobody", backend.configs)
 
 
-def test_two_plugins_in_one_group_file_with_colliding_ids_stay_apart(project: Project) -> None:
+def test_two_plugins_in_one_group_file_with_colliding_ids_stay_apart(backend: Backed) -> None:
+    project = backend.project
     a, b = TradeDatabase("v3-logic-01-5min", project.configs), TradeDatabase("v3-logic-02-15min", project.configs)
     with a, b:
         assert a.path == b.path
@@ -268,11 +275,12 @@ def test_two_plugins_in_one_group_file_with_colliding_ids_stay_apart(project: Pr
         assert (a.get_system_state("paused"), b.get_system_state("paused")) == (True, False)
         with pytest.raises(RowError, match="belongs to plugin"):
             a.save_trade({"trade_id": "x", "plugin_id": "v3-logic-02-15min"})
-        assert query(a.path, "SELECT plugin_id, count(*) FROM trades GROUP BY plugin_id ORDER BY 1") == \
+        assert backend.rows(a.path, "SELECT plugin_id, count(*) FROM trades GROUP BY plugin_id ORDER BY 1") == \
             [("v3-logic-01-5min", 1), ("v3-logic-02-15min", 1)]
 
 
-def test_a_shared_plugin_reads_only_its_rows_of_the_shared_file(project: Project) -> None:
+def test_a_shared_plugin_reads_only_its_rows_of_the_shared_file(backend: Backed) -> None:
+    project = backend.project
     project.set_use_shared(P, True)
     project.set_use_shared("v6-logic-02-5min", True)
     with TradeDatabase(P, project.configs) as mine, TradeDatabase("v6-logic-02-5min", project.configs) as other:

@@ -1,4 +1,5 @@
-"""The bot's calls from 4 threads and from inside a running event loop at once: no lost write, no lock error."""
+"""The bot's calls from 4 threads and from inside a running event loop at once: no lost write, no lock error (on
+SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 
 from zepix_store.compat import TradeDatabase
 
-from .conftest import Project, query
+from .helpers import Backed
 
 P = "v6-logic-01-1min"
 PER_WORKER = 40
@@ -25,9 +26,10 @@ def _work(db: TradeDatabase, name: str) -> None:
         db.update_session_stats(f"S-{name}")
 
 
-def test_threads_and_the_event_loop_share_one_facade_without_losing_a_write(project: Project) -> None:
+def test_threads_and_the_event_loop_share_one_facade_without_losing_a_write(backend: Backed) -> None:
     errors: list[BaseException] = []
-    db = TradeDatabase(P, project.configs)
+    query = backend.rows
+    db = TradeDatabase(P, backend.configs)
     start = threading.Barrier(5)
 
     def thread(name: str) -> None:
@@ -57,13 +59,14 @@ def test_threads_and_the_event_loop_share_one_facade_without_losing_a_write(proj
     assert query(db.path, "SELECT count(*), count(DISTINCT trade_id) FROM trades") == [(7 * PER_WORKER,) * 2]
     assert query(db.path, "SELECT count(*) FROM sl_events") == [(4 * PER_WORKER,)]
     assert query(db.path, "SELECT count(*) FROM system_state") == [(3 * PER_WORKER,)]
-    assert query(db.path, "SELECT total(total_trades), total(total_pnl) FROM trading_sessions") == \
+    assert query(db.path, "SELECT coalesce(sum(total_trades), 0.0), coalesce(sum(total_pnl), 0.0) FROM trading_sessions") == \
         [(4.0 * PER_WORKER, 4.0 * PER_WORKER)]
 
 
-def test_two_facades_of_one_file_in_threads_never_hit_database_is_locked(project: Project) -> None:
+def test_two_facades_of_one_file_in_threads_never_hit_database_is_locked(backend: Backed) -> None:
     errors: list[BaseException] = []
-    handles = [TradeDatabase(p, project.configs) for p in ("v3-logic-01-5min", "v3-logic-02-15min")] * 2
+    query = backend.rows
+    handles = [TradeDatabase(p, backend.configs) for p in ("v3-logic-01-5min", "v3-logic-02-15min")] * 2
 
     def thread(db: TradeDatabase, n: int) -> None:
         try:

@@ -13,7 +13,7 @@ from tests.helpers import Project, one_line, run_cli
 from zepix_store import Store
 from zepix_store.compat import TradeDatabase
 from zepix_store.config import PostgresConfig, load_config
-from zepix_store.errors import ConfigError
+from zepix_store.errors import ConfigError, StoreUnavailableError
 
 SECRET = "s3cr3t-Pw"
 GOOD_DSN = "host=db1 port=5432 dbname=zepix user=zepix"
@@ -141,16 +141,31 @@ def test_a_command_refuses_a_password_in_store_yaml_with_exit_2(project: Project
     one_line(done, 2, "store.yaml: postgresql.dsn: holds a password")
 
 
-def test_the_store_and_the_facade_refuse_postgresql_until_it_exists(project: Project) -> None:
-    write_store(project, f"backend: postgresql\npostgresql: {{dsn: '{GOOD_DSN}'}}\n")
-    says = "backend: postgresql: the PostgreSQL store is not in this version yet; `zepix-store pg-setup` prepares"
+def test_a_postgresql_store_never_falls_back_to_sqlite_files(project: Project, tmp_path: Path) -> None:
+    """A server that cannot be reached is StoreUnavailableError at first use: never a SQLite file written instead."""
+    pytest.importorskip("psycopg")
+    nowhere = tmp_path / "no-server"  # a socket folder with no server: refused at once, no network timeout
+    write_store(project, f"backend: postgresql\npostgresql: {{dsn: 'host={nowhere} dbname=zepix user=zepix'}}\n")
 
     async def use_store() -> None:
         async with Store.open(project.configs) as store:
             await store.for_plugin("v6-logic-01-1min").get_statistics()
 
-    with pytest.raises(ConfigError, match=says.replace("`", ".")):
+    with pytest.raises(StoreUnavailableError, match="cannot reach the server"):
         asyncio.run(use_store())
-    with pytest.raises(ConfigError, match=says.replace("`", ".")):
-        TradeDatabase("v6-logic-01-1min", project.configs)
+    with TradeDatabase("v6-logic-01-1min", project.configs) as db, \
+            pytest.raises(StoreUnavailableError, match="cannot reach the server"):
+        db.save_trade({"trade_id": "T1"})
     assert sorted(p.name for p in project.data.iterdir()) == []  # not one SQLite file written instead
+
+
+@pytest.mark.parametrize("command", ["stats", "verify", "split", "migrate", "backup"])
+def test_sqlite_file_commands_refuse_a_postgresql_store_instead_of_reading_no_files(project: Project,
+                                                                                  command: str) -> None:
+    """stats would print zeros and verify fail every file: the rows are on the server, not in data/."""
+    pytest.importorskip("psycopg")
+    write_store(project, f"backend: postgresql\npostgresql: {{dsn: '{GOOD_DSN}'}}\n")
+    done = run_cli(command, "--json", config=project)
+    line = one_line(done, 2, f"backend: postgresql: `zepix-store {command}` works on the SQLite files only")
+    assert "store.yaml" in line
+    assert sorted(p.name for p in project.data.iterdir()) == []

@@ -1,4 +1,5 @@
-"""Random operations from several plugins on one file: each handle sees exactly its own writes, through every method."""
+"""Random operations from several plugins on one file (or one schema on PostgreSQL): each handle sees exactly its own
+writes, through every method."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from zepix_store import Store, Trade
 
-from .conftest import Project
+from .helpers import Backed
 
 # Two plugins of the v3 group file plus one more: all three land in one file in both layouts.
 PLUGINS = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-combined")
@@ -113,7 +114,8 @@ async def check(db: Any, model: Model, plugin: str) -> None:
 
 @pytest.mark.parametrize("layout", ["shared", "group"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_random_operations_stay_isolated(project: Project, layout: str, seed: int) -> None:
+async def test_random_operations_stay_isolated(backend: Backed, layout: str, seed: int) -> None:
+    project = backend.project
     project.set_all_shared(layout == "shared")
     rng = random.Random(seed)
     models = {p: Model() for p in PLUGINS}
@@ -129,12 +131,13 @@ async def test_random_operations_stay_isolated(project: Project, layout: str, se
             await check(handles[p], models[p], p)
 
 
-async def test_order_cannot_attach_to_another_plugins_chain(project: Project) -> None:
+async def test_order_cannot_attach_to_another_plugins_chain(backend: Backed) -> None:
     from zepix_store import RowError
 
-    async with Store.open(project.configs) as store:
+    async with Store.open(backend.configs) as store:
         a, b = (store.for_plugin(p) for p in PLUGINS[:2])
         await a.save_profit_booking_chain({"chain_id": "P", "symbol": "X", "direction": "buy", "base_lot": 1.0})
-        with pytest.raises(RowError, match=r"profit_booking_orders \(order_id='O', chain_id='P'\).*FOREIGN KEY"):
+        with pytest.raises(RowError, match=r"profit_booking_orders \(order_id='O', chain_id='P'\).*names no "
+                           r"profit-booking chain of this plugin"):
             await b.save_profit_booking_order({"order_id": "O", "chain_id": "P"})
         assert await a.get_profit_booking_orders("P") == []

@@ -1,4 +1,5 @@
-"""Store and PluginStore on real SQLite files: routing, isolation, upserts, time windows, concurrency."""
+"""Store and PluginStore: routing, isolation, upserts, time windows, concurrency; on SQLite files and, where the
+test is about the API, on PostgreSQL too (the `backend` fixture)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from zepix_store import IsolationError, RowError, SchemaError, Store, Trade, Unk
 from zepix_store.schema import SCHEMA_VERSION
 
 from .conftest import Project, query
+from .helpers import Backed
 
 A, B, C = "v3-logic-01-5min", "v3-logic-02-15min", "v6-logic-01-1min"
 
@@ -29,51 +31,50 @@ def ts(moment: datetime, sep: str = " ") -> str:
 
 
 @pytest.mark.parametrize("use_shared", [True, False], ids=["shared", "isolated"])
-async def test_routing_follows_use_shared(project: Project, use_shared: bool) -> None:
+async def test_routing_follows_use_shared(backend: Backed, use_shared: bool) -> None:
+    project = backend.project
     project.set_use_shared(C, use_shared)
     async with Store.open(project.configs) as store:
         await store.for_plugin(C).save_trade(Trade(trade_id="T1", symbol="EURUSD", status="open"))
     target = project.shared_db if use_shared else project.isolated_db(C)
     other = project.isolated_db(C) if use_shared else project.shared_db
-    assert query(target, "SELECT trade_id, plugin_id FROM trades") == [("T1", C)]
-    assert not other.exists()
-    assert query(target, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert backend.rows(target, "SELECT trade_id, plugin_id FROM trades") == [("T1", C)]
+    if backend.is_pg:  # every schema of the layout is made at first use, in one transaction
+        assert backend.rows(other, "SELECT count(*) FROM trades") == [(0,)]
+    else:
+        assert not other.exists()
+        assert query(target, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
-async def test_unknown_plugin_is_refused(project: Project) -> None:
-    async with Store.open(project.configs) as store:
+async def test_unknown_plugin_is_refused(backend: Backed) -> None:
+    async with Store.open(backend.configs) as store:
         with pytest.raises(UnknownPluginError, match="nope"):
             store.for_plugin("nope")
 
 
-async def test_save_trade_twice_keeps_one_row(project: Project) -> None:
-    async with Store.open(project.configs) as store:
+async def test_save_trade_twice_keeps_one_row(backend: Backed) -> None:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         first = await db.save_trade(Trade(trade_id="T1", pnl=1.0, status="open"))
         second = await db.save_trade({"trade_id": "T1", "pnl": 2.5, "status": "closed"})
         assert first == second
         assert (await db.get_trade("T1"))["pnl"] == 2.5
-    assert query(project.isolated_db(A), "SELECT count(*), max(pnl) FROM trades") == [(1, 2.5)]
+    assert backend.rows(backend.project.isolated_db(A), "SELECT count(*), max(pnl) FROM trades") == [(1, 2.5)]
 
 
-async def test_legacy_duplicates_are_kept_and_newest_is_updated(project: Project) -> None:
-    async with Store.open(project.configs) as store:
+async def test_legacy_duplicates_are_kept_and_newest_is_updated(backend: Backed) -> None:
+    async with Store.open(backend.configs) as store:
         await store.for_plugin(A).save_trade(Trade(trade_id="seed"))
-    path = project.isolated_db(A)
-    import sqlite3
-
-    conn = sqlite3.connect(path)
-    conn.executemany("INSERT INTO trades (trade_id, pnl, plugin_id) VALUES (?, ?, ?)",
-                     [("DUP", 1.0, A), ("DUP", 2.0, A)])
-    conn.commit()
-    conn.close()
-    async with Store.open(project.configs) as store:
+    path = backend.project.isolated_db(A)
+    backend.write(path, "INSERT INTO trades (trade_id, pnl, plugin_id) VALUES (?, ?, ?), (?, ?, ?)",
+                  ["DUP", 1.0, A, "DUP", 2.0, A])
+    async with Store.open(backend.configs) as store:
         await store.for_plugin(A).save_trade({"trade_id": "DUP", "pnl": 9.0})
-    assert query(path, "SELECT pnl FROM trades WHERE trade_id = 'DUP' ORDER BY id") == [(1.0,), (9.0,)]
+    assert backend.rows(path, "SELECT pnl FROM trades WHERE trade_id = 'DUP' ORDER BY id") == [(1.0,), (9.0,)]
 
 
-async def test_row_of_another_plugin_is_refused(project: Project) -> None:
-    async with Store.open(project.configs) as store:
+async def test_row_of_another_plugin_is_refused(backend: Backed) -> None:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         with pytest.raises(IsolationError, match=B):
             await db.save_trade(Trade(trade_id="X", plugin_id=B))
@@ -85,8 +86,8 @@ async def test_row_of_another_plugin_is_refused(project: Project) -> None:
 
 
 @pytest.mark.parametrize("sep", [" ", "T"], ids=["space", "T"])
-async def test_thirty_day_window_counts_edge_trade(project: Project, sep: str) -> None:
-    async with Store.open(project.configs) as store:
+async def test_thirty_day_window_counts_edge_trade(backend: Backed, sep: str) -> None:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         await db.save_trade(Trade(trade_id="in", status="closed", close_time=ts(ago(days=29, hours=23), sep)))
         await db.save_trade(Trade(trade_id="out", status="closed", close_time=ts(ago(days=30, hours=1), sep)))
@@ -95,8 +96,8 @@ async def test_thirty_day_window_counts_edge_trade(project: Project, sep: str) -
     assert got == ["new", "in"]
 
 
-async def test_statistics_count_closed_numeric_trades(project: Project) -> None:
-    async with Store.open(project.configs) as store:
+async def test_statistics_count_closed_numeric_trades(backend: Backed) -> None:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         for i, pnl in enumerate([10.0, -4.0, 0.0, 6.5]):
             await db.save_trade(Trade(trade_id=f"t{i}", pnl=pnl, status="closed"))
@@ -110,23 +111,31 @@ async def test_statistics_count_closed_numeric_trades(project: Project) -> None:
     assert set(every) == set(store.config.plugins)
 
 
-async def test_newer_schema_version_is_refused(project: Project) -> None:
-    import sqlite3
+async def test_newer_schema_version_is_refused(backend: Backed) -> None:
+    project = backend.project
+    if backend.is_pg:  # the registry records each schema's version
+        async with Store.open(project.configs) as store:
+            await store.for_plugin(A).get_statistics()
+        backend.write(project.shared_db, f"UPDATE {backend.prefix}shared.zx_registry SET schema_version = "
+                      "schema_version + 1 WHERE schema_name = ?", [backend.schema_of(project.isolated_db(A))])
+    else:
+        import sqlite3
 
-    project.shared_db.parent.mkdir(exist_ok=True)
-    conn = sqlite3.connect(project.isolated_db(A))
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.execute("CREATE TABLE trades (id INTEGER PRIMARY KEY)")
-    conn.commit()
-    conn.close()
+        project.shared_db.parent.mkdir(exist_ok=True)
+        conn = sqlite3.connect(project.isolated_db(A))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.execute("CREATE TABLE trades (id INTEGER PRIMARY KEY)")
+        conn.commit()
+        conn.close()
     async with Store.open(project.configs) as store:
         with pytest.raises(SchemaError, match="newer"):
             await store.for_plugin(A).get_statistics()
-    assert query(project.isolated_db(A), "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
+    if not backend.is_pg:
+        assert query(project.isolated_db(A), "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
 
 
-async def test_cancelled_write_is_rolled_back(project: Project) -> None:
-    async with Store.open(project.configs) as store:
+async def test_cancelled_write_is_rolled_back(backend: Backed) -> None:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         await db.save_trade(Trade(trade_id="warm"))
         cancelled_count = 0
@@ -145,7 +154,7 @@ async def test_cancelled_write_is_rolled_back(project: Project) -> None:
             row = await db.get_trade(f"c{i}")
             assert (row is None) == cancelled, f"save of c{i}: cancelled={cancelled} but row={row is not None}"
     assert cancelled_count > 0
-    rows = query(project.isolated_db(A), "SELECT count(*) FROM trades WHERE trade_id LIKE 'ok%'")
+    rows = backend.rows(backend.project.isolated_db(A), "SELECT count(*) FROM trades WHERE trade_id LIKE 'ok%'")
     assert rows == [(50,)]
 
 
@@ -161,28 +170,32 @@ WRITER = textwrap.dedent("""
 """)
 
 
-async def test_many_plugins_and_a_second_process_lose_nothing(project: Project) -> None:
+async def test_many_plugins_and_a_second_process_lose_nothing(backend: Backed) -> None:
+    project = backend.project
     project.set_all_shared(True)
     plugins = sorted(p.name for p in (project.configs / "plugins").iterdir())
     assert len(plugins) == 8
+    # a PostgreSQL save is a few round trips on a loaded 2-core machine: fewer rows prove the same thing
+    each, other = (500, 250) if backend.is_pg else (2000, 1000)
     async with Store.open(project.configs) as store:
         await store.for_plugin(plugins[0]).get_statistics()  # create the file before the race
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WRITER, str(project.configs), plugins[1], "1000",
+            sys.executable, "-c", WRITER, str(project.configs), plugins[1], str(other),
             stderr=subprocess.PIPE, cwd=Path(__file__).parent.parent)
 
         async def write(plugin: str) -> None:
             db = store.for_plugin(plugin)
-            for i in range(2000):
+            for i in range(each):
                 await db.save_trade(Trade(trade_id=f"{plugin}-{i}", status="closed", pnl=1.0))
 
         await asyncio.gather(*(write(p) for p in plugins))
         _, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         counts = {p: (await store.get_plugin_statistics(p))["total_trades"] for p in plugins}
-    assert counts == {p: 3000 if p == plugins[1] else 2000 for p in plugins}
-    assert query(project.shared_db, "SELECT count(*) FROM trades") == [(17000,)]
-    assert query(project.shared_db, "PRAGMA integrity_check") == [("ok",)]
+    assert counts == {p: each + other if p == plugins[1] else each for p in plugins}
+    assert backend.rows(project.shared_db, "SELECT count(*) FROM trades") == [(8 * each + other,)]
+    if not backend.is_pg:
+        assert query(project.shared_db, "PRAGMA integrity_check") == [("ok",)]
 
 
 LEAKY = textwrap.dedent("""
@@ -197,11 +210,11 @@ LEAKY = textwrap.dedent("""
 """)
 
 
-def test_a_store_never_closed_does_not_hang_the_process(project: Project) -> None:
-    result = subprocess.run([sys.executable, "-c", LEAKY, str(project.configs), A], capture_output=True,
+def test_a_store_never_closed_does_not_hang_the_process(backend: Backed) -> None:
+    result = subprocess.run([sys.executable, "-c", LEAKY, str(backend.configs), A], capture_output=True,
                             text=True, timeout=30, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
-    assert query(project.isolated_db(A), "SELECT trade_id FROM trades") == [("leak",)]
+    assert backend.rows(backend.project.isolated_db(A), "SELECT trade_id FROM trades") == [("leak",)]
 
 
 async def test_a_legacy_shared_file_is_backed_up_then_upgraded_on_first_use(project: Project) -> None:
@@ -222,21 +235,22 @@ async def test_a_legacy_shared_file_is_backed_up_then_upgraded_on_first_use(proj
     assert query(project.shared_db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
-async def test_datetimes_are_stored_as_utc_text(project: Project) -> None:
+async def test_datetimes_are_stored_as_utc_text(backend: Backed) -> None:
     from datetime import timedelta as td
 
     eastern = timezone(td(hours=-5))
-    async with Store.open(project.configs) as store:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         await db.save_trade(Trade(trade_id="dt", status="closed",
                                   close_time=datetime(2026, 3, 1, 7, 30, tzinfo=eastern)))  # type: ignore[arg-type]
         assert (await db.get_trade("dt"))["close_time"] == "2026-03-01 12:30:00"
 
 
-async def test_batch_checks_every_row_as_save_trade_does(project: Project) -> None:
+async def test_batch_checks_every_row_as_save_trade_does(backend: Backed) -> None:
     """save_trades checks later rows at batch speed; none may carry what save_trade would refuse."""
-    path = project.isolated_db(A)
-    async with Store.open(project.configs) as store:
+    path = backend.project.isolated_db(A)
+    query = backend.rows
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         # a later row swaps a store-owned key for an unknown one: same key count, still refused
         with pytest.raises(RowError, match="bogus"):
@@ -268,14 +282,15 @@ async def test_batch_checks_every_row_as_save_trade_does(project: Project) -> No
         ("u2", None, "2026-03-02T00:00:00", A)]
 
 
-async def test_a_bad_row_deep_in_a_large_batch_leaves_nothing_written(project: Project) -> None:
+async def test_a_bad_row_deep_in_a_large_batch_leaves_nothing_written(backend: Backed) -> None:
     """Large batches are checked on a helper thread in chunks; a bad row in a late chunk still refuses them all."""
-    path = project.isolated_db(A)
+    path = backend.project.isolated_db(A)
+    query = backend.rows
 
     def batch(n: int = 5000) -> list[dict[str, object]]:
         return [{"trade_id": f"L{k}", "pnl": float(k), "status": "closed"} for k in range(n)]
 
-    async with Store.open(project.configs) as store:
+    async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
         foreign = [{**row, "plugin_id": A} for row in batch()]
         foreign[4500]["plugin_id"] = B  # same keys as the rest: found by the helper thread, not row by row
@@ -290,6 +305,6 @@ async def test_a_bad_row_deep_in_a_large_batch_leaves_nothing_written(project: P
         fewer_keys[3000] = {"trade_id": "L3000"}  # valid, but not the shape of the others: saved row by row
         ids = await db.save_trades(fewer_keys)
     assert len(set(ids)) == 5000
-    assert query(path, "SELECT count(*), count(DISTINCT trade_id), total(pnl) FROM trades") == [
+    assert query(path, "SELECT count(*), count(DISTINCT trade_id), coalesce(sum(pnl), 0.0) FROM trades") == [
         (5000, 5000, sum(range(5000)) - 3000)]
     assert query(path, "SELECT pnl, status FROM trades WHERE trade_id = 'L3000'") == [(None, None)]

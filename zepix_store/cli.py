@@ -38,6 +38,7 @@ from .readonly import in_sqlite_callback
 
 __all__ = [
     "COMMANDS",
+    "SQLITE_FILE_COMMANDS",
     "UMBRELLA_DOC",
     "UMBRELLA_EPILOG",
     "command_main",
@@ -49,6 +50,11 @@ __all__ = [
     "interrupts_outside_sqlite_callbacks",
     "main",
 ]
+
+# Commands that work on the SQLite files themselves: on a store.yaml naming PostgreSQL they would read files the
+# bots no longer write (stats printing zeros, verify failing every file), so they refuse it, exit 2, until they
+# learn the server.
+SQLITE_FILE_COMMANDS = frozenset({"split", "merge", "flip", "migrate", "backup", "restore", "verify", "stats"})
 
 COMMANDS: dict[str, str] = {
     "init": "set zepix_store up in the bot's folder: a store.yaml pointing at its database and plugins",
@@ -136,6 +142,8 @@ def command_main(
         print(f"zepix-store {name}: using the configs in {args.config} (found above this folder; --config "
               "chooses another)", file=sys.stderr)
     try:
+        if name in SQLITE_FILE_COMMANDS:
+            _refuse_another_backend(name, args.config)
         with interrupts_outside_sqlite_callbacks():
             return run(args)
     except BrokenPipeError:
@@ -155,6 +163,21 @@ def command_main(
         if args.json and not getattr(args, "csv", False):  # a script reading stdout gets the failure as JSON too
             print(json.dumps({"command": name, "error": message, "exit_code": code}))
         return code
+
+
+def _refuse_another_backend(name: str, config_dir: str) -> None:
+    """Refuse a SQLite-file command on a store that store.yaml puts on PostgreSQL (ConfigError, exit 2)."""
+    from .config import load_config
+    from .errors import ConfigError
+
+    try:
+        backend = load_config(config_dir).backend
+    except StoreError:
+        return  # a bad config: the command itself reports it, naming the file and field
+    if backend != "sqlite":
+        raise ConfigError(f"{Path(config_dir) / STORE_FILE}: backend: {backend}: `zepix-store {name}` works on the "
+                          "SQLite files only so far, and the bots write to the server; on PostgreSQL the library "
+                          "(Store, compat.TradeDatabase) and `zepix-store pg-setup` work")
 
 
 def not_a_config_dir(given: str | None) -> str | None:

@@ -26,13 +26,12 @@ from typing import Any, Self, TypeVar
 
 from . import bot_models, timefmt
 from .backend.base import Backend, Connection
-from .backend.sqlite import SQLITE
 from .config import StoreConfig
 from .errors import RowError, StoreError
 from .queries import bot as bot_queries
 from .queries import write
 from .queries.state import get_state, state_row
-from .registry import load_lenient_config, require_ready_backend
+from .registry import backend_for, load_lenient_config
 from .rows import Row, check_row
 
 __all__ = [
@@ -59,8 +58,9 @@ class TradeDatabase:
 
     def __init__(self, plugin_id: str, config: str | os.PathLike[str] | StoreConfig = "configs") -> None:
         self.config = config if isinstance(config, StoreConfig) else load_lenient_config(config)
-        require_ready_backend(self.config)
-        self._backend: Backend = SQLITE
+        # one call at a time (the lock below): on PostgreSQL one pooled connection serves the facade
+        self._backend: Backend = backend_for(self.config, connections=1)
+        self._ops = self._backend.operations
         self.plugin_id = self.config.plugin(plugin_id).plugin_id
         self.path: Path = self.config.plugin(plugin_id).db_path
         self.zone = self.config.zone
@@ -89,12 +89,14 @@ class TradeDatabase:
                 if conn is not None:
                     conn.close()
             self._conn = self._empty = None
+            self._backend.close()
 
     def _file(self, create: bool) -> Connection | None:
         if self._closed:
             raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
         if self._conn is None:
-            self._conn = self._backend.connect(self.path, self.config, self.upgrades, create=create)
+            self._conn = self._backend.connect(self.path, self.config, self.upgrades, create=create,
+                                               plugin_id=self.plugin_id)
         return self._conn
 
     def _empty_schema(self) -> Connection:
@@ -111,8 +113,7 @@ class TradeDatabase:
                 with snapshot as reader:
                     return fn(reader, self.plugin_id, *args)
             conn = self._file(create=write) or self._empty_schema()
-            with self._backend.transaction(conn):
-                return fn(conn, self.plugin_id, *args)
+            return self._backend.run_sync(conn, lambda c: fn(c, self.plugin_id, *args), write=write)
 
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return self._run(fn, *args, write=False)
@@ -126,11 +127,11 @@ class TradeDatabase:
 
     def _save(self, table: str, row: Any) -> None:
         checked = self._check(table, row)
-        self._run(lambda conn, pid: write.upsert(conn, self._backend.operations, table, checked, pid))
+        self._run(lambda conn, pid: write.upsert(conn, self._ops, table, checked, pid))
 
     def _add(self, table: str, row: Any) -> int:
         checked = self._check(table, row)
-        return self._run(lambda conn, pid: write.insert(conn, self._backend.operations, table, checked, pid))
+        return self._run(lambda conn, pid: write.insert(conn, self._ops, table, checked, pid))
 
     # -- trades --------------------------------------------------------------------------------------------------
     def save_trade(self, trade: Any) -> int:
@@ -141,17 +142,18 @@ class TradeDatabase:
         row = self._check("trades", trade)
         if bot_models.is_model(trade) and ("entry_price" in row or "sl_price" in row):
             row["final_sl_pips"] = bot_models.final_sl_pips(row)
-        return self._run(lambda conn, pid: write.save_trade(conn, self._backend.operations, row, pid))
+        return self._run(lambda conn, pid: write.save_trade(conn, self._ops, row, pid))
 
     def get_trade_history(self, days: int = 30) -> list[Row]:
         """Trades closed in the last `days` days, newest first."""
-        return self._read(bot_queries.trade_history, days, self.zone)
+        return self._read(bot_queries.trade_history, self._ops, days, self.zone)
 
     def get_trades_by_date(self, target_date: date, zone: tzinfo | str | None = None) -> list[Row]:
         """Closed trades whose close time is on that day (in `zone`, a tzinfo or a name; default store.yaml's
         timezone), newest first; [] on error."""
         try:
-            return self._read(bot_queries.trades_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
+            return self._read(bot_queries.trades_by_date, self._ops, target_date, self.zone,
+                              timefmt.as_zone(zone, self.zone))
         except (StoreError, ValueError, TypeError) as exc:
             log.warning("zepix_store: get_trades_by_date(%r) of %s: %s", target_date, self.plugin_id, exc)
             return []
@@ -188,15 +190,15 @@ class TradeDatabase:
 
     def get_sl_recovery_stats(self) -> Row:
         """SL hits of the last 30 days: total_sl_hits, recovery_attempts, successful_recoveries."""
-        return self._read(bot_queries.sl_recovery_stats, self.zone)
+        return self._read(bot_queries.sl_recovery_stats, self._ops, self.zone)
 
     def get_sl_hunt_reentry_stats(self) -> Row:
         """Last 30 days: total_sl_hunt_reentries (recovered), sl_hunt_attempts."""
-        return self._read(bot_queries.sl_hunt_reentry_stats, self.zone)
+        return self._read(bot_queries.sl_hunt_reentry_stats, self._ops, self.zone)
 
     def get_tp_reentry_stats(self) -> Row:
         """TP re-entries of the last 30 days: count, total and average pnl, profitable ones."""
-        return self._read(bot_queries.tp_reentry_stats, self.zone)
+        return self._read(bot_queries.tp_reentry_stats, self._ops, self.zone)
 
     # -- TP re-entries and reversal exits (the bot's raw INSERTs and its reversal summary) ------------------------
     def save_tp_reentry_event(self, chain_id: str, symbol: str, tp_level: int, tp_price: float,
@@ -217,13 +219,13 @@ class TradeDatabase:
     def get_reversal_exit_stats(self) -> Row:
         """Reversal exits of the last 30 days: total_reversal_exits, profitable_exits, total_reversal_pnl,
         avg_reversal_pnl (the bot's summary: all but the count are None when there is none)."""
-        return self._read(bot_queries.reversal_exit_stats, self.zone)
+        return self._read(bot_queries.reversal_exit_stats, self._ops, self.zone)
 
     def get_todays_performance(self, zone: tzinfo | str | None = None) -> Row:
         """Today's closed trades, as the bot's risk manager summed them: `profit`, `loss` (negative), `net`
         (floats) and `trade_count`. Today is the calendar day now in `zone` (default store.yaml's timezone).
         An error is raised, not read as a day without losses (the bot's method caught it and returned zeros)."""
-        return self._read(bot_queries.todays_performance, self.zone, timefmt.as_zone(zone, self.zone))
+        return self._read(bot_queries.todays_performance, self._ops, self.zone, timefmt.as_zone(zone, self.zone))
 
     # -- system state --------------------------------------------------------------------------------------------
     def clear_lifetime_losses(self) -> None:
@@ -244,7 +246,7 @@ class TradeDatabase:
         self._save("profit_booking_chains", bot_models.table_row("profit_booking_chains", chain))
 
     def get_active_profit_chains(self) -> list[Row]:
-        return self._read(bot_queries.active_profit_chains)
+        return self._read(bot_queries.active_profit_chains, self._ops)
 
     def save_profit_booking_order(self, order_id: str, chain_id: str, level: int, profit_target: float,
                                   sl_reduction: int, status: str) -> None:
@@ -272,11 +274,11 @@ class TradeDatabase:
     def close_session(self, session_id: str, exit_reason: str) -> bool:
         """Mark the session 'COMPLETED' with end_time now; False if the plugin has no such session."""
         reason = self._check("trading_sessions", {"exit_reason": exit_reason})["exit_reason"]
-        return self._run(bot_queries.close_session, session_id, reason, self._now())
+        return self._run(bot_queries.close_session, self._ops, session_id, reason, self._now())
 
     def update_session_stats(self, session_id: str) -> bool:
         """Recompute total_trades and total_pnl from the session's closed trades (safe to call again)."""
-        return self._run(bot_queries.recompute_session_stats, session_id)
+        return self._run(bot_queries.recompute_session_stats, self._ops, session_id)
 
     def get_active_session(self, symbol: str | None = None) -> Row:
         """The newest ACTIVE session (of `symbol`), or {}."""
@@ -285,11 +287,12 @@ class TradeDatabase:
     def get_sessions_by_date(self, target_date: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
         """Sessions started on that day (in `zone`, a tzinfo or a name; default store.yaml's timezone), newest
         first."""
-        return self._read(bot_queries.sessions_by_date, target_date, self.zone, timefmt.as_zone(zone, self.zone))
+        return self._read(bot_queries.sessions_by_date, self._ops, target_date, self.zone,
+                          timefmt.as_zone(zone, self.zone))
 
     def get_session_details(self, session_id: str) -> Row:
         """The session row plus `breakdown` of its closed trades, or {} when unknown."""
-        return self._read(bot_queries.session_details, session_id)
+        return self._read(bot_queries.session_details, self._ops, session_id)
 
     def get_session_metadata(self, session_id: str) -> Any:
         """The session's `metadata`: stored JSON as its value (a dict update_session_metadata was given), other
@@ -299,7 +302,7 @@ class TradeDatabase:
     def update_session_metadata(self, session_id: str, metadata: Any) -> bool:
         """Set the session's `metadata` (a dict or list is stored as JSON); False if no such session."""
         checked = self._check("trading_sessions", {"metadata": _metadata_text(metadata)})["metadata"]
-        return self._run(bot_queries.set_session_metadata, session_id, checked)
+        return self._run(bot_queries.set_session_metadata, self._ops, session_id, checked)
 
 
 def _metadata_text(metadata: Any) -> str | None:

@@ -16,8 +16,8 @@ from .queries import bot as bot_queries
 from .queries import plugin as q
 from .queries.fetch import fetch_all, fetch_one
 from .queries.state import decode_state, get_state, state_row
-from .queries.windows import SESSIONS_STARTED_IN, TRADES_CLOSED_IN, as_day, by_time
-from .queries.write import insert, save_trade, save_trade_batch, update, upsert
+from .queries.windows import as_day, by_time, sessions_started_in, trades_closed_in
+from .queries.write import insert, save_trade, save_trade_batch, update, update_by_key, upsert
 from .rows import Row, Trade, check_row, utc_now
 
 __all__ = [
@@ -91,14 +91,16 @@ class PluginStore:
     async def get_trades(self, days: int = 30) -> list[Row]:
         """Trades closed in the last `days` days, newest first (every stored time form read as its instant)."""
         since = datetime.now(UTC) - timedelta(days=days)
-        rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(since, None, self.zone))
+        ops = (await self._database()).operations
+        rows = await self._all(trades_closed_in(ops), *ops.window_bounds(since, None, self.zone))
         return by_time(rows, "close_time", self.zone, newest_first=True)
 
     async def get_trades_by_date(self, day: date | datetime | str, zone: tzinfo | str | None = None) -> list[Row]:
         """Trades closed on calendar day `day` in `zone` (a tzinfo or a name; default: store.yaml's timezone),
         oldest first."""
         start, end = timefmt.day_bounds(as_day(day), timefmt.as_zone(zone, self.zone))
-        rows = await self._all(TRADES_CLOSED_IN, *timefmt.band_bounds(start, end, self.zone))
+        ops = (await self._database()).operations
+        rows = await self._all(trades_closed_in(ops), *ops.window_bounds(start, end, self.zone))
         return by_time(rows, "close_time", self.zone)
 
     async def get_statistics(self) -> Row:
@@ -134,8 +136,7 @@ class PluginStore:
         return await self._all(q.SL_EVENTS_OF_TRADE, trade_id)
 
     async def get_sl_recovery_stats(self) -> Row:
-        row = await self._one(
-            q.SL_RECOVERY_STATS)
+        row = await self._one(q.sl_recovery_stats_sql((await self._database()).operations))
         assert row is not None
         tried = row["recovery_attempted"]
         row["success_rate"] = row["recovery_successful"] / tried * 100 if tried else 0.0
@@ -170,13 +171,15 @@ class PluginStore:
     async def get_reversal_exit_stats(self) -> Row:
         """Reversal exits of the last 30 days, as the compat facade's (total_reversal_exits, profitable_exits,
         total_reversal_pnl, avg_reversal_pnl)."""
-        return await (await self._database()).read(bot_queries.reversal_exit_stats, self.plugin_id, self.zone)
+        db = await self._database()
+        return await db.read(bot_queries.reversal_exit_stats, self.plugin_id, db.operations, self.zone)
 
     async def get_todays_performance(self, zone: tzinfo | str | None = None) -> Row:
         """Closed trades of today (the calendar day now in `zone`; default store.yaml's timezone): profit, loss,
         net and trade_count, as the compat facade's."""
-        return await (await self._database()).read(bot_queries.todays_performance, self.plugin_id, self.zone,
-                                                   timefmt.as_zone(zone, self.zone))
+        db = await self._database()
+        return await db.read(bot_queries.todays_performance, self.plugin_id, db.operations, self.zone,
+                             timefmt.as_zone(zone, self.zone))
 
     # -- system state ---------------------------------------------------------------------------------
     async def get_system_state(self, key: str, default: Any = None) -> Any:
@@ -236,8 +239,10 @@ class PluginStore:
     async def close_session(self, session_id: str, exit_reason: str | None = None,
                             end_time: str | None = None) -> bool:
         """Mark the session CLOSED; return False if the plugin has no such session."""
-        return await self._update(q.CLOSE_SESSION, exit_reason, end_time or utc_now(),
-                                  self.plugin_id, session_id)
+        values = {"status": "CLOSED", "exit_reason": exit_reason, "end_time": end_time or utc_now()}
+        db = await self._database()
+        return await db.write(update_by_key, db.operations, "trading_sessions", values, self.plugin_id, session_id,
+                              inline=True)
 
     async def update_session_stats(self, session_id: str, pnl: float, trades: int = 1) -> bool:
         """Add `pnl` and `trades` to the session's totals; return False if the plugin has no such session."""
@@ -256,7 +261,8 @@ class PluginStore:
         """Sessions started on calendar day `day` in `zone` (a tzinfo or a name; default: store.yaml's timezone),
         oldest first."""
         start, end = timefmt.day_bounds(as_day(day), timefmt.as_zone(zone, self.zone))
-        rows = await self._all(SESSIONS_STARTED_IN, *timefmt.band_bounds(start, end, self.zone))
+        ops = (await self._database()).operations
+        rows = await self._all(sessions_started_in(ops), *ops.window_bounds(start, end, self.zone))
         return by_time(rows, "start_time", self.zone)
 
     async def get_session_metadata(self, session_id: str) -> Any:

@@ -1,7 +1,8 @@
 """Store: routes each plugin to the shared file or its isolated file, and owns every connection it opens.
 
-The Store names its backend (SQLite, backend/sqlite.py, the only one today) and otherwise talks to backend/base.py's
-interface. It never imports the tooling: `move_plugin` runs the Mover the package installed (flip's).
+The Store picks its backend from store.yaml's `backend` (backend_for: SQLite files, or the PostgreSQL server of
+backend/postgresql/) and otherwise talks to backend/base.py's interface. It never imports the tooling:
+`move_plugin` runs the Mover the package installed (flip's).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any, Protocol, Self, TypeVar
 from ._routing import MoveGate, RoutedDatabase
 from .backend.base import Backend, Database, EmptyDatabase, Upgrades
 from .backend.sqlite import SQLITE
-from .config import STORE_FILE, StoreConfig, load_config
-from .errors import ConfigError, IsolationError, StoreError
+from .config import StoreConfig, load_config
+from .errors import IsolationError, StoreError
 from .plugin_store import PluginStore
 from .rows import Row
 
@@ -29,9 +30,9 @@ __all__ = [
     'MoveReport',
     'Mover',
     'Store',
+    'backend_for',
     'install_mover',
     'load_lenient_config',
-    'require_ready_backend',
 ]
 
 T = TypeVar("T")
@@ -65,16 +66,15 @@ def install_mover(mover: Mover) -> None:
 class Store:
     """All plugin stores of one config folder. Use `async with Store.open("configs") as store:`."""
 
-    def __init__(self, config: StoreConfig, *, backend: Backend = SQLITE) -> None:
-        require_ready_backend(config)
+    def __init__(self, config: StoreConfig, *, backend: Backend | None = None) -> None:
         self.config = config
-        self.backend = backend
+        self.backend = backend if backend is not None else backend_for(config)
         self._databases: dict[Path, Database] = {}
         self._opening: dict[Path, asyncio.Lock] = {}
         self._handles: dict[str, PluginStore] = {}
         self._gates: dict[str, MoveGate] = {}
         self._unattributed: PluginStore | None = None
-        self._no_file = EmptyDatabase(backend)
+        self._no_file = EmptyDatabase(self.backend)
         self.zone = config.zone
         self._closed = False
         self.upgrades: Upgrades = []  # (file, its backup, report)
@@ -116,10 +116,10 @@ class Store:
             gate = self._gates.setdefault(plugin_id, MoveGate())
 
             async def route() -> Database:  # where the config routes the plugin now (move_plugin changes it)
-                return await self._database(self.config.plugin(plugin_id).db_path)
+                return (await self._database(self.config.plugin(plugin_id).db_path)).as_plugin(plugin_id)
 
             async def read_route() -> Database:
-                return await self._reader(self.config.plugin(plugin_id).db_path)
+                return (await self._reader(self.config.plugin(plugin_id).db_path)).as_plugin(plugin_id)
 
             routed = RoutedDatabase(route, gate, self.backend.operations, read_route)
 
@@ -138,6 +138,9 @@ class Store:
         failed move leaves the old route (the report says why). Raises what flip raises for bad input.
         """
         self.for_plugin(plugin_id)
+        if self.backend.name != "sqlite":
+            raise StoreError(f"{self.config.config_dir}: move_plugin moves rows between SQLite files; on "
+                             f"{self.backend.name} it is not available yet (the plugin keeps its route)")
         mover = _MOVERS.get("mover")
         if mover is None:
             raise StoreError(f"{self.config.config_dir}: no mover installed; import zepix_store to install flip's")
@@ -201,6 +204,7 @@ class Store:
                 await db.close()
             except BaseException as exc:  # noqa: BLE001 - re-raised below, once every connection is closed
                 first = first or exc
+        self.backend.close()
         if first is not None:
             raise first
 
@@ -217,15 +221,20 @@ class Store:
         return dict(zip(ids, results, strict=True))
 
 
-def require_ready_backend(config: StoreConfig) -> None:
-    """Refuse a store.yaml naming a backend this version cannot run the store on (PostgreSQL: pg-setup only).
+def backend_for(config: StoreConfig, *, connections: int | None = None) -> Backend:
+    """The backend store.yaml names: the SQLite files (default), or a PostgreSQL backend of its own (its pool of at
+    most `connections` connections, default 4).
 
-    Falling back to the SQLite files instead would let a bot write where no other host reads.
+    psycopg is imported only here, when store.yaml names PostgreSQL (an optional extra).
     """
-    if config.backend != "sqlite":
-        raise ConfigError(f"{config.config_dir / STORE_FILE}: backend: {config.backend}: the PostgreSQL store is not "
-                          "in this version yet; `zepix-store pg-setup` prepares the server",
-                          path=config.config_dir / STORE_FILE)
+    if config.backend == "postgresql":
+        from .backend.postgresql import require_driver
+
+        require_driver()
+        from .backend.postgresql.store import PostgresBackend
+
+        return PostgresBackend(config, connections=connections)
+    return SQLITE
 
 
 def load_lenient_config(config_dir: str | os.PathLike[str], *, strict: bool = False) -> StoreConfig:

@@ -209,6 +209,26 @@ ALLOW = {
     ("reads", "_alternate", "scan"): "a statement PluginStore itself sent (captured_sql), NOT INDEXED added",
     ("ddl", "ts_column", "name"): "a schema.py column: _legacy_column passes Column names, encode_row keys it "
                                   "checked against values.KINDS",
+    ("base", "insert", "values"): "the checked row's columns (rows.check_row) and, on PostgreSQL, the store's own "
+                                  "companions and zx_raw (values.encode_row checks every key against values.KINDS)",
+    ("base", "upsert", "values"): "as base.insert's values",
+    ("base", "upsert", "key"): "write.upsert passes 'plugin_id' and TABLE_BY_NAME[table].key",
+    ("base", "assignments", "values"): "as base.insert's values",
+    ("operations", "assignments", "values"): "as base.insert's values",
+    ("operations", "assignments", "written"): "the keys of base.insert's values",
+    ("operations", "upsert_sql", "table"): "as base.upsert_sql's table",
+    ("operations", "upsert_sql", "columns"): "as base.upsert_sql's columns",
+    ("operations", "upsert_sql", "key"): "as base.upsert_sql's key",
+    ("operations", "upsert_sql", "updates"): "as base.upsert_sql's updates",
+    ("operations", "upsert_sql", "written"): "the upsert's columns (above) less its key",
+    ("operations", "insert_sql", "table"): "as base.insert_sql's table",
+    ("operations", "insert_sql", "columns"): "as base.insert_sql's columns",
+    ("operations", "in_list", "expression"): "write.py passes the literal column name 'trade_id'",
+    ("operations", "execute", "text"): "PgConnection: the caller's statement (traced at its own call site) with "
+                                       "only ? turned into %s (translate)",
+    ("operations", "executemany", "text"): "as PgConnection.execute's text",
+    ("store", "execute", "sql"): "PgRoute: the caller's statement, traced at its own call site",
+    ("store", "executemany", "sql"): "as PgRoute.execute's sql",
 }
 # Package classes whose instances hold identifiers of schema.py only, checked when they are made: a parameter
 # annotated with one (and `self` in their methods) is traced.
@@ -219,6 +239,7 @@ VALIDATED = {
     "Direction": "ops/sync/job.py: an Enum whose src/dst are the literals 'sh' and 'iso'",
     "Operations": "backend/base.py: a backend's SQL spellings; its placeholder is a ClassVar literal",
     "SQLiteOperations": "backend/sqlite.py: SQLite's spellings; its placeholder is the ClassVar literal '?'",
+    "PgOperations": "backend/postgresql/operations.py: PostgreSQL's spellings; its placeholder is base's '?'",
 }
 # Double-quoted tokens that are identifiers, not string literals: pragma columns named by SQL keywords.
 SCHEMA_NAMES = {t.name for t in TABLES} | {c for t in TABLES for c in t.all_column_names}

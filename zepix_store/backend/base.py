@@ -6,26 +6,31 @@ or a whole write transaction as one call. `Operations` holds the few SQL spellin
 (placeholder, insert returning its id, upsert, a list parameter), `Features` what an engine can do. The
 statements themselves live in queries/ and are built through `Operations` where the dialects differ.
 
-Remaining coupling (documented, not yet abstracted): the rest of the statement text is SQLite-flavoured
-(`total()`, `GLOB` in timefmt's time key, `?1` numbered parameters, `rowid`), and a file is prepared by the
-SQLite-file tooling (upgrade.py) on a sqlite3 connection; a PostgreSQL backend replaces those behind
-`Backend.prepare` and its own `Operations`.
+Statements are written once, with `?` (or `?N` numbered) parameters and SQL both engines read; what differs
+goes through `Operations`: time windows (SQLite's index key of timefmt vs PostgreSQL's `timestamptz`
+companions), truth tests of legacy flag columns, insertion order, the values written (PostgreSQL fills each time
+column's companion and zx_raw), the ids of a batch. The PostgreSQL connection turns `?` into psycopg's `%s`.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+from .. import timefmt
 
 if TYPE_CHECKING:
     from ..config import StoreConfig
 
 __all__ = [
     "Backend",
+    "CommitGate",
     "Connection",
     "Cursor",
     "Database",
@@ -76,7 +81,7 @@ class Operations:
 
     features: ClassVar[Features] = Features()
     # the driver's constraint-violation exception(s): a duplicate key or a missing parent becomes a RowError
-    integrity_error: ClassVar[tuple[type[Exception], ...]] = ()
+    integrity_error: tuple[type[Exception], ...] = ()
     placeholder: ClassVar[str] = "?"
 
     def placeholders(self, count: int) -> str:
@@ -105,6 +110,81 @@ class Operations:
         """The parameter `in_list` reads its values from."""
         raise NotImplementedError
 
+    # -- rows written: the columns and values of a checked row (a backend may add columns it maintains) ----------
+    def write_values(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The columns and values one checked row (plugin_id included) is stored as."""
+        return dict(row)
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """(statement, parameters) inserting `row` (plugin_id included); `inserted_id` reads its id."""
+        values = self.write_values(table, row)
+        return self.insert_sql(table, list(values)), list(values.values())
+
+    def upsert(self, table: str, row: Mapping[str, Any], key: Sequence[str]) -> tuple[str, list[Any]]:
+        """(statement, parameters) inserting `row`, or on a duplicate `key` updating the columns `row` gives."""
+        values = self.write_values(table, row)
+        return self.upsert_sql(table, list(values), key, [c for c in values if c not in key]), list(values.values())
+
+    def assignments(self, table: str, row: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """(`a = ?, b = ?` of an UPDATE's SET, its parameters) writing the columns of `row`."""
+        values = self.write_values(table, row)
+        return ", ".join(f"{c} = {self.placeholder}" for c in values), list(values.values())
+
+    def lock_key(self, conn: Connection, *key: str) -> None:
+        """Serialise the writers of one key (e.g. a trade_id) until the transaction ends, where the engine's write
+        transaction does not already (SQLite's BEGIN IMMEDIATE does)."""
+
+    def batch_ids(self, conn: Connection, count: int) -> list[int]:
+        """The ids of the `count` rows the last executemany inserted (features.consecutive_batch_ids only)."""
+        raise NotImplementedError
+
+    # -- reads --------------------------------------------------------------------------------------------------
+    def window(self, column: str, first: int | None = None) -> str:
+        """DATETIME `column` is an instant in a window, bound by `window_bounds` (numbered from ?first if given)."""
+        return timefmt.window_sql(timefmt.time_key_sql(column), first)
+
+    def window_bounds(self, since: datetime | None, before: datetime | None, zone: tzinfo) -> tuple[Any, ...]:
+        """The parameters of `window` for instants `since` (inclusive) to `before` (exclusive); None is open."""
+        return timefmt.band_bounds(since, before, zone)
+
+    def is_true(self, column: str) -> str:
+        """A flag column (INTEGER/BOOLEAN) holds a true value, as SQLite's `CASE WHEN column` reads it."""
+        return column
+
+    def is_true_value(self, column: str) -> str:
+        """A flag column holds one of the true spellings legacy files hold (1, '1', 'true', 'True', 'TRUE')."""
+        return f"{column} IN (1, '1', 'true', 'True', 'TRUE')"
+
+    def insertion_order(self, table: str) -> str:
+        """ORDER BY terms listing a table's rows in the order they were first inserted."""
+        return "rowid"
+
+
+class CommitGate:
+    """Decides, once and atomically, whether a transaction commits or its caller's cancellation wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "pending"
+
+    def enter_commit(self) -> bool:
+        with self._lock:
+            if self._state == "cancelled":
+                return False
+            self._state = "committing"
+            return True
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if self._state == "committing":
+                return False
+            self._state = "cancelled"
+            return True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._state == "cancelled"
+
 
 class Database(abc.ABC):
     """One open database a plugin is routed to; every call is a whole unit of work on it.
@@ -127,6 +207,10 @@ class Database(abc.ABC):
     async def close(self) -> None:
         """Close the connection (safe to call twice)."""
 
+    def as_plugin(self, plugin_id: str) -> Database:
+        """This database as one plugin's calls use it (PostgreSQL: under the plugin's role once pg-setup ran)."""
+        return self
+
 
 class Backend(abc.ABC):
     """An engine the store runs on: how to open, prepare and transact, and how its errors read."""
@@ -139,8 +223,10 @@ class Backend(abc.ABC):
         """Open (creating if needed) and prepare the database at `path`, noting any upgrade in `upgrades`."""
 
     @abc.abstractmethod
-    def connect(self, path: Path, config: StoreConfig, upgrades: Upgrades, *, create: bool) -> Connection | None:
-        """A synchronous connection to the prepared database, or None if it does not exist and not `create`."""
+    def connect(self, path: Path, config: StoreConfig, upgrades: Upgrades, *, create: bool,
+                plugin_id: str | None = None) -> Connection | None:
+        """A synchronous connection to the prepared database, or None if it does not exist and not `create`
+        (`plugin_id`: whose calls it runs, for an engine that runs them under the plugin's own rights)."""
 
     @abc.abstractmethod
     def empty(self) -> Connection:
@@ -165,6 +251,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def translated_errors(self, where: object) -> AbstractContextManager[None]:
         """Re-raise the driver's errors on `where` as typed StoreErrors."""
+
+    def run_sync(self, conn: Connection, fn: Callable[[Connection], T], *, write: bool) -> T:
+        """Run `fn(conn)` as one transaction on a synchronous connection (an engine may retry a read)."""
+        with self.transaction(conn):
+            return fn(conn)
+
+    def close(self) -> None:  # noqa: B027 - most engines hold nothing beyond their databases
+        """Release what the backend holds beyond its databases (a connection pool); safe to call twice."""
 
 
 class EmptyDatabase(Database):

@@ -32,7 +32,7 @@ from ..backup_identity import identity_of
 from ..config import StoreConfig
 from ..readonly import open_reader, read_only_here
 from ..schema import create_schema_sql
-from .base import Backend, Connection, Cursor, Database, Features, Operations, Upgrades
+from .base import Backend, CommitGate, Connection, Cursor, Database, Features, Operations, Upgrades
 from .sqlite_backup import backup_connection
 from .sqlite_file import BUSY_TIMEOUT_MS, connect_sync, read_snapshot, transaction, translated_errors
 
@@ -53,13 +53,19 @@ class SQLiteOperations(Operations):
     """SQLite's spellings: `?` parameters, the new row's id from the cursor, a list parameter as JSON."""
 
     features: ClassVar[Features] = Features(consecutive_batch_ids=True)
-    integrity_error: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+    integrity_error: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
 
     def inserted_id(self, cursor: Cursor) -> int:
         return int(cursor.lastrowid or 0)
 
     def in_list(self, expression: str) -> str:
         return f"{expression} IN (SELECT value FROM json_each({self.placeholder}))"
+
+    def batch_ids(self, conn: Connection, count: int) -> list[int]:
+        # One writer, no AUTOINCREMENT: the batch got consecutive rowids ending at the last one. (Asking for
+        # max(rowid) first would read every plugin's rows; a handle reads only its own.)
+        last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return list(range(last - count + 1, last + 1))
 
     def list_parameter(self, values: Sequence[str]) -> Any:
         return json.dumps(list(values))
@@ -129,7 +135,7 @@ class SQLiteDatabase(Database):
             done, result = self._write_inline(fn, args)
             if done:
                 return result  # type: ignore[no-any-return]
-        gate = _CommitGate()
+        gate = CommitGate()
         with translated_errors(self.path):
             inner: asyncio.Future[T] = self._submit(_run_transaction, gate, fn, args)
             try:
@@ -198,39 +204,13 @@ class _Cancelled(Exception):
     """Raised on the worker thread to roll back a transaction whose caller was cancelled."""
 
 
-class _CommitGate:
-    """Decides, once and atomically, whether a transaction commits or its caller's cancellation wins."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._state = "pending"
-
-    def enter_commit(self) -> bool:
-        with self._lock:
-            if self._state == "cancelled":
-                return False
-            self._state = "committing"
-            return True
-
-    def cancel(self) -> bool:
-        with self._lock:
-            if self._state == "committing":
-                return False
-            self._state = "cancelled"
-            return True
-
-    @property
-    def cancelled(self) -> bool:
-        return self._state == "cancelled"
-
-
 def _consume_exception(fut: asyncio.Future[Any]) -> None:
     # A cancelled caller no longer awaits the shielded future; reading its error keeps asyncio quiet.
     if not fut.cancelled():
         fut.exception()
 
 
-def _run_transaction(conn: sqlite3.Connection, gate: _CommitGate, fn: Callable[..., T],
+def _run_transaction(conn: sqlite3.Connection, gate: CommitGate, fn: Callable[..., T],
                      args: tuple[Any, ...]) -> T:
     if gate.cancelled:
         raise _Cancelled()
@@ -311,7 +291,8 @@ class SQLiteBackend(Backend):
             raise
         return db
 
-    def connect(self, path: Path, config: StoreConfig, upgrades: Upgrades, *, create: bool) -> Connection | None:
+    def connect(self, path: Path, config: StoreConfig, upgrades: Upgrades, *, create: bool,
+                plugin_id: str | None = None) -> Connection | None:
         if not create and not os.path.lexists(path):
             return None
         conn = connect_sync(path, create=create, data_dir=config.data_dir)

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, tzinfo
 
 from .. import timefmt
+from ..backend.base import Operations
 from ..errors import ConfigError
-from ..schema import CLOSE_KEY_SQL, START_KEY_SQL
 from .fetch import Row
 
-__all__ = ['SESSIONS_STARTED_IN', 'TRADES_CLOSED_IN', 'as_day', 'by_time']
+__all__ = ['as_day', 'by_time', 'sessions_started_in', 'trades_closed_in']
 
-TRADES_CLOSED_IN = f"SELECT * FROM trades WHERE plugin_id = ? AND {timefmt.window_sql(CLOSE_KEY_SQL)}"
-SESSIONS_STARTED_IN = f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {timefmt.window_sql(START_KEY_SQL)}"
+
+@functools.cache
+def trades_closed_in(ops: Operations) -> str:
+    """The plugin's trades (?1) whose close time is in a window (ops.window_bounds after it)."""
+    return f"SELECT * FROM trades WHERE plugin_id = ? AND {ops.window('close_time')}"
+
+
+@functools.cache
+def sessions_started_in(ops: Operations) -> str:
+    """The plugin's sessions whose start time is in a window (ops.window_bounds after the plugin id)."""
+    return f"SELECT * FROM trading_sessions WHERE plugin_id = ? AND {ops.window('start_time')}"
 
 
 def as_day(day: date | datetime | str) -> date:

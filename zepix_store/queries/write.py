@@ -26,6 +26,7 @@ __all__ = [
     'save_trade',
     'save_trade_batch',
     'update',
+    'update_by_key',
     'upsert',
 ]
 
@@ -49,9 +50,9 @@ def integrity_errors(ops: Operations, table: str, row: Mapping[str, Any], plugin
         yield
     except ops.integrity_error as exc:
         text = str(exc)
-        if "FOREIGN KEY" in text:
+        if "foreign key" in text.lower():
             why = "its chain_id names no profit-booking chain of this plugin"
-        elif "UNIQUE" in text or "PRIMARY KEY" in text:
+        elif "unique" in text.lower() or "primary key" in text.lower():
             why = "the plugin already has this key"
         else:
             why = text
@@ -60,9 +61,9 @@ def integrity_errors(ops: Operations, table: str, row: Mapping[str, Any], plugin
 
 
 def insert(conn: Connection, ops: Operations, table: str, row: Row, plugin_id: str) -> int:
-    sql = ops.insert_sql(TABLE_BY_NAME[table].name, [*row, "plugin_id"])
+    sql, params = ops.insert(TABLE_BY_NAME[table].name, {**row, "plugin_id": plugin_id})
     with integrity_errors(ops, table, row, plugin_id):
-        return ops.inserted_id(conn.execute(sql, [*row.values(), plugin_id]))
+        return ops.inserted_id(conn.execute(sql, params))
 
 
 def upsert(conn: Connection, ops: Operations, table: str, row: Row, plugin_id: str) -> None:
@@ -70,10 +71,9 @@ def upsert(conn: Connection, ops: Operations, table: str, row: Row, plugin_id: s
     missing = [k for k in spec.key if row.get(k) is None]
     if missing:
         raise RowError(f"{table}: {', '.join(missing)} is required")
-    updates = [c for c in row if c not in spec.key]
-    sql = ops.upsert_sql(spec.name, [*row, "plugin_id"], ["plugin_id", *spec.key], updates)
+    sql, params = ops.upsert(spec.name, {**row, "plugin_id": plugin_id}, ["plugin_id", *spec.key])
     with integrity_errors(ops, table, row, plugin_id):
-        conn.execute(sql, [*row.values(), plugin_id])
+        conn.execute(sql, params)
 
 
 def update(conn: Connection, sql: str, params: Sequence[Any]) -> bool:
@@ -81,16 +81,26 @@ def update(conn: Connection, sql: str, params: Sequence[Any]) -> bool:
     return conn.execute(sql, params).rowcount > 0
 
 
+def update_by_key(conn: Connection, ops: Operations, table: str, values: Row, plugin_id: str, key: str) -> bool:
+    """Set `values` (checked columns) on the plugin's row whose natural key is `key`; whether there was one."""
+    sets, params = ops.assignments(table, values)
+    column = TABLE_BY_NAME[table].key[0]
+    with integrity_errors(ops, table, values, plugin_id):
+        return conn.execute(f"UPDATE {TABLE_BY_NAME[table].name} SET {sets} WHERE plugin_id = {ops.placeholder} "
+                            f"AND {column} = {ops.placeholder}", [*params, plugin_id, key]).rowcount > 0
+
+
 def save_trade(conn: Connection, ops: Operations, row: Row, plugin_id: str) -> int:
     """Update the plugin's newest row with the row's trade_id, else insert; return the row id."""
     if row.get("trade_id") is not None:
+        ops.lock_key(conn, "trades", plugin_id, row["trade_id"])  # concurrent saves of one trade_id: one row
         found = conn.execute(FIND_TRADE, (plugin_id, row["trade_id"])).fetchone()[0]
         if found is not None:
             if row:
-                sets = ", ".join(f"{c} = {ops.placeholder}" for c in row)
+                sets, params = ops.assignments("trades", row)
                 with integrity_errors(ops, "trades", row, plugin_id):
                     conn.execute(f"UPDATE trades SET {sets} WHERE id = {ops.placeholder} "
-                                 f"AND plugin_id = {ops.placeholder}", [*row.values(), found, plugin_id])
+                                 f"AND plugin_id = {ops.placeholder}", [*params, found, plugin_id])
             return int(found)
     return insert(conn, ops, "trades", row, plugin_id)
 
@@ -125,8 +135,4 @@ def save_trade_batch(conn: Connection, ops: Operations, trades: Sequence[Any], p
         conn.execute("RELEASE zx_batch")
         return _save_each_trade(conn, ops, trades, plugin_id, zone)
     conn.execute("RELEASE zx_batch")
-    # One writer, no AUTOINCREMENT (features.consecutive_batch_ids, SQLite's): the batch got consecutive rowids
-    # ending at the last one. (Asking for max(rowid) first would read every plugin's rows; a handle reads only
-    # its own.)
-    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-    return list(range(last - len(trades) + 1, last + 1))
+    return ops.batch_ids(conn, len(trades))

@@ -1,4 +1,6 @@
-"""The store on a PostgreSQL server (SPEC 9): names, schema, values and isolation, driven by psycopg 3.
+"""The store on a PostgreSQL server (SPEC 9), driven by psycopg 3: names.py (schema and role names, the registry),
+ddl.py (the tables), values.py (lossless values), roles.py (pg-setup's isolation), connection.py (connecting, errors),
+operations.py (the SQL spellings and the connection queries/ runs on), store.py (the backend: pool, schemas, roles).
 
 psycopg is an optional extra: nothing imports it until a PostgreSQL function runs, and then require_driver()
 turns its absence into a ConfigError that says how to install it.
