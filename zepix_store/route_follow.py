@@ -1,0 +1,77 @@
+"""A handle follows its plugin's route: a move made by another process (`zepix-store flip`) is seen at the next call.
+
+The route is the plugin's config.json (`database.use_shared`). Each call compares the file's identity (inode,
+mtime, size: one stat) with the one it was read at, and only when it differs loads the configs again (checked as
+at start; a config that no longer loads makes that call raise its ConfigError, and the next call tries again).
+A flip rewrites config.json by atomic rename, so the identity always changes with the route.
+
+A write also holds the plugin's writers' lock shared (writer_lock.py) and checks the route under it: a flip
+rewrites config.json while it holds that lock exclusively, so a write that got its hold after the rewrite sees the
+new route, and one that got it before committed before the flip's last round read the old place.
+
+Only the plugin's own config.json is watched: a change to store.yaml (shared_db, data_dir) needs a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from .config import PluginConfig, StoreConfig, load_config
+from .writer_lock import SharedWriterLock, writers_lock_path
+
+__all__ = ["RouteFollower"]
+
+_Identity = tuple[int, int, int, int] | None
+
+
+def _identity(path: os.PathLike[str] | str) -> _Identity:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # gone or unreadable: the reload says why
+    return st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size
+
+
+class RouteFollower:
+    """One handle's view of where `plugin_id` is routed now, and its side of the plugin's writers' lock.
+
+    `config.plugins[plugin_id]` is kept current, so whatever else reads that config sees the new route too.
+    """
+
+    def __init__(self, config: StoreConfig, plugin_id: str) -> None:
+        self._config = config
+        self.plugin_id = plugin_id
+        self._plugin = config.plugin(plugin_id)
+        # Unknown until the first call: the file may have changed between the load and now, so that call reads
+        # it once (stat first, then read: a change meanwhile shows at the call after).
+        self._seen: _Identity | str = "unread"
+        self.writers = SharedWriterLock(writers_lock_path(config.data_dir, plugin_id), plugin_id)
+
+    def plugin(self) -> PluginConfig:
+        """The plugin's config as its config.json says now (read again only when the file changed)."""
+        seen = _identity(self._plugin.config_path)
+        if seen != self._seen or seen is None:
+            self._reload(seen)
+        return self._plugin
+
+    def _reload(self, seen: _Identity) -> None:
+        plugin = load_config(self._config.config_dir, strict=False).plugin(self.plugin_id)
+        self._config.plugins[self.plugin_id] = self._plugin = plugin
+        self._seen = seen
+
+    @contextmanager
+    def writing(self) -> Iterator[PluginConfig]:
+        """Hold the writers' lock shared for one write transaction and give the route to write to under it."""
+        with self.writers.hold():
+            yield self.plugin()
+
+    @asynccontextmanager
+    async def writing_async(self) -> AsyncIterator[PluginConfig]:
+        """`writing` for the event loop."""
+        async with self.writers.hold_async():
+            yield self.plugin()
+
+    def close(self) -> None:
+        self.writers.close()
