@@ -14,6 +14,7 @@ Only the plugin's own config.json is watched: a change to store.yaml (shared_db,
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -24,6 +25,7 @@ from .writer_lock import SharedWriterLock, writers_lock_path
 __all__ = ["RouteFollower"]
 
 _Identity = tuple[int, int, int, int] | None
+_UNREAD = "unread"
 
 
 def _identity(path: os.PathLike[str] | str) -> _Identity:
@@ -46,15 +48,26 @@ class RouteFollower:
         self._plugin = config.plugin(plugin_id)
         # Unknown until the first call: the file may have changed between the load and now, so that call reads
         # it once (stat first, then read: a change meanwhile shows at the call after).
-        self._seen: _Identity | str = "unread"
-        self.writers = SharedWriterLock(writers_lock_path(config.data_dir, plugin_id), plugin_id)
+        self._seen: _Identity | str = _UNREAD
+        self.writers = SharedWriterLock(writers_lock_path(config.data_dir, plugin_id), plugin_id, config.data_dir)
 
     def plugin(self) -> PluginConfig:
         """The plugin's config as its config.json says now (read again only when the file changed)."""
         seen = _identity(self._plugin.config_path)
         if seen != self._seen or seen is None:
-            self._reload(seen)
+            if self._seen is _UNREAD and seen is not None and self._routes_as_loaded():
+                self._seen = seen
+            else:
+                self._reload(seen)
         return self._plugin
+
+    def _routes_as_loaded(self) -> bool:
+        """Whether config.json still says the use_shared it was loaded with (all a flip changes)."""
+        try:
+            doc = json.loads(self._plugin.config_path.read_bytes())
+            return doc["database"]["use_shared"] is self._plugin.use_shared
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # the full load says what is wrong
 
     def _reload(self, seen: _Identity) -> None:
         plugin = load_config(self._config.config_dir, strict=False).plugin(self.plugin_id)

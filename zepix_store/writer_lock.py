@@ -87,9 +87,10 @@ _UNLOCKED = object()  # the token of a write that could not create the lock file
 class SharedWriterLock:
     """A handle's side of its plugin's writers' lock: `hold()` (threads) or `hold_async()` around each write."""
 
-    def __init__(self, path: Path, plugin_id: str) -> None:
+    def __init__(self, path: Path, plugin_id: str, data_dir: Path) -> None:
         self.path = path
         self.plugin_id = plugin_id
+        self._data_dir = str(data_dir)
         self._current: _Hold | None = None
         self._guard = threading.Lock()
         self._warned = False
@@ -144,6 +145,8 @@ class SharedWriterLock:
             os.close(hold.fd)
 
     def _open(self) -> _Hold | None:
+        if os.path.commonpath([os.path.realpath(self.path.parent), self._data_dir]) != self._data_dir:
+            return None  # the data folder was swapped for a symlink: create nothing there (the open refuses it)
         for _ in range(20):
             try:
                 ensure_private_dir(self.path.parent)
