@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 
 from .config import PluginConfig, StoreConfig, load_config
 from .writer_lock import SharedWriterLock, writers_lock_path
@@ -28,7 +26,7 @@ _Identity = tuple[int, int, int, int] | None
 _UNREAD = "unread"
 
 
-def _identity(path: os.PathLike[str] | str) -> _Identity:
+def _identity(path: str) -> _Identity:
     try:
         st = os.stat(path)
     except OSError:
@@ -46,6 +44,7 @@ class RouteFollower:
         self._config = config
         self.plugin_id = plugin_id
         self._plugin = config.plugin(plugin_id)
+        self._file = os.fspath(self._plugin.config_path)  # stat'ed at every call: no Path conversion there
         # Unknown until the first call: the file may have changed between the load and now, so that call reads
         # it once (stat first, then read: a change meanwhile shows at the call after).
         self._seen: _Identity | str = _UNREAD
@@ -53,7 +52,7 @@ class RouteFollower:
 
     def plugin(self) -> PluginConfig:
         """The plugin's config as its config.json says now (read again only when the file changed)."""
-        seen = _identity(self._plugin.config_path)
+        seen = _identity(self._file)
         if seen != self._seen or seen is None:
             if self._seen is _UNREAD and seen is not None and self._routes_as_loaded():
                 self._seen = seen
@@ -72,19 +71,8 @@ class RouteFollower:
     def _reload(self, seen: _Identity) -> None:
         plugin = load_config(self._config.config_dir, strict=False).plugin(self.plugin_id)
         self._config.plugins[self.plugin_id] = self._plugin = plugin
+        self._file = os.fspath(plugin.config_path)
         self._seen = seen
-
-    @contextmanager
-    def writing(self) -> Iterator[PluginConfig]:
-        """Hold the writers' lock shared for one write transaction and give the route to write to under it."""
-        with self.writers.hold():
-            yield self.plugin()
-
-    @asynccontextmanager
-    async def writing_async(self) -> AsyncIterator[PluginConfig]:
-        """`writing` for the event loop."""
-        async with self.writers.hold_async():
-            yield self.plugin()
 
     def close(self) -> None:
         self.writers.close()

@@ -27,8 +27,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,7 +73,7 @@ class _Hold:
         self.holders = 0
         self.retired = False
 
-    def named(self, path: Path) -> bool:
+    def named(self, path: str) -> bool:
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -89,6 +89,7 @@ class SharedWriterLock:
 
     def __init__(self, path: Path, plugin_id: str, data_dir: Path) -> None:
         self.path = path
+        self._name = os.fspath(path)  # stat'ed on every write: no Path conversion there
         self.plugin_id = plugin_id
         self._data_dir = str(data_dir)
         self._current: _Hold | None = None
@@ -112,7 +113,7 @@ class SharedWriterLock:
                         return _UNLOCKED
                     hold = self._current = opened
                 if hold.holders:
-                    if hold.named(self.path):  # held shared already: a move cannot be past its wait
+                    if hold.named(self._name):  # held shared already: a move cannot be past its wait
                         hold.holders += 1
                         return hold
                 else:
@@ -120,7 +121,7 @@ class SharedWriterLock:
                         fcntl.flock(hold.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                     except BlockingIOError:
                         return None
-                    if hold.named(self.path):
+                    if hold.named(self._name):
                         hold.holders = 1
                         return hold
                     fcntl.flock(hold.fd, fcntl.LOCK_UN)
@@ -167,9 +168,15 @@ class SharedWriterLock:
                               f"{wait_s:g} s for its last round (lock {self.path}); nothing was written",
                               path=self.path, plugin=self.plugin_id)
 
-    @contextmanager
-    def hold(self, wait_s: float = WRITER_WAIT_S) -> Iterator[None]:
-        """Hold the lock shared for one write, waiting (this thread) while a move's last round runs."""
+    def hold(self, wait_s: float = WRITER_WAIT_S) -> _Held:
+        """Hold the lock shared for one write (`with`), waiting (this thread) while a move's last round runs."""
+        return _Held(self, wait_s)
+
+    def hold_async(self, wait_s: float = WRITER_WAIT_S) -> _Held:
+        """`hold` for the event loop (`async with`): the wait never blocks the loop (other plugins' calls go on)."""
+        return _Held(self, wait_s)
+
+    def wait(self, wait_s: float) -> object:
         token = self.try_hold()
         if token is None:
             deadline = time.monotonic() + wait_s
@@ -177,14 +184,9 @@ class SharedWriterLock:
                 if time.monotonic() >= deadline:
                     raise self._busy(wait_s)
                 time.sleep(_POLL_S)
-        try:
-            yield
-        finally:
-            self.release(token)
+        return token
 
-    @asynccontextmanager
-    async def hold_async(self, wait_s: float = WRITER_WAIT_S) -> AsyncIterator[None]:
-        """`hold` for the event loop: the wait never blocks the loop (other plugins' calls go on)."""
+    async def wait_async(self, wait_s: float) -> object:
         token = self.try_hold()
         if token is None:
             deadline = time.monotonic() + wait_s
@@ -192,10 +194,29 @@ class SharedWriterLock:
                 if time.monotonic() >= deadline:
                     raise self._busy(wait_s)
                 await asyncio.sleep(_POLL_S)
-        try:
-            yield
-        finally:
-            self.release(token)
+        return token
+
+
+class _Held:
+    """One write's shared hold, as a (sync or async) context manager: a class, as it is on every write's path."""
+
+    __slots__ = ("_lock", "_token", "_wait_s")
+
+    def __init__(self, lock: SharedWriterLock, wait_s: float) -> None:
+        self._lock, self._wait_s = lock, wait_s
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        self._token = self._lock.wait(self._wait_s)
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release(self._token)
+
+    async def __aenter__(self) -> None:
+        self._token = await self._lock.wait_async(self._wait_s)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release(self._token)
 
 
 @contextmanager

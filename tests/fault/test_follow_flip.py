@@ -27,8 +27,8 @@ from tests.helpers import REPO, Project, child_env, cli_ok, copy_database, legac
 pytestmark = pytest.mark.slow
 
 PLUGIN = "v6-logic-01-1min"
-ROUNDS = scaled(3, 6, 20)  # flips to isolated and back
-KILLS = scaled(3, 6, 20)
+ROUNDS = scaled(4, 8, 20)  # flips to isolated and back
+KILLS = scaled(4, 8, 20)
 SEED = int(os.environ.get("ZEPIX_KILL_SEED", str(random.SystemRandom().randrange(1 << 30))))
 
 COMPAT_WRITER = """
