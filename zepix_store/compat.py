@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import TracebackType
@@ -69,6 +68,7 @@ class TradeDatabase:
         self.zone = self.config.zone
         self.upgrades: list[Any] = []  # (file, backup, report) of an older file upgraded at first use
         self._follow = RouteFollower(self.config, self.plugin_id)
+        self._routed = self.config.plugin(plugin_id)  # the config self.path comes from
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self._empty: Connection | None = None
@@ -111,17 +111,23 @@ class TradeDatabase:
         with self._lock:
             if self._closed:
                 raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
-            hold: AbstractContextManager[None] = self._follow.writers.hold() if write else nullcontext()
-            with hold:  # a write checks the route under the writers' lock (a flip's last round holds it)
-                self._route_to(self._follow.plugin().db_path)
+            if not write:
+                self._follow_route()
+                return self._run_here(fn, args, write)
+            with self._follow.writers.hold():  # a write checks the route under the writers' lock (see flip)
+                self._follow_route()
                 return self._run_here(fn, args, write)
 
-    def _route_to(self, path: Path) -> None:
-        if path != self.path:  # moved by a flip: the next statement goes to the new place
-            log.info("zepix_store: plugin %s moved: %s -> %s", self.plugin_id, self.path, path)
+    def _follow_route(self) -> None:
+        plugin = self._follow.plugin()
+        if plugin is self._routed:
+            return
+        self._routed = plugin
+        if plugin.db_path != self.path:  # moved by a flip: the next statement goes to the new place
+            log.info("zepix_store: plugin %s moved: %s -> %s", self.plugin_id, self.path, plugin.db_path)
             if self._conn is not None:
                 self._conn.close()
-            self._conn, self.path = None, path
+            self._conn, self.path = None, plugin.db_path
 
     def _run_here(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         with self._backend.translated_errors(self.path):

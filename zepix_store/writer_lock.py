@@ -13,6 +13,8 @@ exclusively, renames it over the name (writers that arrive now find it and wait)
 flight on the old file. A writer checks after each lock that its file is still the one under the name, and if not
 opens the name again: the old file only ever drains. At the end flip unlinks its file while it holds it, as
 plugin_lock does; waiters find their file gone and take a fresh one (created by the first writer to need it).
+"Still under the name" costs a one-byte `pread`, not a `stat`: flip marks a file (its first byte) before it takes
+it off the name, so an unmarked file is current; only a marked one is stat'ed (a killed flip may leave one marked).
 
 A handle keeps its descriptor open between calls (an `open()` per write would cost more than the lock); calls
 in flight at once share one hold (a count), as one flock on one open file is one hold. Where the lock file cannot
@@ -57,7 +59,7 @@ def _named(fd: int, path: Path) -> bool:
 
 def _holder(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip() or "a move"
+        return path.read_text(encoding="utf-8", errors="replace")[1:].strip() or "a move"  # after the state byte
     except OSError:
         return "a move"
 
@@ -74,13 +76,20 @@ class _Hold:
         self.retired = False
 
     def named(self, path: str) -> bool:
-        try:
+        """Whether this file is still the one under `path`: it is when not marked retired (cheap, no stat)."""
+        if os.pread(self.fd, 1, 0) != _RETIRED:
+            return True
+        try:  # marked: a move took its place, or was killed after marking it (then it is still the one)
             st = os.stat(path)
         except FileNotFoundError:
             return False
         return st.st_ino == self.ino and st.st_dev == self.dev
 
 
+# The first byte of a lock file says whether it may have left its name: a move marks a file `_RETIRED` before it
+# renames another over it or unlinks it, so a file not marked is still under the name (checked without a stat).
+_RETIRED = b"x"
+_LIVE = b"="
 _UNLOCKED = object()  # the token of a write that could not create the lock file (see the module doc)
 
 
@@ -89,7 +98,7 @@ class SharedWriterLock:
 
     def __init__(self, path: Path, plugin_id: str, data_dir: Path) -> None:
         self.path = path
-        self._name = os.fspath(path)  # stat'ed on every write: no Path conversion there
+        self._name = os.fspath(path)
         self.plugin_id = plugin_id
         self._data_dir = str(data_dir)
         self._current: _Hold | None = None
@@ -232,13 +241,14 @@ def writers_excluded(data_dir: Path, plugin_id: str, command: str, wait_s: float
     ensure_private_dir(path.parent)
     old = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # what writers hold now, or a new file
     try:
+        os.pwrite(old, _RETIRED, 0)  # before it leaves the name (see _RETIRED)
         # `.next` is only ever opened here, under the command lock: a killed move's leftover is simply reused
         nxt = path.with_name(f"{path.name}.next")
         new = os.open(nxt, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
             since = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            os.pwrite(new, f"pid {os.getpid()} ({command}) since {since}\n".encode(), 0)
+            os.pwrite(new, _LIVE + f"pid {os.getpid()} ({command}) since {since}\n".encode(), 0)
             os.rename(nxt, path)  # writers arriving from now on wait on `new`
             _drain(old, path, plugin_id, wait_s)
         except BaseException:
@@ -269,6 +279,7 @@ def _drain(fd: int, path: Path, plugin_id: str, wait_s: float) -> None:
 def _unlink_held(fd: int, path: Path) -> None:
     # Unlinked while held: waiters see their file is no longer under the name and take a fresh one.
     try:
+        os.pwrite(fd, _RETIRED, 0)
         if _named(fd, path):
             path.unlink()
     except OSError:
