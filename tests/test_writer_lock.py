@@ -6,6 +6,7 @@ process meet the same way two processes do.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -79,3 +80,21 @@ def test_writers_that_never_leave_the_lock_free_do_not_starve_a_move(tmp_path: P
         for t in threads:
             t.join(10)
     assert waited and waited[0] < 1.0, waited
+
+
+def test_a_move_killed_after_marking_the_current_file_leaves_it_usable(tmp_path: Path) -> None:
+    """A flip marks a file retired just before it leaves the name; killed in between, the file is still current."""
+    writer = handle(tmp_path)
+    with writer.hold():
+        pass
+    path = writers_lock_path(tmp_path, P)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"x", 0)  # the mark, the name left as it is
+    finally:
+        os.close(fd)
+    with writer.hold(wait_s=0.5):
+        pass
+    with writers_excluded(tmp_path, P, "flip", wait_s=1):  # and the next move still holds writers out
+        assert writer.try_hold() is None
+    writer.close()
