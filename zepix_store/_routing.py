@@ -2,13 +2,15 @@
 
 `Store.move_plugin` closes the gate: new calls of that plugin wait, the calls in flight finish, the move runs,
 the route changes, the gate opens, and the waiting calls go to the new place. Other plugins never wait.
+A move made by another process is followed through the route itself and the writers' lock each write holds
+(route_follow.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,12 +58,15 @@ class MoveGate:
 
 class RoutedDatabase(Database):
     """A Database that resolves its file at each call, through the plugin's gate: `route()` to write,
-    `read_route()` to read (which may be a reader that creates and writes nothing, see Store._reader)."""
+    `read_route()` to read (which may be a reader that creates and writes nothing, see Store._reader).
+    A write resolves its route inside `hold()` (the plugin's writers' lock, held shared for the transaction)."""
 
     def __init__(self, route: Callable[[], Awaitable[Database]], gate: MoveGate,  # noqa: D107 - a view
-                 operations: Operations, read_route: Callable[[], Awaitable[Database]] | None = None) -> None:
+                 operations: Operations, read_route: Callable[[], Awaitable[Database]] | None = None,
+                 hold: Callable[[], AbstractAsyncContextManager[None]] | None = None) -> None:
         self._route = route
         self._read_route = read_route or route
+        self._hold = hold or nullcontext
         self._gate = gate
         self.path = Path()
         self.operations = operations
@@ -71,7 +76,7 @@ class RoutedDatabase(Database):
             return await (await self._read_route()).read(fn, *args)
 
     async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
-        async with self._gate.call():
+        async with self._gate.call(), self._hold():
             return await (await self._route()).write(fn, *args, inline=inline)
 
     async def close(self) -> None:

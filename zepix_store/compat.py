@@ -9,7 +9,8 @@ class is synchronous and thread-safe: one connection per facade, one lock, and e
 nothing behind). It routes like `Store.for_plugin` and runs the same statements as `PluginStore`
 (queries/) plus the bot's own queries (queries/bot.py). Reads never create a file: until the plugin's
 file exists, they read an empty schema in memory, so they return exactly the bot's empty values. A file in a
-folder we cannot write (a read-only mount) is read through a short read-only connection per call.
+folder we cannot write (a read-only mount) is read through a short read-only connection per call. A move of the
+plugin by another process (`zepix-store flip`) is followed at the next call (route_follow.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +34,7 @@ from .queries import bot as bot_queries
 from .queries import write
 from .queries.state import get_state, state_row
 from .registry import backend_for, load_lenient_config
+from .route_follow import RouteFollower
 from .rows import Row, check_row
 
 __all__ = [
@@ -65,6 +68,8 @@ class TradeDatabase:
         self.path: Path = self.config.plugin(plugin_id).db_path
         self.zone = self.config.zone
         self.upgrades: list[Any] = []  # (file, backup, report) of an older file upgraded at first use
+        self._follow = RouteFollower(self.config, self.plugin_id)
+        self._routed = self.config.plugin(plugin_id)  # the config self.path comes from
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self._empty: Connection | None = None
@@ -85,6 +90,7 @@ class TradeDatabase:
         """Close the connection (safe to call twice)."""
         with self._lock:
             self._closed = True
+            self._follow.close()
             for conn in (self._conn, self._empty):
                 if conn is not None:
                     conn.close()
@@ -105,11 +111,29 @@ class TradeDatabase:
         return self._empty
 
     def _run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
-        with self._lock, self._backend.translated_errors(self.path):
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
+            # a write checks the route under the writers' lock, which a flip of the SQLite files takes last
+            with self._follow.writers.hold() if write and self._backend.name == "sqlite" else nullcontext():
+                self._follow_route()
+                return self._run_here(fn, args, write)
+
+    def _follow_route(self) -> None:
+        plugin = self._follow.plugin()
+        if plugin is self._routed:
+            return
+        self._routed = plugin
+        if plugin.db_path != self.path:  # moved by a flip: the next statement goes to the new place
+            log.info("zepix_store: plugin %s moved: %s -> %s", self.plugin_id, self.path, plugin.db_path)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn, self.path = None, plugin.db_path
+
+    def _run_here(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        with self._backend.translated_errors(self.path):
             snapshot = None if write or self._conn is not None else self._backend.read_only_snapshot(self.path)
             if snapshot is not None:
-                if self._closed:
-                    raise StoreError(f"{self.path}: TradeDatabase({self.plugin_id!r}) is closed")
                 with snapshot as reader:
                     return fn(reader, self.plugin_id, *args)
             conn = self._file(create=write) or self._empty_schema()

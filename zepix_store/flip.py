@@ -2,12 +2,13 @@
 
 The whole move as one command: a backup of the file that receives rows, the synchronisation (as split or
 merge do it: new rows copied, changed rows updated, the bot's newer writes kept, conflicts refused), its
-verification, then the plugin's config.json rewritten atomically (only database.use_shared changes; every other
-key, their order and the indentation stay), then one more synchronisation for what the bot wrote in the old
-place meanwhile. --prune then deletes the verified rows from the old place (after a backup of it). Run it again
-after an interruption: it finishes the move. A plugin already where --to says, with nothing left to carry
-over, is left as it is (no backup, no config rewrite). Restart the bot (or use Store.move_plugin inside it) so
-it follows the new route.
+verification, then a last round while the plugin's writes wait (in every process using the store): what the bot
+wrote meanwhile is carried over and the plugin's config.json rewritten atomically (only database.use_shared
+changes; every other key, their order and the indentation stay). A running bot using the store follows the new
+route at its next call; an old bot writing the file with its own SQL is named, and the next run carries its rows
+over. --prune then deletes the verified rows from the old place (after a backup of it). Run it again after an
+interruption: it finishes the move. A plugin already where --to says, with nothing left to carry over, is left
+as it is (no backup, no config rewrite).
 
 examples:
   zepix-store flip v6-logic-01-1min --to isolated --dry-run   # what would be copied, nothing written
@@ -58,7 +59,8 @@ def print_report(report: FlipReport, verbose: bool = False) -> None:
           + (f" (backup {report.backup})" if report.backup else ""))
     for n, sync in enumerate(report.syncs):
         if n:
-            print("after the config rewrite (rows the bot wrote meanwhile):")
+            print("last round, the plugin's writes waiting (rows the bot wrote meanwhile):" if n == 1 else
+                  "prune:")
         print_sync(sync, "source", report.dry_run, verbose)
     if report.config_changed:
         print(f"config: database.use_shared is now {'true' if report.to == 'shared' else 'false'}")

@@ -23,6 +23,7 @@ from .backend.sqlite import SQLITE
 from .config import StoreConfig, load_config
 from .errors import IsolationError, StoreError
 from .plugin_store import PluginStore
+from .route_follow import RouteFollower
 from .rows import Row
 
 __all__ = [
@@ -73,6 +74,7 @@ class Store:
         self._opening: dict[Path, asyncio.Lock] = {}
         self._handles: dict[str, PluginStore] = {}
         self._gates: dict[str, MoveGate] = {}
+        self._follows: dict[str, RouteFollower] = {}  # each plugin's route as its config.json says now
         self._unattributed: PluginStore | None = None
         self._no_file = EmptyDatabase(self.backend)
         self.zone = config.zone
@@ -114,14 +116,17 @@ class Store:
         handle = self._handles.get(plugin_id)
         if handle is None:
             gate = self._gates.setdefault(plugin_id, MoveGate())
+            follow = self._follows[plugin_id] = RouteFollower(self.config, plugin_id)
 
-            async def route() -> Database:  # where the config routes the plugin now (move_plugin changes it)
-                return (await self._database(self.config.plugin(plugin_id).db_path)).as_plugin(plugin_id)
+            async def route() -> Database:  # where the config routes the plugin now (a flip changes it)
+                return (await self._database(follow.plugin().db_path)).as_plugin(plugin_id)
 
             async def read_route() -> Database:
-                return (await self._reader(self.config.plugin(plugin_id).db_path)).as_plugin(plugin_id)
+                return (await self._reader(follow.plugin().db_path)).as_plugin(plugin_id)
 
-            routed = RoutedDatabase(route, gate, self.backend.operations, read_route)
+            # the writers' lock coordinates with a flip of the SQLite files (no file tooling moves server rows yet)
+            hold = follow.writers.hold_async if self.backend.name == "sqlite" else None
+            routed = RoutedDatabase(route, gate, self.backend.operations, read_route, hold)
 
             async def database() -> Database:
                 return routed
@@ -195,6 +200,8 @@ class Store:
     async def aclose(self) -> None:
         """Close every connection this store opened (safe to call twice, and to cancel)."""
         self._closed = True
+        for follow in self._follows.values():
+            follow.close()
         databases, self._databases = [self._no_file, *self._databases.values()], {}
         first: BaseException | None = None
         for db in databases:

@@ -2,8 +2,9 @@
 and without --prune and split --prune run in a loop. Each acknowledged trade (saved open, then closed: one row)
 and the latest risk flag must end once where the plugin is routed, and its figures equal the acknowledged ones.
 
-The writer's facade keeps the route it opened with (as the bot does until restarted), so its writes land in the
-old place after a move; the next synchronisation in either direction must carry them, never drop or double them.
+The writer's facade follows each flip (route_follow.py), and a split of the plugin while it writes the source may
+leave its late writes in the place the plugin is no longer synchronised from; the next synchronisation in either
+direction must carry them, never drop or double them.
 """
 
 from __future__ import annotations

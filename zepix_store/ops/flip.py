@@ -1,11 +1,15 @@
 """flip: the whole move of one plugin, to its isolated file or back to the shared file.
 
-Backup of the file that will receive rows, synchronisation, verification, then the plugin's config.json is
-rewritten atomically (only `database.use_shared`), then one more synchronisation carries over what the bot
-wrote in the old place meanwhile; `prune` then deletes the verified rows from the old place. Killed at any
-point, the config says the old route until the rewrite and the new one after it, and each is consistent: a
-rerun finishes the move. A flip to where the config already routes the plugin, with nothing left to carry over
-(planned read-only) and no --prune, changes nothing: no backup, no config rewrite, no sync.
+Backup of the file that will receive rows, a first synchronisation while the bot keeps writing, then the last
+round: with the plugin's writers held (writer_lock.py: every store handle, in any process, waits), one more
+synchronisation carries what they wrote meanwhile and the plugin's config.json is rewritten atomically (only
+`database.use_shared`). Writers then go on, check the route under the lock and write the new place: the last
+round always converges, and no write lands in the old place after it. Only code outside the store (an old bot
+writing the file with its own SQL) can still write the old place: it is named, and the next synchronisation
+carries it over. `prune` then deletes the verified rows from the old place. Killed at any point, the config says
+the old route until the rewrite and the new one after it, and each is consistent: a rerun finishes the move.
+A flip to where the config already routes the plugin, with nothing left to carry over (planned read-only) and
+no --prune, changes nothing: no backup, no config rewrite, no sync.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from ..config_edit import set_use_shared
 from ..errors import ConfigError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks, with_file_mates
 from ..progress import NO_PROGRESS, ProgressSink
+from ..writer_lock import writers_excluded
 from .merge import MergeReport, merge, shared_columns
 from .prune import prune_isolated
 from .split import SplitReport, split
 from .sync.files import attach, check_regular_file
+from .sync.job import Unsettled
 from .sync.report import SyncReport
 from .sync.shared import open_shared
 
@@ -92,25 +98,34 @@ def flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False, dry_r
             report.backup = str(backup_file(isolated, config.backup_dir, "pre-flip",
                                             identity=identity_of(config, isolated)))
             fault.point("after_flip_backup")
-        first = _sync(config, plugin_id, to, prefer, progress, max_hold_ms)
+        first = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, unsettled=Unsettled.LATER)
         report.syncs.append(first)
         if to == "shared" and isinstance(first, MergeReport):
             report.backup = first.backup
         if not first.ok:
             report.problems += first.problems
             return report
-        fault.point("before_config_rewrite")
-        report.config_changed = set_use_shared(plugin.config_path, to == "shared")
-        fault.point("after_config_rewrite")
-        config = load_config(config_dir)
-        # The bot may have written the old place until it saw the new config: carry that over too.
-        last = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, prune=prune and to == "isolated")
-        report.syncs.append(last)
-        report.problems += last.problems
-        if isinstance(last, SplitReport):
-            report.prune = last.prune
-        elif prune and last.ok:
-            report.prune = _prune_isolated(config, plugin_id)
+        with writers_excluded(config.data_dir, plugin_id, f"flip {plugin_id} --to {to}", lock_wait_s):
+            fault.point("after_writers_held")
+            last = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, unsettled=Unsettled.NAME)
+            report.syncs.append(last)
+            report.problems += last.problems
+            if not last.ok:
+                return report
+            fault.point("before_config_rewrite")
+            report.config_changed = set_use_shared(plugin.config_path, to == "shared")
+            fault.point("after_config_rewrite")
+        if prune:
+            config = load_config(config_dir)
+            if to == "isolated":
+                pruned = _sync(config, plugin_id, to, prefer, progress, max_hold_ms, unsettled=Unsettled.NAME,
+                               prune=True)
+                report.syncs.append(pruned)
+                report.problems += pruned.problems
+                assert isinstance(pruned, SplitReport)
+                report.prune = pruned.prune
+            else:
+                report.prune = _prune_isolated(config, plugin_id)
         return report
 
 
@@ -124,12 +139,14 @@ def _load(config_dir: str, plugin_id: str) -> tuple[StoreConfig, Path]:
 
 
 def _sync(config: StoreConfig, plugin_id: str, to: str, prefer: str | None, progress: ProgressSink,
-          max_hold_ms: float, dry_run: bool = False, prune: bool = False) -> SyncReport:
+          max_hold_ms: float, dry_run: bool = False, prune: bool = False,
+          unsettled: Unsettled = Unsettled.FAIL) -> SyncReport:
     if to == "isolated":
         return split(config, [plugin_id], dry_run=dry_run, prefer=prefer, progress=progress, max_hold_ms=max_hold_ms,
-                     prune=prune)
+                     prune=prune, unsettled=unsettled)
+    # the first pass backed the shared file up; the last round (its writers waiting) makes no second backup
     return merge(config, [plugin_id], dry_run=dry_run, prefer=prefer, progress=progress, max_hold_ms=max_hold_ms,
-                 routed=False)
+                 routed=False, unsettled=unsettled, backup=unsettled is not Unsettled.NAME)
 
 
 def _nothing_to_carry(config: StoreConfig, plugin_id: str, to: str, prefer: str | None) -> bool:

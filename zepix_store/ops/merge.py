@@ -27,7 +27,7 @@ from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks, with_file_mates
 from ..progress import NO_PROGRESS, ProgressSink
 from ..readonly import open_reader
 from ..schema import ATTRIBUTION_ORDER, SCHEMA_VERSION
-from .sync import Direction, SyncJob, synchronise
+from .sync import Direction, SyncJob, Unsettled, synchronise
 from .sync.files import READ, check_regular_file
 from .sync.preview import preview
 from .sync.report import SyncReport
@@ -69,8 +69,12 @@ def check_plugins(config: StoreConfig, plugin_ids: Sequence[str], routed: bool =
 
 def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = False, prefer: str | None = None,
           progress: ProgressSink = NO_PROGRESS, max_hold_ms: float = 100.0, routed: bool = True,
-          say: Callable[[str], None] = lambda _line: None, lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> MergeReport:
+          say: Callable[[str], None] = lambda _line: None, lock_wait_s: float = DEFAULT_LOCK_WAIT_S,
+          backup: bool = True, unsettled: Unsettled = Unsettled.FAIL) -> MergeReport:
     """Synchronise the plugins' isolated rows into the shared file (see the module doc).
+
+    `backup=False`: no backup of the shared file (flip's last round: its first pass made one). `unsettled`: what
+    rows still changing after the last round mean.
 
     Raises:
         ConfigError: unknown plugin, a plugin still isolated (with `routed`), no isolated file, or a shared file
@@ -83,7 +87,7 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
                                                          lock_wait_s):
         report = MergeReport(direction=Direction.TO_SHARED.value, shared_db=str(config.shared_db), dry_run=dry_run)
         changes, migrate_first = True, check_migrated(config)
-        if dry_run or not migrate_first:
+        if dry_run or backup and not migrate_first:
             planned = _preview(config, groups, prefer, report, migrate_first)
             if dry_run:
                 return report
@@ -91,13 +95,13 @@ def merge(config: StoreConfig, plugin_ids: Sequence[str], *, dry_run: bool = Fal
             report.plugins.clear()
             report.problems.clear()
         # A rerun that will change nothing leaves no new backup behind.
-        report.backup, report.upgraded_from = prepare_shared(config, backup=changes)
+        report.backup, report.upgraded_from = prepare_shared(config, backup=backup and changes)
         conn = open_shared(config.shared_db, "rw")
         try:
             present = shared_columns(conn)
             for path, members in groups.items():
                 job = SyncJob(config, path, members, Direction.TO_SHARED, present, prefer=prefer,
-                              max_hold_ms=max_hold_ms, progress=progress, say=say)
+                              max_hold_ms=max_hold_ms, unsettled=unsettled, progress=progress, say=say)
                 progress.start(f"merge {path.name}", None, "tables")
                 synchronise(conn, job, report)
                 progress.done()

@@ -26,7 +26,7 @@ from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import TABLES
 from ..words import count
 from .prune import prune_preview, prune_shared
-from .sync import Direction, SyncJob, synchronise
+from .sync import Direction, SyncJob, Unsettled, synchronise
 from .sync.files import READ, attach, check_regular_file, detach
 from .sync.identity import mapping_changes, mapping_record, recorded_mapping
 from .sync.preview import preview
@@ -92,8 +92,10 @@ def group_by_file(config: StoreConfig, plugins: Sequence[str]) -> dict[Path, lis
 def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool = False, prune: bool = False,
           remap: bool = False, prefer: str | None = None, progress: ProgressSink = NO_PROGRESS,
           max_hold_ms: float = 100.0, say: Callable[[str], None] = lambda _line: None,
-          lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> SplitReport:
+          lock_wait_s: float = DEFAULT_LOCK_WAIT_S, unsettled: Unsettled = Unsettled.FAIL) -> SplitReport:
     """Synchronise the selected plugins' isolated files from the shared file (see the module doc).
+
+    `unsettled` says what rows still changing after the last round mean (flip's passes differ from a split's).
 
     Raises:
         ConfigError: unknown plugin, missing shared database, or a changed mapping without `remap`.
@@ -111,7 +113,8 @@ def split(config: StoreConfig, plugin_ids: Sequence[str] = (), *, dry_run: bool 
             with translated_errors(config.shared_db), read_snapshot(conn):  # a damaged page is named here
                 present = _attribute(conn, config, report, progress)
             jobs = [SyncJob(config, path, members, Direction.TO_ISOLATED, present, prefer=prefer, remap=remap,
-                            max_hold_ms=max_hold_ms, progress=progress, say=say) for path, members in groups.items()]
+                            max_hold_ms=max_hold_ms, unsettled=unsettled, progress=progress, say=say)
+                    for path, members in groups.items()]
             if dry_run:
                 for job in jobs:
                     report.plugins.update(preview(conn, job))

@@ -11,6 +11,6 @@ connection's in-memory database); table and column names come from schema.py onl
 """
 
 from .engine import synchronise
-from .job import Direction, SyncJob
+from .job import Direction, SyncJob, Unsettled
 
-__all__ = ["Direction", "SyncJob", "synchronise"]
+__all__ = ["Direction", "SyncJob", "Unsettled", "synchronise"]

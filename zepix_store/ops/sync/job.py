@@ -11,7 +11,7 @@ from ...config import StoreConfig
 from ...progress import NO_PROGRESS, ProgressSink
 from ...schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 
-__all__ = ['Direction', 'PREFER', 'SyncJob']
+__all__ = ['Direction', 'PREFER', 'SyncJob', 'Unsettled']
 
 
 class Direction(enum.Enum):
@@ -34,6 +34,15 @@ class Direction(enum.Enum):
 PREFER = ("source", "destination")
 
 
+class Unsettled(enum.Enum):
+    """What rows still changing after the last round mean (something keeps writing the source)."""
+
+    FAIL = "fail"    # split, merge: a problem, run again
+    LATER = "later"  # flip's first pass: its last round, with the plugin's writers held, finishes the work
+    NAME = "name"    # flip's last round: the store's writers are held, so only code outside the store writes
+    #                  there: named as a warning, what it wrote is carried over by the next sync
+
+
 @dataclass
 class SyncJob:
     """One isolated file and the plugins of it to synchronise with the shared file.
@@ -51,6 +60,7 @@ class SyncJob:
     dry_run: bool = False
     remap: bool = False
     max_hold_ms: float = 100.0
+    unsettled: Unsettled = Unsettled.FAIL
     progress: ProgressSink = field(default=NO_PROGRESS)
     say: Callable[[str], None] = field(default=lambda _line: None)  # one line per table done
 

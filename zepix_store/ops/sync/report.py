@@ -31,6 +31,7 @@ class PluginSync:
     money: dict[str, list[float]] = field(default_factory=dict)  # column -> [source, copy] of this run's writes
     conflicts: list[str] = field(default_factory=list)       # table: key: what differs
     other_side: list[str] = field(default_factory=list)      # rows written on the side the plugin was not on
+    unsettled: list[str] = field(default_factory=list)       # still changing at the end (flip's last round)
     problems: list[str] = field(default_factory=list)
 
     def table(self, name: str) -> TableSync:
