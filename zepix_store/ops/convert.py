@@ -1,0 +1,299 @@
+"""convert: every plugin's rows from a store on SQLite into the same store on PostgreSQL (SPEC 9 "Moving").
+
+The unit of work is one plugin's rows of one table: read from the file the source config routes the plugin to
+(rows of ids no config names, the default id's among them, from the shared file), written to the schema the
+target config routes it to, parents before children. Each unit is copied in chunks ordered by source rowid, each
+chunk verified and committed with its ledger row (convert_target), so a rerun after a kill continues where the
+last commit left off. Every unit is then compared whole with its source (count, every value with its storage
+class, money totals as floats). A unit the ledger does not know must find no rows of its plugin in its target
+table, or the very rows of the source: anything else refuses the whole run before a row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backend.postgresql.connection import connect, public_dsn, translate_pg_error
+from ..backend.postgresql.ddl import advance_ids, ensure_schemas
+from ..backend.postgresql.names import isolated_schema_base, layout_of, read_registry, shared_schema
+from ..config import StoreConfig
+from ..errors import ConfigError, StoreError
+from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
+from ..progress import NO_PROGRESS, ProgressSink
+from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
+from .convert_check import Comparison, compare_unit
+from .convert_source import SourceFile, open_source
+from .convert_target import LedgerRow, copy_chunk, ensure_ledger, lock_target, mark_verified, read_ledger
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg.rows import TupleRow
+
+__all__ = ["ConvertReport", "UnitReport", "convert"]
+
+DEFAULT_CHUNK_ROWS = 5000
+ORDER: tuple[Table, ...] = tuple(TABLE_BY_NAME[name] for name in ATTRIBUTION_ORDER)  # parents before children
+
+
+@dataclass
+class UnitReport:
+    """One plugin's table: where from, where to, how many rows, and what this run did."""
+
+    plugin_id: str
+    table: str
+    source_file: str
+    target_schema: str
+    source_rows: int
+    copied_before: int = 0  # rows an earlier run had copied (the ledger)
+    copied: int = 0  # rows this run copied
+    status: str = "pending"  # pending | copied | up to date | would copy | refused | failed
+
+
+@dataclass
+class ConvertReport:
+    source: str
+    target: str
+    dry_run: bool
+    units: list[UnitReport] = field(default_factory=list)
+    schemas_created: list[str] = field(default_factory=list)  # (dry run: would be created)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.ok and not self.dry_run and all(u.status == "up to date" for u in self.units)
+
+    def rows_copied(self) -> int:
+        return sum(u.copied for u in self.units)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.update(ok=self.ok, rows_copied=self.rows_copied(), nothing_to_do=self.nothing_to_do)
+        return doc
+
+
+@dataclass
+class _Unit:
+    report: UnitReport
+    table: Table
+    source: SourceFile
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.report.target_schema, self.report.plugin_id, self.report.table
+
+
+def _check_backends(source: StoreConfig, target: StoreConfig) -> None:
+    if source.backend != "sqlite" or target.backend != "postgresql":
+        raise ConfigError(f"{target.config_dir}: convert copies a store on SQLite (--config, backend sqlite: "
+                          f"{source.backend} here) into one on PostgreSQL (--to, backend postgresql: {target.backend} "
+                          "here); the way back (PostgreSQL -> SQLite) is not built yet")
+    for plugin in source.plugins:
+        if plugin not in target.plugins:
+            raise ConfigError(f"{target.plugins_dir}: plugin_id: plugin {plugin} of {source.config_dir} has no config "
+                              "here: --to must describe the same plugins (copy the plugin folders)")
+
+
+def _target_file(source: StoreConfig, target: StoreConfig, plugin: str) -> str:
+    """The file name (relative to data_dir, as the layout has it) the target config routes `plugin` to."""
+    layout = layout_of(target, _prefix(target))
+    if plugin in target.plugins and not target.plugins[plugin].use_shared:
+        found = layout.plugin_files[plugin]
+        assert found is not None
+        return found
+    return layout.shared_file
+
+
+def _prefix(config: StoreConfig) -> str:
+    assert config.postgresql is not None
+    return config.postgresql.schema_prefix
+
+
+@contextmanager
+def _sources(config: StoreConfig) -> Iterator[dict[Path, SourceFile]]:
+    isolated = {p.isolated_db for p in config.plugins.values() if p.isolated_db is not None}
+    files = [config.shared_db, *sorted(isolated - {config.shared_db})]
+    with ExitStack() as stack:
+        opened: dict[Path, SourceFile] = {}
+        for path in files:
+            found = open_source(path, config.rules)
+            if found is not None:
+                stack.callback(found.close)
+                opened[path] = found
+        yield opened
+
+
+def _plan(source: StoreConfig, target: StoreConfig, files: dict[Path, SourceFile], names: dict[str, str],
+          report: ConvertReport) -> list[_Unit]:
+    """Every unit to copy, parents before children within a plugin; refuses rows with nowhere to go."""
+    units: list[_Unit] = []
+    for path, src in files.items():
+        counts = {t.name: src.owner_counts(t) for t in ORDER}
+        for plugin in sorted({p for per in counts.values() for p in per}):
+            home = source.plugins[plugin].db_path if plugin in source.plugins else source.shared_db
+            total = sum(per.get(plugin, 0) for per in counts.values())
+            if home != path:
+                _left_behind(source, files, plugin, path, total, report)
+                continue
+            schema = names[_target_file(source, target, plugin)]
+            for table in ORDER:
+                if table.name in src.present:
+                    units.append(_Unit(UnitReport(plugin, table.name, str(path), schema,
+                                                  counts[table.name].get(plugin, 0)), table, src))
+            for table in ORDER:
+                if extra := src.extra_columns(table):
+                    report.warnings.append(f"{path}: {table.name} has columns the store does not know, not copied: "
+                                           f"{', '.join(extra)}")
+    return units
+
+
+def _left_behind(source: StoreConfig, files: dict[Path, SourceFile], plugin: str, path: Path, rows: int,
+                 report: ConvertReport) -> None:
+    home = source.plugins[plugin].db_path if plugin in source.plugins else source.shared_db
+    if home not in files:
+        raise ConfigError(f"{source.plugins[plugin].config_path}: plugin {plugin} is routed to {home}, which does not "
+                          f"exist, but {path} holds {rows} of its rows: run split first (or set use_shared: true), "
+                          "then convert")
+    report.warnings.append(f"{path}: {rows} rows of plugin {plugin} not copied: its config routes it to {home} (they "
+                           "are copies of it, or rows never split: run split first if they are not)")
+
+
+def _schema_names(conn: Connection[TupleRow], target: StoreConfig, dry_run: bool, report: ConvertReport
+                  ) -> dict[str, str]:
+    """File name -> schema on the target; created (or, on a dry run, only named) here."""
+    layout = layout_of(target, _prefix(target))
+    known = {r.file_name: r.schema for r in read_registry(conn, layout.prefix).values()}
+    wanted = [layout.shared_file, *layout.isolated_files]
+    if not dry_run:
+        names = ensure_schemas(conn, layout)
+        report.schemas_created = [names[f] for f in wanted if f not in known]
+        return names
+    guess = {f: known.get(f) or (shared_schema(layout.prefix) if f == layout.shared_file
+                                 else isolated_schema_base(layout.prefix, f)) for f in wanted}
+    report.schemas_created = [guess[f] for f in wanted if f not in known]
+    return guess
+
+
+def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+            progress: ProgressSink = NO_PROGRESS, say: Callable[[str], None] = lambda _line: None,
+            lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> ConvertReport:
+    """Copy every plugin's rows of `source` into `target` (see the module doc).
+
+    Raises:
+        ConfigError: not SQLite -> PostgreSQL, a plugin unknown to the target, rows with nowhere to go.
+        VerifyError: the target holds other rows for a plugin (nothing written), or a chunk failed its check.
+        StoreBusyError: another convert into the target, or a synchronisation of a source plugin, is running.
+        StoreUnavailableError: the server cannot be reached or the connection was lost (exit 7).
+    """
+    _check_backends(source, target)
+    assert target.postgresql is not None
+    where = f"postgresql {public_dsn(target.postgresql.dsn)}"
+    report = ConvertReport(str(source.config_dir), where, dry_run)
+    locks = nullcontext() if dry_run else plugin_locks(source.data_dir, sorted(source.plugins), "convert",
+                                                       lock_wait_s)
+    with locks, _sources(source) as files:
+        conn = connect(target.postgresql, read_only=dry_run)
+        try:
+            lock_target(conn, _prefix(target), where)
+            names = _schema_names(conn, target, dry_run, report)
+            units = _plan(source, target, files, names, report)
+            report.units = [u.report for u in units]
+            ledger = read_ledger(conn, _prefix(target))
+            _preflight(conn, target, units, ledger, chunk_rows, report)
+            if dry_run or report.problems:
+                return report
+            ensure_ledger(conn, _prefix(target))
+            for unit in units:
+                _copy_unit(conn, target, unit, ledger.get(unit.key), chunk_rows, progress)
+            _verify_all(conn, target, units, chunk_rows, progress, report)
+            touched = sorted({u.report.target_schema for u in units if u.report.copied})
+            if touched:
+                with conn.transaction():
+                    for schema in touched:
+                        advance_ids(conn, schema)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                raise translate_pg_error(exc, target.postgresql) from exc
+            raise
+        finally:
+            conn.close()
+    return report
+
+
+def _preflight(conn: Connection[TupleRow], target: StoreConfig, units: list[_Unit],
+               ledger: dict[tuple[str, str, str], LedgerRow], chunk_rows: int, report: ConvertReport) -> None:
+    """Each unit's state before anything is written: known to the ledger, or its target empty or equal."""
+    for unit in units:
+        r, known = unit.report, ledger.get(unit.key)
+        if known is not None:
+            if known.source_file != r.source_file:
+                report.problems.append(f"{r.target_schema}.{r.table}: plugin {r.plugin_id} was copied from "
+                                       f"{known.source_file}, now its source is {r.source_file}: convert into an "
+                                       "empty store, or drop the plugin's rows there first")
+            r.copied_before = known.rows_copied
+            r.status = "would copy" if report.dry_run and known.rows_copied < r.source_rows else r.status
+            continue
+        if r.target_schema in report.schemas_created:  # (a dry run's) schema that does not exist yet: empty
+            r.status = "would copy" if report.dry_run and r.source_rows else r.status
+            continue
+        found = compare_unit(conn, unit.source, r.target_schema, unit.table, r.plugin_id, chunk_rows)
+        if found.target_rows == 0:
+            r.status = "would copy" if report.dry_run and r.source_rows else r.status
+            continue
+        if found.equal:
+            r.copied_before, r.status = found.target_rows, "up to date"
+            if not report.dry_run:
+                mark_verified(conn, _prefix(target), unit.key, r.source_file, unit.source.max_rowid(
+                    unit.table, r.plugin_id), found.target_rows)
+            continue
+        r.status = "refused"
+        report.problems.append(f"{r.target_schema}.{r.table}: the target already holds {found.target_rows} rows of "
+                               f"plugin {r.plugin_id} that differ from its {r.source_rows} rows in {r.source_file} "
+                               f"({found.describe()}); nothing was written: convert into an empty store, or delete "
+                               "those rows first")
+
+
+def _copy_unit(conn: Connection[TupleRow], target: StoreConfig, unit: _Unit, known: LedgerRow | None,
+               chunk_rows: int, progress: ProgressSink) -> None:
+    r, src, state = unit.report, unit.source, known
+    if r.status == "up to date":
+        return
+    after = known.last_rowid if known else 0
+    progress.start(f"convert {r.plugin_id} {r.table}", max(r.source_rows - r.copied_before, 0), "rows")
+    while chunk := src.read_chunk(unit.table, r.plugin_id, after, chunk_rows):
+        state = copy_chunk(conn, _prefix(target), r.target_schema, unit.table, chunk, r.source_file, state,
+                           target.zone)
+        r.copied += len(chunk)
+        after = chunk[-1][0]
+        progress.advance(len(chunk))
+    progress.done()
+
+
+def _verify_all(conn: Connection[TupleRow], target: StoreConfig, units: list[_Unit], chunk_rows: int,
+                progress: ProgressSink, report: ConvertReport) -> None:
+    """Compare every unit whole with its source, and record the verified ones in the ledger."""
+    progress.start("convert: verifying", len(units), "tables")
+    for unit in units:
+        r = unit.report
+        found: Comparison = compare_unit(conn, unit.source, r.target_schema, unit.table, r.plugin_id, chunk_rows)
+        progress.advance()
+        if not found.equal:
+            r.status = "failed"
+            report.problems.append(f"{r.target_schema}.{r.table}: plugin {r.plugin_id}: the target differs from "
+                                   f"{r.source_file} after the copy ({found.describe()})")
+            continue
+        if r.status != "up to date":
+            r.status = "copied" if r.copied else "up to date"
+        mark_verified(conn, _prefix(target), unit.key, r.source_file, unit.source.max_rowid(unit.table, r.plugin_id),
+                      found.source_rows)
+    progress.done()
