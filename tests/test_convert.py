@@ -228,3 +228,46 @@ def test_an_unreachable_server_is_exit_7(desk: tuple[Project, Path, str], tmp_pa
     (target / "store.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     rc, _out, err = convert(project, target)
     assert rc == 7, err
+
+
+def test_isolated_files_are_read_where_the_source_routes_each_plugin_and_copies_left_behind_are_named(
+        desk: tuple[Project, Path, str], pg: psycopg.Connection[tuple[object, ...]]) -> None:
+    project, target, prefix = desk
+    project.set_all_shared(False)
+    assert run_cli("split", config=project).rc == 0
+    group = project.isolated_db("v3-logic-01-5min")
+    conn = sqlite3.connect(f"file:{group}?mode=ro", uri=True)
+    try:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(trades)")]
+        isolated = sorted((str(r[cols.index("plugin_id")]), *(typed(v) for v in r))
+                          for r in conn.execute("SELECT * FROM trades"))
+    finally:
+        conn.close()
+    done = run_cli("convert", "--to", target, "--json", config=project)
+    assert done.rc == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert any("v3-logic-01-5min not copied" in w and "split" in w for w in doc["warnings"]), doc["warnings"]
+    schema = schemas(pg, prefix)["zepix_v3_logic_combined.db"]
+    cur = pg.execute(f"SELECT * FROM {schema}.trades")
+    names = [d.name for d in cur.description or ()]
+    decoded = [decode_row("trades", dict(zip(names, r, strict=True))) for r in cur.fetchall()]
+    assert sorted((str(r["plugin_id"]), *(typed(r[c]) for c in cols)) for r in decoded) == isolated
+    assert len(isolated) > 100
+
+
+def test_one_convert_per_target_and_no_synchronisation_of_a_source_plugin_meanwhile(
+        desk: tuple[Project, Path, str], pg_dsn: str) -> None:
+    from zepix_store.ops.convert_target import lock_key
+    from zepix_store.plugin_lock import plugin_locks
+
+    project, target, prefix = desk
+    with psycopg.connect(pg_dsn, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [lock_key(prefix)])
+        rc, _out, err = convert(project, target)
+        assert rc == 4 and "another convert" in err, err
+    with plugin_locks(project.data, ["v6-logic-02-5min"], "test holder"):
+        done = run_cli("convert", "--to", target, "--lock-wait", "0.3", config=project, process=True)
+        assert done.rc == 4 and "v6-logic-02-5min" in done.stderr, done.stderr
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
+    assert found == (0,)  # refused before anything was created

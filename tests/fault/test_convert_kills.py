@@ -25,7 +25,7 @@ from zepix_store.schema import TABLES
 from ..helpers import REPO, Project, child_env, legacy_project, legacy_template, scaled
 
 CHUNK_ROWS = "20"
-KILLS = scaled(5, 20)
+KILLS = scaled(6, 20)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,15 @@ def wait_for_sessions_to_end(pg: psycopg.Connection[tuple[object, ...]]) -> None
     pytest.fail("the killed convert's session outlived it by 10 s")
 
 
+def wait_for_first_chunk(pg: psycopg.Connection[tuple[object, ...]], prefix: str,
+                         proc: subprocess.Popen[bytes]) -> float:
+    """Seconds from now until the run's ledger records a first committed chunk (or the run ended)."""
+    started = time.monotonic()
+    while proc.poll() is None and copied_rows(pg, prefix) == 0:
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
 def copied_rows(pg: psycopg.Connection[tuple[object, ...]], prefix: str) -> int:
     """Rows the ledger records as copied (0: the run died before its first commit)."""
     try:
@@ -97,11 +106,13 @@ def test_convert_killed_at_random_instants_then_rerun_equals_an_uninterrupted_ru
     with psycopg.connect(pg_dsn, autocommit=True) as pg:
         clean = target_for(project, pg_dsn, "k0_")
         started = time.monotonic()
-        done = subprocess.run(command(project, clean), cwd=REPO, env=child_env(), capture_output=True, text=True,
-                              timeout=120, check=False)
+        proc = subprocess.Popen(command(project, clean), cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        first = wait_for_first_chunk(pg, "k0_", proc)
+        out, err = proc.communicate(timeout=120)
         duration = time.monotonic() - started
-        assert done.returncode == 0, done.stderr
-        total = json.loads(done.stdout)["rows_copied"]
+        assert proc.returncode == 0, err
+        total = json.loads(out)["rows_copied"]
         reference = state(pg, "k0_")
         rng = random.Random(2026)
         landed = 0
@@ -110,7 +121,11 @@ def test_convert_killed_at_random_instants_then_rerun_equals_an_uninterrupted_ru
             target = target_for(project, pg_dsn, prefix)
             proc = subprocess.Popen(command(project, target), cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.15, 1.0) * duration)  # the first tenths: interpreter start-up
+            if index % 2:  # any instant of the run (its first tenths are the interpreter starting)
+                time.sleep(rng.uniform(0.15, 1.0) * duration)
+            else:  # any instant once the first chunk has committed, in the first half of the rest: the copy
+                wait_for_first_chunk(pg, prefix, proc)
+                time.sleep(rng.uniform(0.0, (duration - first) / 2))
             proc.kill()
             proc.wait(timeout=30)
             wait_for_sessions_to_end(pg)
