@@ -236,8 +236,11 @@ def test_isolated_files_are_read_where_the_source_routes_each_plugin_and_copies_
     project.set_all_shared(False)
     assert run_cli("split", config=project).rc == 0
     group = project.isolated_db("v3-logic-01-5min")
-    conn = sqlite3.connect(f"file:{group}?mode=ro", uri=True)
+    conn = sqlite3.connect(group)
     try:
+        with conn:  # the bot's writes after the split: only the isolated file has them
+            conn.execute("INSERT INTO trades (trade_id, plugin_id, pnl) VALUES ('BOT-NEW-1', 'v3-logic-01-5min', 1.5)")
+            conn.execute("UPDATE trades SET pnl = 99.25 WHERE id = (SELECT min(id) FROM trades)")
         cols = [r[1] for r in conn.execute("PRAGMA table_info(trades)")]
         isolated = sorted((str(r[cols.index("plugin_id")]), *(typed(v) for v in r))
                           for r in conn.execute("SELECT * FROM trades"))
