@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from zepix_store.backend.postgresql.values import decode_row
-from zepix_store.schema import TABLES
+from zepix_store.schema import TABLE_BY_NAME, TABLES
 
 from .helpers import Project, expected_owners, legacy_project, legacy_template, run_cli, shipped_mapping, typed
 
@@ -274,3 +274,87 @@ def test_one_convert_per_target_and_no_synchronisation_of_a_source_plugin_meanwh
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
     assert found == (0,)  # refused before anything was created
+
+
+# --- the way back: PostgreSQL -> SQLite ----------------------------------------------------------------------------
+
+
+def sqlite_config(project: Project, name: str, *, use_shared: bool) -> Path:
+    """A SQLite config `name` beside the project with its own data folder `<name>-data` (nothing shared with it)."""
+    folder = project.root / name
+    shutil.copytree(project.configs, folder)
+    data = f"{name}-data"
+    doc = yaml.safe_load((folder / "store.yaml").read_text())
+    doc.update(data_dir=data, shared_db=f"{data}/trading_bot.db", backup_dir=f"{data}/backups",
+               plugins_dir=f"{name}/plugins")
+    (folder / "store.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    for plugin in (folder / "plugins").iterdir():
+        config = json.loads((plugin / "config.json").read_text())
+        database = config["database"]
+        database.update(use_shared=use_shared, shared_db=f"{data}/trading_bot.db",
+                        isolated_db=database["isolated_db"].replace("data/", f"{data}/", 1))
+        (plugin / "config.json").write_text(json.dumps(config, indent=2))
+    (project.root / data).mkdir(mode=0o700)
+    return folder
+
+
+def file_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """table -> every row of the file, type-tagged, sorted (the rowid alias id included: ids must come back)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {t.name: sorted((tuple(typed(v) for v in r) for r in conn.execute(
+            f"SELECT {', '.join(t.all_column_names)} FROM {t.name}")), key=repr) for t in TABLES}
+    finally:
+        conn.close()
+
+
+def test_sqlite_to_postgresql_and_back_gives_every_row_back_equal_storage_classes_included(
+        desk: tuple[Project, Path, str], pg: psycopg.Connection[tuple[object, ...]]) -> None:
+    project, target, prefix = desk
+    assert run_cli("migrate", config=project).rc == 0  # the plugin_id of every row decided in the file itself
+    original = file_rows(project.shared_db)
+    assert convert(project, target)[0] == 0
+    back = sqlite_config(project, "back", use_shared=True)
+    done = run_cli("convert", "--config", target, "--to", back, "--json")
+    assert done.rc == 0, done.stderr
+    assert json.loads(done.stdout)["rows_copied"] == sum(map(len, original.values()))
+    returned = project.root / "back-data" / "trading_bot.db"
+    assert file_rows(returned) == original
+    assert sum(map(len, original.values())) > 400 and any("ODD-NUL" in repr(r) for r in original["trades"])
+    again = run_cli("convert", "--config", target, "--to", back)
+    assert again.rc == 0 and "nothing to do" in again.stdout, again.stderr
+    assert file_rows(returned) == original
+
+
+def test_the_way_back_routes_each_plugin_to_its_file_and_refuses_a_file_holding_other_rows(
+        desk: tuple[Project, Path, str], pg: psycopg.Connection[tuple[object, ...]]) -> None:
+    project, target, prefix = desk
+    assert convert(project, target)[0] == 0
+    back = sqlite_config(project, "iso", use_shared=False)
+    group = project.root / "iso-data" / "zepix_v3_logic_combined.db"
+    assert run_cli("convert", "--config", target, "--to", back, "--dry-run").rc == 0
+    assert not group.exists()  # a dry run creates no file
+    done = run_cli("convert", "--config", target, "--to", back)
+    assert done.rc == 0, done.stderr
+    on_server = {r[0] for r in pg.execute(f"SELECT DISTINCT plugin_id FROM {prefix}v3_logic_combined.trades")}
+    in_file = {r[0] for r in sqlite3.connect(f"file:{group}?mode=ro", uri=True).execute(
+        "SELECT DISTINCT plugin_id FROM trades")}
+    assert in_file == on_server and "v3-logic-01-5min" in in_file
+    for table, keep_id in (("trades", True), ("sl_events", False)):  # events of shared lineage may get new ids
+        cols = [c for c in TABLE_BY_NAME[table].all_column_names if keep_id or c != "id"]
+        cur = pg.execute(f"SELECT * FROM {prefix}v3_logic_combined.{table}")
+        names = [d.name for d in cur.description or ()]
+        server = sorted(tuple(typed(decode_row(table, dict(zip(names, r, strict=True)))[c]) for c in cols)
+                        for r in cur.fetchall())
+        conn = sqlite3.connect(f"file:{group}?mode=ro", uri=True)
+        local = sorted(tuple(typed(v) for v in r) for r in conn.execute(f"SELECT {', '.join(cols)} FROM {table}"))
+        conn.close()
+        assert local == server, table
+    assert any("got a new id" in line for line in done.stdout.splitlines()), done.stdout
+    conn = sqlite3.connect(group)
+    with conn:
+        conn.execute("UPDATE trades SET pnl = 4321.5 WHERE trade_id = 'ODD-17'")
+        conn.execute(f"DELETE FROM {'zx_convert_ledger'} WHERE table_name = 'trades'")
+    conn.close()
+    refused = run_cli("convert", "--config", target, "--to", back)
+    assert refused.rc == 1 and "ODD-17" in refused.stderr and "nothing was written" in refused.stderr, refused.stderr

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 def print_report(report: ConvertReport) -> None:
     """Per plugin and table: source file, target schema, rows, what was done; then schemas, warnings, a verdict."""
     print(f"{'dry run (nothing written)' if report.dry_run else 'convert'}: {report.source} -> {report.target}")
-    rows = [(u.plugin_id, u.table, u.target_schema, u.source_rows, u.copied_before, u.copied, u.status)
+    rows = [(u.plugin_id, u.table, u.target, u.source_rows, u.copied_before, u.copied, u.status)
             for u in report.units if u.source_rows or u.copied_before or u.status not in ("pending", "up to date")]
     print_table(["plugin", "table", "schema", "source rows", "copied before", "copied now", "status"], rows)
     if report.schemas_created:

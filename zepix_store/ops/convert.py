@@ -25,6 +25,7 @@ from ..errors import ConfigError, StoreError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
+from .convert_back_run import convert_back
 from .convert_check import Comparison, compare_unit
 from .convert_source import SourceFile, open_source
 from .convert_target import LedgerRow, copy_chunk, ensure_ledger, lock_target, mark_verified, read_ledger
@@ -45,8 +46,8 @@ class UnitReport:
 
     plugin_id: str
     table: str
-    source_file: str
-    target_schema: str
+    source: str
+    target: str
     source_rows: int
     copied_before: int = 0  # rows an earlier run had copied (the ledger)
     copied: int = 0  # rows this run copied
@@ -88,14 +89,13 @@ class _Unit:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return self.report.target_schema, self.report.plugin_id, self.report.table
+        return self.report.target, self.report.plugin_id, self.report.table
 
 
 def _check_backends(source: StoreConfig, target: StoreConfig) -> None:
-    if source.backend != "sqlite" or target.backend != "postgresql":
-        raise ConfigError(f"{target.config_dir}: convert copies a store on SQLite (--config, backend sqlite: "
-                          f"{source.backend} here) into one on PostgreSQL (--to, backend postgresql: {target.backend} "
-                          "here); the way back (PostgreSQL -> SQLite) is not built yet")
+    if {source.backend, target.backend} != {"sqlite", "postgresql"}:
+        raise ConfigError(f"{target.config_dir}: convert copies a store on SQLite into one on PostgreSQL or back: "
+                          f"--config is backend {source.backend}, --to is backend {target.backend}")
     for plugin in source.plugins:
         if plugin not in target.plugins:
             raise ConfigError(f"{target.plugins_dir}: plugin_id: plugin {plugin} of {source.config_dir} has no config "
@@ -194,6 +194,8 @@ def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, 
         StoreUnavailableError: the server cannot be reached or the connection was lost (exit 7).
     """
     _check_backends(source, target)
+    if source.backend == "postgresql":
+        return _convert_back(source, target, dry_run, chunk_rows, progress, lock_wait_s)
     assert target.postgresql is not None
     where = f"postgresql {public_dsn(target.postgresql.dsn)}"
     report = ConvertReport(str(source.config_dir), where, dry_run)
@@ -214,7 +216,7 @@ def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, 
             for unit in units:
                 _copy_unit(conn, target, unit, ledger.get(unit.key), chunk_rows, progress)
             _verify_all(conn, target, units, chunk_rows, progress, report)
-            touched = sorted({u.report.target_schema for u in units if u.report.copied})
+            touched = sorted({u.report.target for u in units if u.report.copied})
             if touched:
                 with conn.transaction():
                     for schema in touched:
@@ -230,35 +232,59 @@ def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, 
     return report
 
 
+def _convert_back(source: StoreConfig, target: StoreConfig, dry_run: bool, chunk_rows: int, progress: ProgressSink,
+                  lock_wait_s: float) -> ConvertReport:
+    """PostgreSQL -> SQLite (ops/convert_back_run.py): the target's plugins locked, the server only read."""
+    assert source.postgresql is not None
+    report = ConvertReport(f"postgresql {public_dsn(source.postgresql.dsn)}", str(target.config_dir), dry_run)
+    locks = nullcontext() if dry_run else plugin_locks(target.data_dir, sorted(target.plugins), "convert",
+                                                       lock_wait_s)
+    with locks:
+        conn = connect(source.postgresql, read_only=True)
+        try:
+            units: list[UnitReport] = []
+            convert_back(conn, source, target, UnitReport, report, units, chunk_rows, progress)  # type: ignore[arg-type]
+            report.units = units
+        except StoreError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                raise translate_pg_error(exc, source.postgresql) from exc
+            raise
+        finally:
+            conn.close()
+    return report
+
+
 def _preflight(conn: Connection[TupleRow], target: StoreConfig, units: list[_Unit],
                ledger: dict[tuple[str, str, str], LedgerRow], chunk_rows: int, report: ConvertReport) -> None:
     """Each unit's state before anything is written: known to the ledger, or its target empty or equal."""
     for unit in units:
         r, known = unit.report, ledger.get(unit.key)
         if known is not None:
-            if known.source_file != r.source_file:
-                report.problems.append(f"{r.target_schema}.{r.table}: plugin {r.plugin_id} was copied from "
-                                       f"{known.source_file}, now its source is {r.source_file}: convert into an "
+            if known.source_file != r.source:
+                report.problems.append(f"{r.target}.{r.table}: plugin {r.plugin_id} was copied from "
+                                       f"{known.source_file}, now its source is {r.source}: convert into an "
                                        "empty store, or drop the plugin's rows there first")
             r.copied_before = known.rows_copied
             r.status = "would copy" if report.dry_run and known.rows_copied < r.source_rows else r.status
             continue
-        if r.target_schema in report.schemas_created:  # (a dry run's) schema that does not exist yet: empty
+        if r.target in report.schemas_created:  # (a dry run's) schema that does not exist yet: empty
             r.status = "would copy" if report.dry_run and r.source_rows else r.status
             continue
-        found = compare_unit(conn, unit.source, r.target_schema, unit.table, r.plugin_id, chunk_rows)
+        found = compare_unit(conn, unit.source, r.target, unit.table, r.plugin_id, chunk_rows)
         if found.target_rows == 0:
             r.status = "would copy" if report.dry_run and r.source_rows else r.status
             continue
         if found.equal:
             r.copied_before, r.status = found.target_rows, "up to date"
             if not report.dry_run:
-                mark_verified(conn, _prefix(target), unit.key, r.source_file, unit.source.max_rowid(
+                mark_verified(conn, _prefix(target), unit.key, r.source, unit.source.max_rowid(
                     unit.table, r.plugin_id), found.target_rows)
             continue
         r.status = "refused"
-        report.problems.append(f"{r.target_schema}.{r.table}: the target already holds {found.target_rows} rows of "
-                               f"plugin {r.plugin_id} that differ from its {r.source_rows} rows in {r.source_file} "
+        report.problems.append(f"{r.target}.{r.table}: the target already holds {found.target_rows} rows of "
+                               f"plugin {r.plugin_id} that differ from its {r.source_rows} rows in {r.source} "
                                f"({found.describe()}); nothing was written: convert into an empty store, or delete "
                                "those rows first")
 
@@ -271,7 +297,7 @@ def _copy_unit(conn: Connection[TupleRow], target: StoreConfig, unit: _Unit, kno
     after = known.last_rowid if known else 0
     progress.start(f"convert {r.plugin_id} {r.table}", max(r.source_rows - r.copied_before, 0), "rows")
     while chunk := src.read_chunk(unit.table, r.plugin_id, after, chunk_rows):
-        state = copy_chunk(conn, _prefix(target), r.target_schema, unit.table, chunk, r.source_file, state,
+        state = copy_chunk(conn, _prefix(target), r.target, unit.table, chunk, r.source, state,
                            target.zone)
         r.copied += len(chunk)
         after = chunk[-1][0]
@@ -285,15 +311,15 @@ def _verify_all(conn: Connection[TupleRow], target: StoreConfig, units: list[_Un
     progress.start("convert: verifying", len(units), "tables")
     for unit in units:
         r = unit.report
-        found: Comparison = compare_unit(conn, unit.source, r.target_schema, unit.table, r.plugin_id, chunk_rows)
+        found: Comparison = compare_unit(conn, unit.source, r.target, unit.table, r.plugin_id, chunk_rows)
         progress.advance()
         if not found.equal:
             r.status = "failed"
-            report.problems.append(f"{r.target_schema}.{r.table}: plugin {r.plugin_id}: the target differs from "
-                                   f"{r.source_file} after the copy ({found.describe()})")
+            report.problems.append(f"{r.target}.{r.table}: plugin {r.plugin_id}: the target differs from "
+                                   f"{r.source} after the copy ({found.describe()})")
             continue
         if r.status != "up to date":
             r.status = "copied" if r.copied else "up to date"
-        mark_verified(conn, _prefix(target), unit.key, r.source_file, unit.source.max_rowid(unit.table, r.plugin_id),
+        mark_verified(conn, _prefix(target), unit.key, r.source, unit.source.max_rowid(unit.table, r.plugin_id),
                       found.source_rows)
     progress.done()

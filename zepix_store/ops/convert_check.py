@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..schema import Table
-from .convert_source import HASH_BYTES, SourceFile, money_of, name_row, row_hash
+from .convert_source import HASH_BYTES, SourceFile, SourceRow, money_of, name_row, row_hash
 from .convert_target import target_rows
 
 if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg.rows import TupleRow
 
-__all__ = ["Comparison", "compare_unit"]
+__all__ = ["Comparison", "compare_streams", "compare_unit"]
 
 _MOD = 1 << (8 * HASH_BYTES)
 NAMED = 5
@@ -56,7 +57,7 @@ class _Side:
     digest: int = 0
     money: list[_ExactSum] = field(default_factory=list)
 
-    def add(self, table: Table, row: dict[str, object]) -> None:
+    def add(self, table: Table, row: Mapping[str, object]) -> None:
         self.rows += 1
         self.digest = (self.digest + row_hash(table, row)) % _MOD
         values = money_of(table, row)
@@ -92,34 +93,41 @@ class Comparison:
 def compare_unit(conn: Connection[TupleRow], source: SourceFile, schema: str, table: Table, plugin: str,
                  chunk_rows: int) -> Comparison:
     """Compare `plugin`'s rows of `table` in `source` with its rows in `schema` on the server."""
-    columns = source.columns(table)
+    return compare_streams(table, lambda: source.iter_rows(table, plugin, chunk_rows),
+                           lambda: target_rows(conn, schema, table, plugin, source.columns(table), chunk_rows))
+
+
+def compare_streams(table: Table, source: Callable[[], Iterable[SourceRow]],
+                    target: Callable[[], Iterable[Mapping[str, object]]]) -> Comparison:
+    """Compare the rows `source()` yields (rowid, row) with those `target()` yields; each is read once, twice
+    when they differ (to name the rows)."""
     src, dst = _Side(), _Side()
-    for _, row in source.iter_rows(table, plugin, chunk_rows):
+    for _, row in source():
         src.add(table, row)
-    for row in target_rows(conn, schema, table, plugin, columns, chunk_rows):
-        dst.add(table, row)
+    for other in target():
+        dst.add(table, other)
     money = (src.totals(), dst.totals())
     equal = src.rows == dst.rows and src.digest == dst.digest and money[0] == money[1]
     found = Comparison(src.rows, dst.rows, equal, money)
     if not equal and dst.rows:
-        _name_differences(conn, source, schema, table, plugin, chunk_rows, found)
+        _name_differences(table, source, target, found)
     return found
 
 
-def _name_differences(conn: Connection[TupleRow], source: SourceFile, schema: str, table: Table, plugin: str,
-                      chunk_rows: int, found: Comparison) -> None:
+def _name_differences(table: Table, source: Callable[[], Iterable[SourceRow]],
+                      target: Callable[[], Iterable[Mapping[str, object]]], found: Comparison) -> None:
     """The first few rows found on one side only (a changed row is on both lists, once per version)."""
     theirs: Counter[int] = Counter()
     names: dict[int, str] = {}
-    for row in target_rows(conn, schema, table, plugin, source.columns(table), chunk_rows):
+    for row in target():
         digest = row_hash(table, row)
         theirs[digest] += 1
         if len(names) < 10_000:
             names.setdefault(digest, name_row(table, row))
-    for rowid, row in source.iter_rows(table, plugin, chunk_rows):
+    for rowid, row in source():
         digest = row_hash(table, row)
         if theirs[digest] > 0:
             theirs[digest] -= 1
         elif len(found.only_source) < NAMED:
-            found.only_source.append(name_row(table, row, rowid))
+            found.only_source.append(name_row(table, row, rowid or None))
     found.only_target = [names.get(d, "(a row)") for d, n in theirs.items() if n > 0][:NAMED]

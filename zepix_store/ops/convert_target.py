@@ -38,6 +38,7 @@ __all__ = [
     "read_ledger",
     "target_count",
     "target_rows",
+    "verify_chunk",
 ]
 
 LEDGER_TABLE = "zx_convert_ledger"
@@ -156,7 +157,7 @@ def copy_chunk(conn: Connection[TupleRow], prefix: str, schema: str, table: Tabl
             raise VerifyError(f"{schema}.{table.name}: plugin {plugin}: the target refused a row of the chunk after "
                               f"{chunk[0][0] - 1} ({' '.join(str(exc).split())}): it already holds that key",
                               plugin=plugin, table=table.name) from None
-        _verify_chunk(table, schema, chunk, [decode_row(table.name, dict(zip(back, r, strict=True))) for r in stored])
+        verify_chunk(table, schema, chunk, [decode_row(table.name, dict(zip(back, r, strict=True))) for r in stored])
         if "id" in table.column_names:
             top = max(int(str(row["id"])) for _, row in chunk)
             cur.execute("SELECT setval(s.seq, greatest(%s, coalesce(pg_sequence_last_value(s.seq), 0))) FROM "
@@ -181,8 +182,9 @@ def _orphans_to_raw(cur: object, stage: sql.Identifier, parent: sql.Identifier) 
     ).format(stage, parent))
 
 
-def _verify_chunk(table: Table, schema: str, chunk: Sequence[SourceRow], stored: Sequence[Mapping[str, object]]
-                  ) -> None:
+def verify_chunk(table: Table, schema: str, chunk: Sequence[SourceRow], stored: Sequence[Mapping[str, object]]
+                 ) -> None:
+    """Refuse (VerifyError) stored rows that differ from their source chunk: count, every value, money totals."""
     source = [row for _, row in chunk]
     plugin = str(source[0]["plugin_id"])
     where = f"{schema}.{table.name}: plugin {plugin}"
