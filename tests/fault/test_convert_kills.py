@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from ..helpers import REPO, Project, child_env, legacy_project, legacy_template,
 
 CHUNK_ROWS = "20"
 KILLS = scaled(6, 20)
+BACK_KILLS = scaled(4, 20)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,97 @@ def test_convert_killed_at_random_instants_then_rerun_equals_an_uninterrupted_ru
         figures("convert kill -9", f"kills {KILLS}, landed mid-copy {landed}, rows per run {total}, "
                                    f"clean run {duration:.1f} s")
         assert landed >= 1, "no kill landed while rows were being copied: the test proves nothing"
+
+
+def sqlite_target(project: Project, name: str) -> Path:
+    """A SQLite config `name` with its own data folder, every plugin in its shared file."""
+    folder = project.root / name
+    shutil.copytree(REPO / "configs", folder)
+    data = f"{name}-data"
+    doc = yaml.safe_load((folder / "store.yaml").read_text())
+    doc.update(data_dir=data, shared_db=f"{data}/trading_bot.db", backup_dir=f"{data}/backups",
+               plugins_dir=f"{name}/plugins")
+    (folder / "store.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    for plugin in (folder / "plugins").iterdir():
+        config = json.loads((plugin / "config.json").read_text())
+        config["database"].update(use_shared=True, shared_db=f"{data}/trading_bot.db",
+                                  isolated_db=config["database"]["isolated_db"].replace("data/", f"{data}/", 1))
+        (plugin / "config.json").write_text(json.dumps(config, indent=2))
+    (project.root / data).mkdir(mode=0o700)
+    return folder
+
+
+def file_state(path: Path) -> dict[str, object]:
+    """Every row of every store table of the file, type-tagged, and its ledger."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        out: dict[str, object] = {t.name: sorted(repr(tuple((type(v).__name__, repr(v)) for v in r)) for r in
+                                                 conn.execute(f"SELECT * FROM {t.name}")) for t in TABLES}
+        out["ledger"] = sorted(conn.execute("SELECT * FROM zx_convert_ledger").fetchall())
+        return out
+    finally:
+        conn.close()
+
+
+def file_copied_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found = conn.execute("SELECT coalesce(sum(rows_copied), 0) FROM zx_convert_ledger").fetchone()
+    except sqlite3.OperationalError:  # no ledger yet
+        return 0
+    finally:
+        conn.close()
+    return int(found[0])
+
+
+def test_the_way_back_killed_at_random_instants_then_rerun_equals_an_uninterrupted_run(
+        project: Project, pg_dsn: str, figures) -> None:
+    source = target_for(project, pg_dsn, "kb_")
+    done = subprocess.run(command(project, source), cwd=REPO, env=child_env(), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+    def back(target: Path) -> list[str]:
+        return [sys.executable, "-m", "zepix_store.convert", "--config", str(source), "--to", str(target),
+                "--chunk-rows", CHUNK_ROWS, "-q", "--json"]
+
+    clean = sqlite_target(project, "back0")
+    shared = project.root / "back0-data" / "trading_bot.db"
+    started = time.monotonic()
+    proc = subprocess.Popen(back(clean), cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    while proc.poll() is None and file_copied_rows(shared) == 0:
+        time.sleep(0.005)
+    first = time.monotonic() - started
+    out, err = proc.communicate(timeout=120)
+    duration = time.monotonic() - started
+    assert proc.returncode == 0, err
+    total = json.loads(out)["rows_copied"]
+    reference = file_state(shared)
+    rng = random.Random(7)
+    landed = 0
+    for index in range(1, BACK_KILLS + 1):
+        target = sqlite_target(project, f"back{index}")
+        path = project.root / f"back{index}-data" / "trading_bot.db"
+        proc = subprocess.Popen(back(target), cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        if index % 2:
+            time.sleep(rng.uniform(0.15, 1.0) * duration)
+        else:
+            while proc.poll() is None and file_copied_rows(path) == 0:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, (duration - first) / 2))
+        proc.kill()
+        proc.wait(timeout=30)
+        before = file_copied_rows(path)
+        landed += 0 < before < total
+        rerun = subprocess.run(back(target), cwd=REPO, env=child_env(), capture_output=True, text=True,
+                               timeout=120, check=False)
+        assert rerun.returncode == 0, (index, rerun.stderr)
+        assert json.loads(rerun.stdout)["rows_copied"] == total - before, (index, before)
+        assert file_state(path) == reference, index
+    figures("convert back kill -9", f"kills {BACK_KILLS}, landed mid-copy {landed}, rows per run {total}, "
+                                    f"clean run {duration:.1f} s")
+    assert landed >= 1, "no kill landed while rows were being copied: the test proves nothing"
