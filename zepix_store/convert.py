@@ -1,24 +1,25 @@
-"""Copy every plugin's rows from the store --config describes (SQLite) into the one --to describes (PostgreSQL).
+"""Copy every plugin's rows from the store --config describes into the one --to describes (SQLite <-> PostgreSQL).
 
-Each plugin's rows go from the file its config routes it to into the schema the --to config routes it to (rows
-of ids no config names, such as the default id's, from the shared file into the shared schema); a legacy shared
-file that was never migrated is attributed on the way (as split does). Rows are COPYed in chunks ordered by id,
-parents before children; every chunk is read back and compared with its source (count, every value with its
-storage class, money totals as floats) before it commits, with a ledger row in the target recording how far
-each plugin's table got, so a run killed at any instant continues where it stopped when run again. Each table is
-compared whole at the end; a run that finds everything copied changes nothing and says so. A target that already
-holds other rows for a plugin is refused, naming them, before anything is written. The source files are only
-read; stop the bot (or keep it off the source) while converting.
+Each plugin's rows go from where the --config store routes it (its file, or its schema) to where the --to store
+routes it (rows of ids no config names, such as the default id's, from the shared file or schema to the shared
+one); a legacy shared file that was never migrated is attributed on the way (as split does). Rows are copied in
+chunks ordered by id (parents before children, COPY onto the server); every chunk is read back and compared with
+its source (count, every value with its storage class, money totals as floats) before it commits, with a ledger
+row in the target recording how far each plugin's table got, so a run killed at any instant continues where it
+stopped when run again. Each table is compared whole at the end; a run that finds everything copied changes
+nothing and says so. A target that already holds other rows for a plugin is refused, naming them, before anything
+is written. The source is only read; stop the bot (or keep it off the source) while converting.
 
 examples:
   zepix-store convert --to configs-pg --dry-run     # counts per plugin and table, schemas it would create
   zepix-store convert --to configs-pg               # copy, verify; run it again after an interruption
   zepix-store convert --config configs --to configs-pg --json
+  zepix-store convert --config configs-pg --to configs-back      # the way back, into new SQLite files
 
 exit codes: 0 done (or nothing to do), 1 a check failed or the target holds other rows for a plugin (nothing
-written), 2 bad config (not SQLite -> PostgreSQL, a plugin unknown to --to, rows that were never split), 4 another
-convert into the same store or a synchronisation of a source plugin is running, 5 a corrupt source file, 7 the
-server is unreachable or the connection was lost (run again: it continues).
+written), 2 bad config (not SQLite <-> PostgreSQL, a plugin unknown to --to, rows that were never split), 4 another
+convert into the same store, or a synchronisation of a plugin on the SQLite side, is running, 5 a corrupt source
+file, 7 the server is unreachable or the connection was lost (run again: it continues).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ __all__ = ["ConvertReport", "convert", "main"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", required=True, metavar="DIR",
-                        help="config folder (or its store.yaml) of the target store: backend postgresql, the same "
+                        help="config folder (or its store.yaml) of the target store: the other backend, the same "
                              "plugins")
     parser.add_argument("--dry-run", action="store_true",
                         help="count what would be copied per plugin and table and the schemas it would create; "

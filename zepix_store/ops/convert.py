@@ -209,10 +209,13 @@ def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, 
             units = _plan(source, target, files, names, report)
             report.units = [u.report for u in units]
             ledger = read_ledger(conn, _prefix(target))
-            _preflight(conn, target, units, ledger, chunk_rows, report)
+            adopted = _preflight(conn, units, ledger, chunk_rows, report)
             if dry_run or report.problems:
                 return report
             ensure_ledger(conn, _prefix(target))
+            for unit, rows in adopted:
+                mark_verified(conn, _prefix(target), unit.key, unit.report.source,
+                              unit.source.max_rowid(unit.table, unit.report.plugin_id), rows)
             for unit in units:
                 _copy_unit(conn, target, unit, ledger.get(unit.key), chunk_rows, progress)
             _verify_all(conn, target, units, chunk_rows, progress, report)
@@ -256,9 +259,13 @@ def _convert_back(source: StoreConfig, target: StoreConfig, dry_run: bool, chunk
     return report
 
 
-def _preflight(conn: Connection[TupleRow], target: StoreConfig, units: list[_Unit],
-               ledger: dict[tuple[str, str, str], LedgerRow], chunk_rows: int, report: ConvertReport) -> None:
-    """Each unit's state before anything is written: known to the ledger, or its target empty or equal."""
+def _preflight(conn: Connection[TupleRow], units: list[_Unit], ledger: dict[tuple[str, str, str], LedgerRow],
+               chunk_rows: int, report: ConvertReport) -> list[tuple[_Unit, int]]:
+    """Each unit's state before anything is written: known to the ledger, or its target empty or equal.
+
+    Returns the units whose target already holds exactly the source's rows (recorded once nothing is refused).
+    """
+    adopted: list[tuple[_Unit, int]] = []
     for unit in units:
         r, known = unit.report, ledger.get(unit.key)
         if known is not None:
@@ -278,15 +285,14 @@ def _preflight(conn: Connection[TupleRow], target: StoreConfig, units: list[_Uni
             continue
         if found.equal:
             r.copied_before, r.status = found.target_rows, "up to date"
-            if not report.dry_run:
-                mark_verified(conn, _prefix(target), unit.key, r.source, unit.source.max_rowid(
-                    unit.table, r.plugin_id), found.target_rows)
+            adopted.append((unit, found.target_rows))
             continue
         r.status = "refused"
         report.problems.append(f"{r.target}.{r.table}: the target already holds {found.target_rows} rows of "
                                f"plugin {r.plugin_id} that differ from its {r.source_rows} rows in {r.source} "
                                f"({found.describe()}); nothing was written: convert into an empty store, or delete "
                                "those rows first")
+    return adopted
 
 
 def _copy_unit(conn: Connection[TupleRow], target: StoreConfig, unit: _Unit, known: LedgerRow | None,

@@ -144,13 +144,13 @@ class PgReader:
 class SqliteTarget:
     """One SQLite file of the target store: read as it is until `prepare` creates it, its schema and its ledger."""
 
-    def __init__(self, path: Path, config: StoreConfig) -> None:
+    def __init__(self, path: Path, config: StoreConfig, *, readonly: bool = False) -> None:
         self.path, self.data_dir = path, config.data_dir
         self.created = not check_regular_file(path)
         self.conn: sqlite3.Connection | None = None
         if self.created:
             return
-        self.conn = connect_sync(path, data_dir=config.data_dir)
+        self.conn = connect_sync(path, data_dir=config.data_dir, readonly=readonly)
         try:
             with translated_errors(path):
                 version = upgrade.file_version(self.conn, path)

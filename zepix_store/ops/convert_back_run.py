@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..backend.postgresql.names import layout_of
 from ..backend.sqlite_file import transaction, translated_errors
 from ..config import StoreConfig
+from ..errors import ConfigError
 from ..progress import ProgressSink
 from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 from .convert_back import BackLedger, PgReader, SqliteTarget, source_schemas
@@ -95,14 +96,18 @@ def _plan(conn: Connection[TupleRow], source: StoreConfig, target: StoreConfig, 
                 sql.Identifier(schema, table.name))).fetchall()
             counts[table.name] = {str(p): int(str(n)) for p, n in rows}
         for plugin in sorted({p for per in counts.values() for p in per}):
+            total = sum(per.get(plugin, 0) for per in counts.values())
+            if not _home_schema(source, names, plugin):
+                raise ConfigError(f"{source.plugins[plugin].config_path}: plugin {plugin} is routed to a file whose "
+                                  f"schema is not on the server, but schema {schema} holds {total} of its rows: "
+                                  "route it where its rows are (use_shared), then convert")
             if _home_schema(source, names, plugin) != schema:
-                total = sum(per.get(plugin, 0) for per in counts.values())
                 report.warnings.append(f"schema {schema}: {total} rows of plugin {plugin} not copied: its config "
-                                       f"routes it to {_home_schema(source, names, plugin) or 'a schema not there'}")
+                                       f"routes it to {_home_schema(source, names, plugin)}")
                 continue
             path = target.plugins[plugin].db_path if plugin in target.plugins else target.shared_db
             if path not in files:
-                files[path] = SqliteTarget(path, target)
+                files[path] = SqliteTarget(path, target, readonly=report.dry_run)
             for table in ORDER:
                 unit = make_unit(plugin, table.name, schema, str(path), counts[table.name].get(plugin, 0))
                 work.append(_Work(unit, table, PgReader(conn, schema, table, plugin), files[path]))
