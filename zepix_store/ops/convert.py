@@ -28,7 +28,7 @@ from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 from .convert_back_run import convert_back
 from .convert_check import Comparison, compare_unit
 from .convert_source import SourceFile, open_source
-from .convert_target import LedgerRow, copy_chunk, ensure_ledger, lock_target, mark_verified, read_ledger
+from .convert_target import LedgerRow, copy_chunk, ensure_ledger, lock_target, mark_verified, plugin_counts, read_ledger
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -266,6 +266,7 @@ def _preflight(conn: Connection[TupleRow], units: list[_Unit], ledger: dict[tupl
     Returns the units whose target already holds exactly the source's rows (recorded once nothing is refused).
     """
     adopted: list[tuple[_Unit, int]] = []
+    held: dict[tuple[str, str], dict[str, int]] = {}  # (schema, table) -> rows per plugin on the target
     for unit in units:
         r, known = unit.report, ledger.get(unit.key)
         if known is not None:
@@ -276,9 +277,9 @@ def _preflight(conn: Connection[TupleRow], units: list[_Unit], ledger: dict[tupl
             r.copied_before = known.rows_copied
             r.status = "would copy" if report.dry_run and known.rows_copied < r.source_rows else r.status
             continue
-        if r.target in report.schemas_created:  # (a dry run's) schema that does not exist yet: empty
+        if r.target in report.schemas_created or not _held(conn, held, r.target, unit.table).get(r.plugin_id):
             r.status = "would copy" if report.dry_run and r.source_rows else r.status
-            continue
+            continue  # nothing of the plugin there (a dry run's new schema does not even exist)
         found = compare_unit(conn, unit.source, r.target, unit.table, r.plugin_id, chunk_rows)
         if found.target_rows == 0:
             r.status = "would copy" if report.dry_run and r.source_rows else r.status
@@ -293,6 +294,14 @@ def _preflight(conn: Connection[TupleRow], units: list[_Unit], ledger: dict[tupl
                                f"({found.describe()}); nothing was written: convert into an empty store, or delete "
                                "those rows first")
     return adopted
+
+
+def _held(conn: Connection[TupleRow], held: dict[tuple[str, str], dict[str, int]], schema: str, table: Table
+          ) -> dict[str, int]:
+    """Rows per plugin of `schema`.`table` on the target, counted once per run."""
+    if (schema, table.name) not in held:
+        held[schema, table.name] = plugin_counts(conn, schema, table)
+    return held[schema, table.name]
 
 
 def _copy_unit(conn: Connection[TupleRow], target: StoreConfig, unit: _Unit, known: LedgerRow | None,
@@ -315,10 +324,15 @@ def _verify_all(conn: Connection[TupleRow], target: StoreConfig, units: list[_Un
                 progress: ProgressSink, report: ConvertReport) -> None:
     """Compare every unit whole with its source, and record the verified ones in the ledger."""
     progress.start("convert: verifying", len(units), "tables")
+    held: dict[tuple[str, str], dict[str, int]] = {}  # counted now, after the copy
     for unit in units:
         r = unit.report
-        found: Comparison = compare_unit(conn, unit.source, r.target, unit.table, r.plugin_id, chunk_rows)
         progress.advance()
+        if not _held(conn, held, r.target, unit.table).get(r.plugin_id) and \
+                not unit.source.owner_counts(unit.table).get(r.plugin_id):
+            r.status = "up to date"
+            continue  # nothing of the plugin on either side
+        found: Comparison = compare_unit(conn, unit.source, r.target, unit.table, r.plugin_id, chunk_rows)
         if not found.equal:
             r.status = "failed"
             report.problems.append(f"{r.target}.{r.table}: plugin {r.plugin_id}: the target differs from "

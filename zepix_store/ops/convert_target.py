@@ -35,8 +35,8 @@ __all__ = [
     "copy_chunk",
     "ensure_ledger",
     "lock_target",
+    "plugin_counts",
     "read_ledger",
-    "target_count",
     "target_rows",
     "verify_chunk",
 ]
@@ -203,12 +203,13 @@ def verify_chunk(table: Table, schema: str, chunk: Sequence[SourceRow], stored: 
                           plugin=plugin, table=table.name)
 
 
-def target_count(conn: Connection[TupleRow], schema: str, table: Table, plugin: str) -> int:
+def plugin_counts(conn: Connection[TupleRow], schema: str, table: Table) -> dict[str, int]:
+    """plugin id -> its rows in `schema`.`table`."""
     from psycopg import sql
 
-    found = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE plugin_id = %s").format(
-        sql.Identifier(schema, table.name)), [plugin]).fetchone()
-    return int(str(found[0])) if found else 0
+    rows = conn.execute(sql.SQL("SELECT plugin_id, count(*) FROM {} GROUP BY plugin_id").format(
+        sql.Identifier(schema, table.name))).fetchall()
+    return {str(p): int(str(n)) for p, n in rows}
 
 
 @dataclass
