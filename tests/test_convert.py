@@ -21,7 +21,16 @@ import yaml
 from zepix_store.backend.postgresql.values import decode_row
 from zepix_store.schema import TABLE_BY_NAME, TABLES
 
-from .helpers import Project, expected_owners, legacy_project, legacy_template, run_cli, shipped_mapping, typed
+from .helpers import (
+    Project,
+    expected_owners,
+    legacy_project,
+    legacy_template,
+    mode,
+    run_cli,
+    shipped_mapping,
+    typed,
+)
 
 ODD_TRADES = [  # (trade_id, column, value): mapped by logic_type LOGIC1 to v3-logic-01-5min
     ("ODD-NUL", "comment", "before\x00after"),
@@ -283,7 +292,7 @@ def test_one_convert_per_target_and_no_synchronisation_of_a_source_plugin_meanwh
 # --- the way back: PostgreSQL -> SQLite ----------------------------------------------------------------------------
 
 
-def sqlite_config(project: Project, name: str, *, use_shared: bool) -> Path:
+def sqlite_config(project: Project, name: str, *, use_shared: bool, make_data: bool = True) -> Path:
     """A SQLite config `name` beside the project with its own data folder `<name>-data` (nothing shared with it)."""
     folder = project.root / name
     shutil.copytree(project.configs, folder)
@@ -298,7 +307,8 @@ def sqlite_config(project: Project, name: str, *, use_shared: bool) -> Path:
         database.update(use_shared=use_shared, shared_db=f"{data}/trading_bot.db",
                         isolated_db=database["isolated_db"].replace("data/", f"{data}/", 1))
         (plugin / "config.json").write_text(json.dumps(config, indent=2))
-    (project.root / data).mkdir(mode=0o700)
+    if make_data:
+        (project.root / data).mkdir(mode=0o700)
     return folder
 
 
@@ -318,12 +328,13 @@ def test_sqlite_to_postgresql_and_back_gives_every_row_back_equal_storage_classe
     assert run_cli("migrate", config=project).rc == 0  # the plugin_id of every row decided in the file itself
     original = file_rows(project.shared_db)
     assert convert(project, target)[0] == 0
-    back = sqlite_config(project, "back", use_shared=True)
+    back = sqlite_config(project, "back", use_shared=True, make_data=False)  # a new desk: no data folder yet
     done = run_cli("convert", "--config", target, "--to", back, "--json")
     assert done.rc == 0, done.stderr
     assert json.loads(done.stdout)["rows_copied"] == sum(map(len, original.values()))
     returned = project.root / "back-data" / "trading_bot.db"
     assert file_rows(returned) == original
+    assert mode(returned) == 0o600 and mode(returned.parent) == 0o700  # owner-only, as the store makes them
     assert sum(map(len, original.values())) > 400 and any("ODD-NUL" in repr(r) for r in original["trades"])
     again = run_cli("convert", "--config", target, "--to", back)
     assert again.rc == 0 and "nothing to do" in again.stdout, again.stderr

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._fs import ensure_private_dir
 from ..backend.postgresql.connection import connect, public_dsn, translate_pg_error
 from ..backend.postgresql.ddl import advance_ids, ensure_schemas
 from ..backend.postgresql.names import isolated_schema_base, layout_of, read_registry, shared_schema
@@ -240,6 +241,8 @@ def _convert_back(source: StoreConfig, target: StoreConfig, dry_run: bool, chunk
     """PostgreSQL -> SQLite (ops/convert_back_run.py): the target's plugins locked, the server only read."""
     assert source.postgresql is not None
     report = ConvertReport(f"postgresql {public_dsn(source.postgresql.dsn)}", str(target.config_dir), dry_run)
+    if not dry_run:
+        ensure_private_dir(target.data_dir)  # a new desk's data folder: the locks and the files go there
     locks = nullcontext() if dry_run else plugin_locks(target.data_dir, sorted(target.plugins), "convert",
                                                        lock_wait_s)
     with locks:
