@@ -373,3 +373,30 @@ def test_the_way_back_routes_each_plugin_to_its_file_and_refuses_a_file_holding_
     conn.close()
     refused = run_cli("convert", "--config", target, "--to", back)
     assert refused.rc == 1 and "ODD-17" in refused.stderr and "nothing was written" in refused.stderr, refused.stderr
+
+
+def test_progress_names_each_plugin_and_table_with_its_total_for_the_rate_and_eta(
+        desk: tuple[Project, Path, str]) -> None:
+    from zepix_store.config import load_config
+    from zepix_store.ops.convert import convert as run
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.units: list[list[object]] = []
+
+        def start(self, label: str, total: int | None = None, unit: str = "rows") -> None:
+            self.units.append([label, total, unit, 0])
+
+        def advance(self, n: int = 1) -> None:
+            self.units[-1][3] = int(str(self.units[-1][3])) + n
+
+        def done(self) -> None:
+            pass
+
+    project, target, _prefix = desk
+    seen = Recorder()
+    report = run(load_config(project.configs), load_config(target), chunk_rows=50, progress=seen)
+    copies = {str(label): (total, done) for label, total, unit, done in seen.units if unit == "rows"}
+    assert copies == {f"convert {u.plugin_id} {u.table}": (u.source_rows, u.source_rows)
+                      for u in report.units if u.status == "copied"}
+    assert len(copies) > 20 and report.ok

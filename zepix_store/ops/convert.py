@@ -313,14 +313,16 @@ def _copy_unit(conn: Connection[TupleRow], target: StoreConfig, unit: _Unit, kno
     if r.status == "up to date":
         return
     after = known.last_rowid if known else 0
-    progress.start(f"convert {r.plugin_id} {r.table}", max(r.source_rows - r.copied_before, 0), "rows")
     while chunk := src.read_chunk(unit.table, r.plugin_id, after, chunk_rows):
+        if not r.copied:  # a unit with nothing left to copy shows no progress line
+            progress.start(f"convert {r.plugin_id} {r.table}", max(r.source_rows - r.copied_before, 0), "rows")
         state = copy_chunk(conn, _prefix(target), r.target, unit.table, chunk, r.source, state,
                            target.zone)
         r.copied += len(chunk)
         after = chunk[-1][0]
         progress.advance(len(chunk))
-    progress.done()
+    if r.copied:
+        progress.done()
 
 
 def _verify_all(conn: Connection[TupleRow], target: StoreConfig, units: list[_Unit], chunk_rows: int,

@@ -177,10 +177,11 @@ def _copy(w: _Work, known: BackLedger | None, chunk_rows: int, progress: Progres
         return
     position = known or BackLedger(u.source, 0, False, None, 0)
     w.renumbered = position.renumbered
-    progress.start(f"convert {u.plugin_id} {u.table}", max(u.source_rows - u.copied_before, 0), "rows")
     while True:
         rows, following = w.reader.chunk(position, chunk_rows)
         if rows:
+            if not u.copied:  # a unit with nothing left to copy shows no progress line
+                progress.start(f"convert {u.plugin_id} {u.table}", max(u.source_rows - u.copied_before, 0), "rows")
             with translated_errors(w.file.path), transaction(w.file.writer):
                 expected, stored = w.file.insert(w.table, rows, u.plugin_id)
                 verify_chunk(w.table, u.target, [(0, r) for r in expected], stored)
@@ -194,7 +195,8 @@ def _copy(w: _Work, known: BackLedger | None, chunk_rows: int, progress: Progres
             break
         position = following
     w.renumbered = position.renumbered
-    progress.done()
+    if u.copied:
+        progress.done()
 
 
 def _verify(w: _Work, known: BackLedger | None, chunk_rows: int, report: _Report) -> None:
