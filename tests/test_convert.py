@@ -222,7 +222,7 @@ def test_dry_run_counts_per_plugin_and_table_and_creates_nothing(
             for plugin in plugin_set:
                 counts[(plugin, table)] = counts.get((plugin, table), 0) + 1
     assert {(u["plugin_id"], u["table"]): u["source_rows"] for u in doc["units"] if u["source_rows"]} == counts
-    assert f"{prefix}shared" in doc["schemas_created"] and f"{prefix}v6_logic_01_1min" in doc["schemas_created"]
+    assert f"{prefix}shared" in doc["created"] and f"{prefix}v6_logic_01_1min" in doc["created"]
     found = pg.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
     assert found == (0,)
 

@@ -56,19 +56,18 @@ def run(args: argparse.Namespace) -> int:
     target = load_config(find_config_dir(args.to))
     progress = Progress(enabled=not args.quiet)
     report = convert(source, target, dry_run=args.dry_run, chunk_rows=args.chunk_rows, progress=progress,
-                     say=progress, lock_wait_s=args.lock_wait)
+                     lock_wait_s=args.lock_wait)
     return emit_report("convert", report, args.json, print_report)
 
 
 def print_report(report: ConvertReport) -> None:
-    """Per plugin and table: source file, target schema, rows, what was done; then schemas, warnings, a verdict."""
+    """Per plugin and table: where to, rows, what was done; then what was created, warnings, a verdict."""
     print(f"{'dry run (nothing written)' if report.dry_run else 'convert'}: {report.source} -> {report.target}")
     rows = [(u.plugin_id, u.table, u.target, u.source_rows, u.copied_before, u.copied, u.status)
             for u in report.units if u.source_rows or u.copied_before or u.status not in ("pending", "up to date")]
-    print_table(["plugin", "table", "schema", "source rows", "copied before", "copied now", "status"], rows)
-    if report.schemas_created:
-        verb = "would create" if report.dry_run else "created"
-        print(f"schemas {verb}: {', '.join(report.schemas_created)}")
+    print_table(["plugin", "table", "to", "source rows", "copied before", "copied now", "status"], rows)
+    if report.created:
+        print(f"{'would create' if report.dry_run else 'created'}: {', '.join(report.created)}")
     for warning in report.warnings:
         print(f"warning: {warning}")
     if report.nothing_to_do:

@@ -11,23 +11,24 @@ table, or the very rows of the source: anything else refuses the whole run befor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._fs import ensure_private_dir
 from ..backend.postgresql.connection import connect, public_dsn, translate_pg_error
 from ..backend.postgresql.ddl import advance_ids, ensure_schemas
 from ..backend.postgresql.names import isolated_schema_base, layout_of, read_registry, shared_schema
-from ..config import StoreConfig
+from ..config import STORE_FILE, StoreConfig
 from ..errors import ConfigError, StoreError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
 from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 from .convert_back_run import convert_back
 from .convert_check import Comparison, compare_unit
+from .convert_report import ConvertReport, UnitReport
 from .convert_source import SourceFile, open_source
 from .convert_target import LedgerRow, copy_chunk, ensure_ledger, lock_target, mark_verified, plugin_counts, read_ledger
 
@@ -39,47 +40,6 @@ __all__ = ["ConvertReport", "UnitReport", "convert"]
 
 DEFAULT_CHUNK_ROWS = 5000
 ORDER: tuple[Table, ...] = tuple(TABLE_BY_NAME[name] for name in ATTRIBUTION_ORDER)  # parents before children
-
-
-@dataclass
-class UnitReport:
-    """One plugin's table: where from, where to, how many rows, and what this run did."""
-
-    plugin_id: str
-    table: str
-    source: str
-    target: str
-    source_rows: int
-    copied_before: int = 0  # rows an earlier run had copied (the ledger)
-    copied: int = 0  # rows this run copied
-    status: str = "pending"  # pending | copied | up to date | would copy | refused | failed
-
-
-@dataclass
-class ConvertReport:
-    source: str
-    target: str
-    dry_run: bool
-    units: list[UnitReport] = field(default_factory=list)
-    schemas_created: list[str] = field(default_factory=list)  # (dry run: would be created)
-    warnings: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def nothing_to_do(self) -> bool:
-        return self.ok and not self.dry_run and all(u.status == "up to date" for u in self.units)
-
-    def rows_copied(self) -> int:
-        return sum(u.copied for u in self.units)
-
-    def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc.update(ok=self.ok, rows_copied=self.rows_copied(), nothing_to_do=self.nothing_to_do)
-        return doc
 
 
 @dataclass
@@ -103,7 +63,7 @@ def _check_backends(source: StoreConfig, target: StoreConfig) -> None:
                               "here: --to must describe the same plugins (copy the plugin folders)")
 
 
-def _target_file(source: StoreConfig, target: StoreConfig, plugin: str) -> str:
+def _target_file(target: StoreConfig, plugin: str) -> str:
     """The file name (relative to data_dir, as the layout has it) the target config routes `plugin` to."""
     layout = layout_of(target, _prefix(target))
     if plugin in target.plugins and not target.plugins[plugin].use_shared:
@@ -144,7 +104,7 @@ def _plan(source: StoreConfig, target: StoreConfig, files: dict[Path, SourceFile
             if home != path:
                 _left_behind(source, files, plugin, path, total, report)
                 continue
-            schema = names[_target_file(source, target, plugin)]
+            schema = names[_target_file(target, plugin)]
             for table in ORDER:
                 if table.name in src.present:
                     units.append(_Unit(UnitReport(plugin, table.name, str(path), schema,
@@ -158,11 +118,12 @@ def _plan(source: StoreConfig, target: StoreConfig, files: dict[Path, SourceFile
 
 def _left_behind(source: StoreConfig, files: dict[Path, SourceFile], plugin: str, path: Path, rows: int,
                  report: ConvertReport) -> None:
-    home = source.plugins[plugin].db_path if plugin in source.plugins else source.shared_db
+    routed = source.plugins.get(plugin)
+    home = routed.db_path if routed is not None else source.shared_db
     if home not in files:
-        raise ConfigError(f"{source.plugins[plugin].config_path}: plugin {plugin} is routed to {home}, which does not "
-                          f"exist, but {path} holds {rows} of its rows: run split first (or set use_shared: true), "
-                          "then convert")
+        where = routed.config_path if routed is not None else source.config_dir / STORE_FILE
+        raise ConfigError(f"{where}: plugin {plugin} is routed to {home}, which does not exist, but {path} holds "
+                          f"{rows} of its rows: run split first (or set use_shared: true), then convert")
     report.warnings.append(f"{path}: {rows} rows of plugin {plugin} not copied: its config routes it to {home} (they "
                            "are copies of it, or rows never split: run split first if they are not)")
 
@@ -175,22 +136,24 @@ def _schema_names(conn: Connection[TupleRow], target: StoreConfig, dry_run: bool
     wanted = [layout.shared_file, *layout.isolated_files]
     if not dry_run:
         names = ensure_schemas(conn, layout)
-        report.schemas_created = [names[f] for f in wanted if f not in known]
+        report.created = [names[f] for f in wanted if f not in known]
         return names
     guess = {f: known.get(f) or (shared_schema(layout.prefix) if f == layout.shared_file
                                  else isolated_schema_base(layout.prefix, f)) for f in wanted}
-    report.schemas_created = [guess[f] for f in wanted if f not in known]
+    report.created = [guess[f] for f in wanted if f not in known]
     return guess
 
 
 def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-            progress: ProgressSink = NO_PROGRESS, say: Callable[[str], None] = lambda _line: None,
-            lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> ConvertReport:
-    """Copy every plugin's rows of `source` into `target` (see the module doc).
+            progress: ProgressSink = NO_PROGRESS, lock_wait_s: float = DEFAULT_LOCK_WAIT_S) -> ConvertReport:
+    """Copy every plugin's rows of `source` into `target` (see the module doc), SQLite -> PostgreSQL or back.
+
+    A target holding other rows for a plugin, or a table that differs from its source after the copy, is a
+    problem of the report (its `ok` is False, nothing is written in the first case).
 
     Raises:
-        ConfigError: not SQLite -> PostgreSQL, a plugin unknown to the target, rows with nowhere to go.
-        VerifyError: the target holds other rows for a plugin (nothing written), or a chunk failed its check.
+        ConfigError: not one SQLite and one PostgreSQL store, a plugin unknown to the target, rows with nowhere to go.
+        VerifyError: a chunk differed from its source as stored (rolled back; earlier chunks stay, a rerun continues).
         StoreBusyError: another convert into the target, or a synchronisation of a source plugin, is running.
         StoreUnavailableError: the server cannot be reached or the connection was lost (exit 7).
     """
@@ -248,9 +211,7 @@ def _convert_back(source: StoreConfig, target: StoreConfig, dry_run: bool, chunk
     with locks:
         conn = connect(source.postgresql, read_only=True)
         try:
-            units: list[UnitReport] = []
-            convert_back(conn, source, target, UnitReport, report, units, chunk_rows, progress)  # type: ignore[arg-type]
-            report.units = units
+            convert_back(conn, source, target, report, chunk_rows, progress)
         except StoreError:
             raise
         except Exception as exc:
@@ -280,7 +241,7 @@ def _preflight(conn: Connection[TupleRow], units: list[_Unit], ledger: dict[tupl
             r.copied_before = known.rows_copied
             r.status = "would copy" if report.dry_run and known.rows_copied < r.source_rows else r.status
             continue
-        if r.target in report.schemas_created or not _held(conn, held, r.target, unit.table).get(r.plugin_id):
+        if r.target in report.created or not _held(conn, held, r.target, unit.table).get(r.plugin_id):
             r.status = "would copy" if report.dry_run and r.source_rows else r.status
             continue  # nothing of the plugin there (a dry run's new schema does not even exist)
         found = compare_unit(conn, unit.source, r.target, unit.table, r.plugin_id, chunk_rows)

@@ -6,11 +6,11 @@ Called by convert.convert for a PostgreSQL source and a SQLite target; it fills 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ..backend.postgresql.names import layout_of
 from ..backend.sqlite_file import transaction, translated_errors
@@ -20,6 +20,7 @@ from ..progress import ProgressSink
 from ..schema import ATTRIBUTION_ORDER, TABLE_BY_NAME, Table
 from .convert_back import BackLedger, PgReader, SqliteTarget, source_schemas
 from .convert_check import compare_streams
+from .convert_report import ConvertReport, UnitReport
 from .convert_source import SourceRow
 from .convert_target import verify_chunk
 
@@ -32,30 +33,9 @@ __all__ = ["convert_back"]
 ORDER: tuple[Table, ...] = tuple(TABLE_BY_NAME[name] for name in ATTRIBUTION_ORDER)
 
 
-class _Unit(Protocol):
-    plugin_id: str
-    table: str
-    source: str
-    target: str
-    source_rows: int
-    copied_before: int
-    copied: int
-    status: str
-
-
-class _Report(Protocol):
-    dry_run: bool
-    warnings: list[str]
-    problems: list[str]
-    schemas_created: list[str]
-
-
-MakeUnit = Callable[[str, str, str, str, int], _Unit]  # (plugin, table, source, target, source rows) -> a unit
-
-
 @dataclass
 class _Work:
-    unit: _Unit
+    unit: UnitReport
     table: Table
     reader: PgReader
     file: SqliteTarget
@@ -84,7 +64,7 @@ def _home_schema(config: StoreConfig, names: dict[str, str], plugin: str) -> str
 
 
 def _plan(conn: Connection[TupleRow], source: StoreConfig, target: StoreConfig, files: dict[Path, SqliteTarget],
-          make_unit: MakeUnit, report: _Report) -> list[_Work]:
+          report: ConvertReport) -> list[_Work]:
     from psycopg import sql
 
     names = source_schemas(conn, source)
@@ -109,7 +89,7 @@ def _plan(conn: Connection[TupleRow], source: StoreConfig, target: StoreConfig, 
             if path not in files:
                 files[path] = SqliteTarget(path, target, readonly=report.dry_run)
             for table in ORDER:
-                unit = make_unit(plugin, table.name, schema, str(path), counts[table.name].get(plugin, 0))
+                unit = UnitReport(plugin, table.name, schema, str(path), counts[table.name].get(plugin, 0))
                 work.append(_Work(unit, table, PgReader(conn, schema, table, plugin), files[path]))
     return work
 
@@ -124,14 +104,14 @@ def _targets() -> Iterator[dict[Path, SqliteTarget]]:
             file.close()
 
 
-def convert_back(conn: Connection[TupleRow], source: StoreConfig, target: StoreConfig, make_unit: MakeUnit,
-                 report: _Report, units: list[_Unit], chunk_rows: int, progress: ProgressSink) -> None:
+def convert_back(conn: Connection[TupleRow], source: StoreConfig, target: StoreConfig, report: ConvertReport,
+                 chunk_rows: int, progress: ProgressSink) -> None:
     """Copy every plugin's rows from the server (`conn`) into the target's SQLite files; fills `report`."""
     with ExitStack() as stack:
         files = stack.enter_context(_targets())
-        work = _plan(conn, source, target, files, make_unit, report)
-        units.extend(w.unit for w in work)
-        report.schemas_created = [str(p) for p, f in files.items() if f.created]
+        work = _plan(conn, source, target, files, report)
+        report.units = [w.unit for w in work]
+        report.created = [str(p) for p, f in files.items() if f.created]
         ledgers = {p: f.ledger() for p, f in files.items()}
         for w in work:
             _preflight(w, ledgers[Path(w.unit.target)].get((w.unit.plugin_id, w.table.name)), chunk_rows, report)
@@ -148,7 +128,7 @@ def convert_back(conn: Connection[TupleRow], source: StoreConfig, target: StoreC
         progress.done()
 
 
-def _preflight(w: _Work, known: BackLedger | None, chunk_rows: int, report: _Report) -> None:
+def _preflight(w: _Work, known: BackLedger | None, chunk_rows: int, report: ConvertReport) -> None:
     u = w.unit
     if known is not None:
         u.copied_before = known.rows_copied
@@ -199,7 +179,7 @@ def _copy(w: _Work, known: BackLedger | None, chunk_rows: int, progress: Progres
         progress.done()
 
 
-def _verify(w: _Work, known: BackLedger | None, chunk_rows: int, report: _Report) -> None:
+def _verify(w: _Work, known: BackLedger | None, chunk_rows: int, report: ConvertReport) -> None:
     u = w.unit
     if known is not None and not u.copied:
         w.renumbered = known.renumbered
