@@ -30,7 +30,7 @@ from .convert_source import SourceRow, name_row
 from .sync.files import check_regular_file
 
 if TYPE_CHECKING:
-    from psycopg import Connection
+    from psycopg import Connection, sql
     from psycopg.rows import TupleRow
 
 __all__ = ["BACK_LEDGER", "RENUMBERED", "BackLedger", "PgReader", "SqliteTarget", "source_schemas"]
@@ -119,10 +119,7 @@ class PgReader:
         assert isinstance(value, str)  # a key in its column is text (others are in zx_raw, their column NULL)
         return value
 
-    def _run(self, query: object, params: Sequence[object]) -> list[dict[str, object]]:
-        from psycopg import sql
-
-        assert isinstance(query, sql.Composed)
+    def _run(self, query: sql.Composed, params: Sequence[object]) -> list[dict[str, object]]:
         rows = self.conn.execute(query, params).fetchall()
         return [self._decoded(r) for r in rows]
 

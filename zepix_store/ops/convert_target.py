@@ -25,7 +25,7 @@ from ..schema import TABLE_BY_NAME, Table
 from .convert_source import SourceRow, chunk_money, name_row, row_hash
 
 if TYPE_CHECKING:
-    from psycopg import Connection, sql
+    from psycopg import Connection, Cursor, sql
     from psycopg.rows import TupleRow
 
 __all__ = [
@@ -171,10 +171,9 @@ def copy_chunk(conn: Connection[TupleRow], prefix: str, schema: str, table: Tabl
     return done
 
 
-def _orphans_to_raw(cur: object, stage: sql.Identifier, parent: sql.Identifier) -> None:
-    from psycopg import Cursor, sql
+def _orphans_to_raw(cur: Cursor[TupleRow], stage: sql.Identifier, parent: sql.Identifier) -> None:
+    from psycopg import sql
 
-    assert isinstance(cur, Cursor)
     cur.execute(sql.SQL(
         "UPDATE {} s SET zx_raw = coalesce(s.zx_raw, jsonb_build_object()) || jsonb_build_object('chain_id', "
         "jsonb_build_object('t', 'text', 'v', s.chain_id)), chain_id = NULL WHERE s.chain_id IS NOT NULL AND NOT "
