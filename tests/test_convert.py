@@ -400,3 +400,17 @@ def test_progress_names_each_plugin_and_table_with_its_total_for_the_rate_and_et
     assert copies == {f"convert {u.plugin_id} {u.table}": (u.source_rows, u.source_rows)
                       for u in report.units if u.status == "copied"}
     assert len(copies) > 20 and report.ok
+
+
+def test_rows_with_nowhere_to_go_are_refused_before_anything_is_written(
+        desk: tuple[Project, Path, str], pg: psycopg.Connection[tuple[object, ...]]) -> None:
+    project, target, prefix = desk
+    project.set_use_shared("v3-logic-02-15min", False)  # routed to a group file that was never split into
+    rc, _out, err = convert(project, target)
+    assert rc == 2 and "v3-logic-02-15min" in err and "split" in err, err
+    project.set_use_shared("v3-logic-02-15min", True)
+    shutil.rmtree(target / "plugins" / "v6-logic-04-1h")
+    rc, _out, err = convert(project, target)
+    assert rc == 2 and "v6-logic-04-1h" in err, err
+    found = pg.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
+    assert found == (0,)

@@ -92,9 +92,12 @@ def _sources(config: StoreConfig) -> Iterator[dict[Path, SourceFile]]:
         yield opened
 
 
-def _plan(source: StoreConfig, target: StoreConfig, files: dict[Path, SourceFile], names: dict[str, str],
-          report: ConvertReport) -> list[_Unit]:
-    """Every unit to copy, parents before children within a plugin; refuses rows with nowhere to go."""
+def _plan(source: StoreConfig, target: StoreConfig, files: dict[Path, SourceFile], report: ConvertReport
+          ) -> list[_Unit]:
+    """Every unit to copy, parents before children within a plugin; refuses rows with nowhere to go.
+
+    A unit's target is the target's file name here; _schema_names gives its schema once nothing is refused.
+    """
     units: list[_Unit] = []
     for path, src in files.items():
         counts = {t.name: src.owner_counts(t) for t in ORDER}
@@ -104,7 +107,7 @@ def _plan(source: StoreConfig, target: StoreConfig, files: dict[Path, SourceFile
             if home != path:
                 _left_behind(source, files, plugin, path, total, report)
                 continue
-            schema = names[_target_file(target, plugin)]
+            schema = _target_file(target, plugin)
             for table in ORDER:
                 if table.name in src.present:
                     units.append(_Unit(UnitReport(plugin, table.name, str(path), schema,
@@ -169,8 +172,10 @@ def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, 
         conn = connect(target.postgresql, read_only=dry_run)
         try:
             lock_target(conn, _prefix(target), where)
+            units = _plan(source, target, files, report)
             names = _schema_names(conn, target, dry_run, report)
-            units = _plan(source, target, files, names, report)
+            for unit in units:
+                unit.report.target = names[unit.report.target]
             report.units = [u.report for u in units]
             ledger = read_ledger(conn, _prefix(target))
             adopted = _preflight(conn, units, ledger, chunk_rows, report)
