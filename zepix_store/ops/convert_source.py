@@ -23,10 +23,12 @@ from .sync.files import ScratchConnection, check_regular_file
 from .sync.shared import open_shared
 
 __all__ = [
+    "HASH_BYTES",
     "SourceFile",
     "SourceRow",
     "chunk_money",
     "money_of",
+    "name_row",
     "open_source",
     "row_hash",
 ]
@@ -121,10 +123,6 @@ class SourceFile:
         while chunk := self.read_chunk(table, plugin, after, chunk_rows):
             yield from chunk
             after = chunk[-1][0]
-
-    def row_name(self, table: Table, row: Mapping[str, object], rowid: int) -> str:
-        """How a report names a source row: its natural key and id (`trade_id='T1' (id=5)`)."""
-        return name_row(table, row, rowid)
 
     def _rows_of(self, table: Table, plugin: str) -> tuple[str, tuple[object, ...]]:
         if self.attributed:
