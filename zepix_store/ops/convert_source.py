@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..attribution import AttributionRules, build_owners, owner_table, source_columns
-from ..backend.postgresql.values import storage_class
 from ..backend.sqlite_file import translated_errors
 from ..schema import TABLES, Table
 from .sync.columns import MONEY, rowid_alias
@@ -34,15 +33,24 @@ __all__ = [
 ]
 
 HASH_BYTES = 16
+# SQLite's storage class by the Python type sqlite3 returns (a bool is no SQLite value: KeyError)
+_CLASS: dict[type, str] = {type(None): "null", int: "integer", float: "real", str: "text", bytes: "blob"}
+_NAMES = {t.name: t.all_column_names for t in TABLES}
+_ABSENT = object()
 SourceRow = tuple[int, dict[str, object]]  # (source rowid, the logical row: legacy columns the file has + plugin_id)
 
 
 def row_hash(table: Table, row: Mapping[str, object]) -> int:
-    """A digest of every value of a logical row with its storage class (1, 1.0, '1' and b'1' all differ)."""
-    parts = [f"{name}={storage_class(row.get(name))}:{row.get(name)!r}" for name in table.all_column_names
-             if name in row]
-    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()[:HASH_BYTES],
-                          "big")
+    """A digest of every value of a logical row with its storage class (1, 1.0, '1' and b'1' all differ).
+
+    A column the row lacks (an older file's) counts as absent, not as NULL. Hot: four times per row copied.
+    """
+    parts = []
+    for name in _NAMES[table.name]:
+        value = row.get(name, _ABSENT)
+        parts.append("-" if value is _ABSENT else f"{_CLASS[type(value)]}:{value!r}")
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:HASH_BYTES], "big")
 
 
 def money_of(table: Table, row: Mapping[str, object]) -> tuple[float, ...]:
