@@ -144,6 +144,7 @@ class SqliteTarget:
     def __init__(self, path: Path, config: StoreConfig, *, readonly: bool = False) -> None:
         self.path, self.data_dir = path, config.data_dir
         self.created = not check_regular_file(path)
+        self.empty = True  # no tables yet: missing, or created by a run killed before its schema committed
         self.conn: sqlite3.Connection | None = None
         if self.created:
             return
@@ -151,7 +152,8 @@ class SqliteTarget:
         try:
             with translated_errors(path):
                 version = upgrade.file_version(self.conn, path)
-                if version != SCHEMA_VERSION and not upgrade.is_empty(self.conn):
+                self.empty = upgrade.is_empty(self.conn)
+                if version != SCHEMA_VERSION and not self.empty:
                     raise ConfigError(f"{path}: schema version {version}, not {SCHEMA_VERSION}: open it with this "
                                       "zepix_store first (zepix-store migrate for the shared file)")
         except BaseException:
@@ -173,6 +175,7 @@ class SqliteTarget:
                     "table_name TEXT NOT NULL, last_id INTEGER NOT NULL, nulls_done INTEGER NOT NULL, last_key TEXT, "
                     "rows_copied INTEGER NOT NULL, verified INTEGER NOT NULL DEFAULT 0, renumbered INTEGER NOT NULL "
                     "DEFAULT 0, PRIMARY KEY (plugin_id, table_name))")
+        self.empty = False
 
     def close(self) -> None:
         if self.conn is not None:
@@ -185,7 +188,7 @@ class SqliteTarget:
 
     def ledger(self) -> dict[tuple[str, str], BackLedger]:
         """(plugin, table) -> its ledger row (none before the first run)."""
-        if self.conn is None or not self.conn.execute(
+        if self.conn is None or self.empty or not self.conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (BACK_LEDGER,)).fetchone():
             return {}
         rows = self.conn.execute(f"SELECT plugin_id, table_name, source_schema, last_id, nulls_done, last_key, "
@@ -194,7 +197,7 @@ class SqliteTarget:
                 for p, t, s, i, n, k, c, v, r in rows}
 
     def count(self, table: Table, plugin: str) -> int:
-        if self.conn is None:
+        if self.conn is None or self.empty:
             return 0
         with translated_errors(self.path):
             (n,) = self.conn.execute(f"SELECT count(*) FROM {table.name} WHERE plugin_id = ?", (plugin,)).fetchone()
@@ -202,7 +205,7 @@ class SqliteTarget:
 
     def rows(self, table: Table, plugin: str) -> Iterator[dict[str, object]]:
         names = table.all_column_names
-        if self.conn is None:
+        if self.conn is None or self.empty:
             return
         with translated_errors(self.path):
             cur = self.conn.execute(f"SELECT {', '.join(names)} FROM {table.name} WHERE plugin_id = ?", (plugin,))
