@@ -356,6 +356,7 @@ def test_the_way_back_routes_each_plugin_to_its_file_and_refuses_a_file_holding_
     in_file = {r[0] for r in sqlite3.connect(f"file:{group}?mode=ro", uri=True).execute(
         "SELECT DISTINCT plugin_id FROM trades")}
     assert in_file == on_server and "v3-logic-01-5min" in in_file
+    assert run_cli("verify", "--config", back).rc == 0  # every routed file exists (empty ones too), all checks pass
     for table, keep_id in (("trades", True), ("sl_events", False)):  # events of shared lineage may get new ids
         cols = [c for c in TABLE_BY_NAME[table].all_column_names if keep_id or c != "id"]
         cur = pg.execute(f"SELECT * FROM {prefix}v3_logic_combined.{table}")

@@ -110,6 +110,10 @@ def convert_back(conn: Connection[TupleRow], source: StoreConfig, target: StoreC
     with ExitStack() as stack:
         files = stack.enter_context(_targets())
         work = _plan(conn, source, target, files, report)
+        # every file the target routes a plugin to exists afterwards, as every schema does on the server
+        for path in [target.shared_db, *(p.db_path for p in target.plugins.values())]:
+            if path not in files:
+                files[path] = SqliteTarget(path, target, readonly=report.dry_run)
         report.units = [w.unit for w in work]
         report.created = [str(p) for p, f in files.items() if f.created]
         ledgers = {p: f.ledger() for p, f in files.items()}
