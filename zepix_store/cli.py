@@ -69,7 +69,7 @@ COMMANDS: dict[str, str] = {
     "demo": "build a realistic legacy database in a scratch folder and run migrate, split, verify, stats",
     "bench": "measure performance against raw SQLite in the same run",
     "pg-setup": "prepare a PostgreSQL server: schemas, one role per plugin, row-level security",
-    "convert": "copy every plugin's rows from a store on SQLite into the same store on PostgreSQL, verified",
+    "convert": "copy every plugin's rows between a store on SQLite and one on PostgreSQL (either way), verified",
 }
 _WIDTH = max(map(len, COMMANDS))
 UMBRELLA_DOC = ("A database per strategy plugin of the Zepix trading bot, shared or isolated, and a lossless move of "
