@@ -308,11 +308,9 @@ def test_write_lock_held_by_the_bot(project: Project, small: Reference) -> None:
     copy_database(small.legacy, project.shared_db)
     holder = hold_write_lock(project.shared_db, 60, wal=True)
     try:
-        started = time.monotonic()
         done = run_cli("migrate", "--busy-timeout", "0.5", config=project.configs)
-        waited = time.monotonic() - started
         one_line(done, 4, f"locked by another process: {project.shared_db}")
-        assert waited < 30
+        assert holder.poll() is None  # it gave up while the lock was still held (60 s), not after it was released
         assert not (project.data / "backups").exists()
     finally:
         holder.kill()
