@@ -94,7 +94,7 @@ def test_sigkilled_writers_lose_no_acknowledged_transaction(project: Project, tm
     for plugin in PLUGINS:
         project.set_use_shared(plugin, True)
     db = project.shared_db
-    n = scaled(10, 50)
+    n = scaled(10, 50, 500)
     cmd = [sys.executable, "-c", WRITER, str(project.configs), "0", "0", *PLUGINS]
     acked: set[str] = set()
     survived, hot_wal = 0, 0
