@@ -344,13 +344,16 @@ def test_dry_run_beside_a_running_bot_reads_the_committed_state(project: Project
 # --- crashes --------------------------------------------------------------------------------------------------------
 
 
-def _fault_case(root: Path, ref: Reference, point: str, action: str) -> str:
+def _fault_case(root: Path, ref: Reference, point: str, action: str, monkeypatch: pytest.MonkeyPatch) -> str:
     project = Project(root)
     copy_database(ref.legacy, project.shared_db)
-    done = run_cli("migrate", "-q", config=project.configs, fault=f"{point}:{action}")
     if action == "kill":
+        done = run_cli("migrate", "-q", config=project.configs, fault=f"{point}:{action}")
         assert done.returncode == -signal.SIGKILL, (point, done.stderr)
-    else:
+    else:  # the injected error needs no process of its own: cli.main here reads ZEPIX_FAULT as a child would
+        with monkeypatch.context() as env:
+            env.setenv("ZEPIX_FAULT", f"{point}:{action}")
+            done = run_cli("migrate", "-q", config=project.configs)
         one_line(done, 3, "disk full", "trading_bot")
     state = classify(project.shared_db, ref)
     assert state == ("new" if point == "after_commit" else "old"), (point, action, state)
@@ -363,12 +366,11 @@ def _fault_case(root: Path, ref: Reference, point: str, action: str) -> str:
     return state
 
 
-def test_every_fault_point_leaves_the_file_old_or_new_and_a_rerun_finishes(tmp_path: Path,
-                                                                            small: Reference) -> None:
+def test_every_fault_point_leaves_the_file_old_or_new_and_a_rerun_finishes(tmp_path: Path, small: Reference,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # One case after the other on this thread, so that all but the kills run in this process (the reruns too).
     cases = [(p, a) for p in FAULT_POINTS for a in ("kill", "raise")]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(_fault_case, tmp_path / f"case{i}", small, p, a) for i, (p, a) in enumerate(cases)]
-        states = [f.result() for f in futures]
+    states = [_fault_case(tmp_path / f"case{i}", small, p, a, monkeypatch) for i, (p, a) in enumerate(cases)]
     print(f"fault points {len(FAULT_POINTS)} x 2: old {states.count('old')}, new {states.count('new')}, partial 0")
 
 
