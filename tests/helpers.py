@@ -902,8 +902,8 @@ def _assert_final_names_verified(project: Project, reference: dict[str, str]) ->
             assert mine == {k: v for k, v in reference.items() if k.startswith(path.name + "|")}, path
 
 
-def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration: float,
-                     reference: dict[str, str]) -> None:
+def _killed_split(template: Path, root: Path, kind: str, what: str, duration: float) -> Project:
+    """A project whose `split --prune` was SIGKILLed at a fault point (`kind` "fault") or at random."""
     project = Project(root)
     split_install(template, project)
     cmd = [sys.executable, "-m", "zepix_store.split", "--config", str(project.configs), "--prune", "-q"]
@@ -919,8 +919,13 @@ def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration:
         time.sleep(random.Random(what).uniform(0.0, duration))
         proc.kill()
         proc.communicate()
+    return project
+
+
+def _rerun_equals(project: Project, reference: dict[str, str], kind: str, what: str) -> None:
+    """After a kill: every file under a final name verified; a rerun (in this process) ends as a clean run."""
     _assert_final_names_verified(project, reference)
-    rerun = split_run_cli("split", project, "--prune")
+    rerun = run_cli("split", "--prune", "-q", config=project)
     assert rerun.returncode == 0, (kind, what, rerun.stderr)
     assert _state(project) == reference, (kind, what)
     assert not list(project.data.glob("*.tmp*")), (kind, what)
