@@ -31,7 +31,7 @@ from zepix_store.config import load_config
 from zepix_store.legacy_data import build_legacy_db
 from zepix_store.schema import TABLES
 
-from ..helpers import REPO, Project, copy_database, scaled
+from ..helpers import REPO, Project, copy_database, run_cli, scaled
 
 PLUGIN = "v6-logic-01-1min"
 ISO_NAME = "zepix_v6_logic_01_1min.db"
@@ -204,7 +204,8 @@ def kill_once(start: Start, where: Path, rng: random.Random, named: bool) -> tup
     assert now in (old, to), what
     diff = same(start.before, contents(project, now))
     assert not diff, f"{what}: routed {now}, its rows are not the plugin's latest: {diff}"
-    again = run(argv)
+    # The rerun in this process (no interpreter start-up; the killed run above was a process of its own).
+    again = run_cli("flip", PLUGIN, "--to", to, "-q", *(["--prune"] if start.prune else []), config=project)
     assert again.returncode == 0, f"{what}: rerun exited {again.returncode}:\n{again.stdout}{again.stderr}"
     assert routed(project) == to, what
     for side in ("shared", "isolated"):
