@@ -374,7 +374,8 @@ def test_every_fault_point_leaves_the_file_old_or_new_and_a_rerun_finishes(tmp_p
     print(f"fault points {len(FAULT_POINTS)} x 2: old {states.count('old')}, new {states.count('new')}, partial 0")
 
 
-def _kill_case(root: Path, ref: Reference, delay: float) -> tuple[str, bool]:
+def _killed_migrate(root: Path, ref: Reference, delay: float) -> tuple[Project, bool]:
+    """A project whose migrate process got SIGKILL after `delay` s; whether it landed mid-run."""
     project = Project(root)
     copy_database(ref.legacy, project.shared_db)
     argv = [sys.executable, "-m", "zepix_store.migrate", "-q", "--config", str(project.configs)]
@@ -383,6 +384,11 @@ def _kill_case(root: Path, ref: Reference, delay: float) -> tuple[str, bool]:
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, -signal.SIGKILL), err
+    return project, proc.returncode == -signal.SIGKILL  # False: migrate had finished before the kill
+
+
+def _recovered_state(project: Project, ref: Reference, delay: float) -> str:
+    """The killed file's state (old or new, never partial), after a rerun in this process made it new."""
     state = classify(project.shared_db, ref)
     assert state in ("old", "new"), (delay, state)
     assert_backups_whole(project.data / "backups", ref)
@@ -390,7 +396,7 @@ def _kill_case(root: Path, ref: Reference, delay: float) -> tuple[str, bool]:
     assert rerun.returncode == 0, rerun.stderr
     assert classify(project.shared_db, ref) == "new"
     assert not list((project.data / "backups").glob("*.tmp*"))
-    return state, proc.returncode == -signal.SIGKILL  # False: migrate had finished before the kill
+    return state
 
 
 @pytest.mark.slow
@@ -399,10 +405,10 @@ def test_random_sigkills_leave_the_file_old_or_new_and_a_rerun_equals_a_clean_ru
     rng = random.Random(20240601)
     runs = scaled(4, 10, 100)  # the fault points above cover every step boundary; these add unplanned instants
     delays = [rng.uniform(0.2, 1.1) * big.seconds for _ in range(runs)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda a: _kill_case(tmp_path / f"kill{a[0]}", big, a[1]), enumerate(delays)))
-    states = [state for state, _ in results]
-    landed = sum(hit for _, hit in results)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the kills two at a time, the checks and reruns here
+        killed = list(pool.map(lambda a: _killed_migrate(tmp_path / f"kill{a[0]}", big, a[1]), enumerate(delays)))
+    states = [_recovered_state(project, big, delay) for (project, _), delay in zip(killed, delays)]
+    landed = sum(hit for _, hit in killed)
     print(f"migrate killed at random, {landed}/{runs} mid-run, all recovered: old {states.count('old')}, "
           f"new {states.count('new')}, partial 0")
     # a kill after migrate finished tests nothing: most must land while it runs
