@@ -791,7 +791,11 @@ N_KILLS = scaled(4, 10, 100)  # random kills of split, beside a kill at each of 
 
 def split_run_cli(command: str, project: Project, *args: str, env: Mapping[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m zepix_store.<command> --config <project configs> ARGS` from the repository root."""
+    """`zepix-store <command> --config <project configs> ARGS`: in this process (run_cli) unless it needs its
+    own (an environment, or a caller off the main thread): then `python -m zepix_store.<command>`."""
+    if env is None and threading.current_thread() is threading.main_thread():
+        done = run_cli(command, *args, config=project)
+        return subprocess.CompletedProcess([command, *args], done.rc, done.stdout, done.stderr)
     full_env = {**os.environ, **(env or {})}
     if env is None:
         full_env.pop("ZEPIX_FAULT", None)
