@@ -51,14 +51,19 @@ V3 = ("v3-logic-01-5min", "v3-logic-02-15min", "v3-logic-03-1h", "v3-logic-combi
 V6 = ("v6-logic-01-1min", "v6-logic-02-5min", "v6-logic-03-15min", "v6-logic-04-1h")
 
 
-# ZEPIX_STRESS=1: the big sizes of a release check (README "Tests"), never on every submission.
+# ZEPIX_STRESS=1: the big sizes of a release check (docs/testing.md), never on every submission.
 STRESS = os.environ.get("ZEPIX_STRESS", "") not in ("", "0")
 
 
 def scaled(local: int, ci: int, stress: int | None = None) -> int:
-    """`stress` with ZEPIX_STRESS=1 (when given), `ci` when CI=true, else the smaller local count."""
-    if STRESS and stress is not None:
-        return stress
+    """A size, kill count or round count: `local` by default, `ci` when CI=true, `stress` with ZEPIX_STRESS=1.
+
+    The small default still reaches every step a test checks (each fault point, several chunks, a kill mid-run);
+    the larger ones add chances and size. A test with a `stress` size is marked `slow`, so that
+    `ZEPIX_STRESS=1 python -m pytest -m slow` runs every one of them big (without one, stress runs `ci`).
+    """
+    if STRESS:
+        return ci if stress is None else stress
     return ci if CI else local
 
 
@@ -847,12 +852,16 @@ split_ORDER = ("trades", "reentry_chains", "profit_booking_chains", "trading_ses
 ID_TABLES = {"trades", "sl_events", "tp_reentry_events", "reversal_exit_events", "profit_booking_events"}
 
 
-N_KILLS = 20 if os.environ.get("CI") == "true" else 8
+N_KILLS = scaled(4, 10, 100)  # random kills of split, beside a kill at each of its fault points
 
 
 def split_run_cli(command: str, project: Project, *args: str, env: Mapping[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m zepix_store.<command> --config <project configs> ARGS` from the repository root."""
+    """`zepix-store <command> --config <project configs> ARGS`: in this process (run_cli) unless it needs its
+    own (an environment, or a caller off the main thread): then `python -m zepix_store.<command>`."""
+    if env is None and threading.current_thread() is threading.main_thread():
+        done = run_cli(command, *args, config=project)
+        return subprocess.CompletedProcess([command, *args], done.rc, done.stdout, done.stderr)
     full_env = {**os.environ, **(env or {})}
     if env is None:
         full_env.pop("ZEPIX_FAULT", None)
@@ -963,8 +972,8 @@ def _assert_final_names_verified(project: Project, reference: dict[str, str]) ->
             assert mine == {k: v for k, v in reference.items() if k.startswith(path.name + "|")}, path
 
 
-def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration: float,
-                     reference: dict[str, str]) -> None:
+def _killed_split(template: Path, root: Path, kind: str, what: str, duration: float) -> Project:
+    """A project whose `split --prune` was SIGKILLed at a fault point (`kind` "fault") or at random."""
     project = Project(root)
     split_install(template, project)
     cmd = [sys.executable, "-m", "zepix_store.split", "--config", str(project.configs), "--prune", "-q"]
@@ -980,8 +989,13 @@ def _kill_then_rerun(template: Path, root: Path, kind: str, what: str, duration:
         time.sleep(random.Random(what).uniform(0.0, duration))
         proc.kill()
         proc.communicate()
+    return project
+
+
+def _rerun_equals(project: Project, reference: dict[str, str], kind: str, what: str) -> None:
+    """After a kill: every file under a final name verified; a rerun (in this process) ends as a clean run."""
     _assert_final_names_verified(project, reference)
-    rerun = split_run_cli("split", project, "--prune")
+    rerun = run_cli("split", "--prune", "-q", config=project)
     assert rerun.returncode == 0, (kind, what, rerun.stderr)
     assert _state(project) == reference, (kind, what)
     assert not list(project.data.glob("*.tmp*")), (kind, what)

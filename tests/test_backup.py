@@ -29,11 +29,11 @@ from tests.helpers import (
     one_line,
     run_cli,
     scalar,
+    scaled,
 )
 from zepix_store._sample.legacy import build_legacy_db, write_wal_only_trades
 from zepix_store.schema import SCHEMA_VERSION
 
-CI = os.environ.get("CI") == "true"
 BACKUP_NAME = re.compile(r"trading_bot\.db-shared-v\d+-\d{8}T\d{12}Z(-[a-z-]+)?\.db")
 
 
@@ -151,6 +151,7 @@ def test_killed_backup_leaves_no_final_name_and_next_run_cleans_tmp(project: Pro
     assert names_under(backup_dir) == [Path(done.stdout.strip()).name]
 
 
+@pytest.mark.slow
 def test_backup_killed_at_random_moments_is_complete_or_absent(project: Project, tmp_path: Path) -> None:
     build_legacy_db(project.shared_db, trades=20000, seed=5)
     source = logical_checksum(project.shared_db)
@@ -161,7 +162,7 @@ def test_backup_killed_at_random_moments_is_complete_or_absent(project: Project,
     assert subprocess.run(argv, cwd=REPO, capture_output=True, timeout=60, check=False).returncode == 0
     clean = time.monotonic() - started  # kill between interpreter start-up and a little past the end
     seen: set[Path] = set()
-    for _ in range(12 if CI else 5):
+    for _ in range(scaled(3, 8, 50)):
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5 * clean, 1.05 * clean))
         proc.send_signal(signal.SIGKILL)

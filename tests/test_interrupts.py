@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, Project, copy_database, logical_checksum, scalar
+from tests.helpers import REPO, Project, copy_database, logical_checksum, scalar, scaled
 from zepix_store._sample.legacy import build_legacy_db
 from zepix_store.cli import interrupts_outside_sqlite_callbacks
 from zepix_store.readonly import WriteGuard
 from zepix_store.schema import SCHEMA_VERSION
-
-CI = os.environ.get("CI") == "true"
 
 
 def _prepare_guarded_statements_until_interrupted(conn: sqlite3.Connection) -> None:
@@ -76,6 +74,7 @@ def _start_migrate(project: Project, extra: tuple[str, ...]) -> tuple[subprocess
     return proc, time.monotonic()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [(), ("--dry-run",)], ids=["migrate", "dry-run"])
 def test_migrate_interrupted_at_random_moments_stops_cleanly(tmp_path: Path, legacy: Path,
                                                              extra: tuple[str, ...]) -> None:
@@ -88,7 +87,7 @@ def test_migrate_interrupted_at_random_moments_stops_cleanly(tmp_path: Path, leg
     duration = time.monotonic() - ready
     rng = random.Random(13)
     outcomes: dict[str, int] = {}
-    for run in range(16 if CI else 8):
+    for run in range(scaled(5, 10, 50)):
         project = Project(tmp_path / f"run{run}")
         copy_database(legacy, project.shared_db)
         proc, ready = _start_migrate(project, extra)

@@ -38,7 +38,8 @@ def test_every_module_imports_without_psycopg_and_using_it_names_the_extra() -> 
 
 def test_a_postgresql_test_skipped_for_want_of_a_server_fails_the_run_under_ci() -> None:
     test = "tests/test_pg_names.py::test_the_server_holds_exactly_the_recorded_names"
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", test]
+    # Without Hypothesis's plugin (about a second of imports per run; this test uses none of it).
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-rs", test]
     local = run(args, timeout=120, env=child_env(CI="", ZEPIX_TEST_PG_BINDIR=""))
     assert local.returncode == 0 and "1 skipped" in local.stdout and "no server binaries" in local.stdout
     ci = run(args, timeout=120, env=child_env(CI="true", ZEPIX_TEST_PG_BINDIR=""))

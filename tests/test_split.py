@@ -23,7 +23,8 @@ from tests.helpers import (
     FAULT_POINTS,
     GROUP_FILE,
     N_KILLS,
-    _kill_then_rerun,
+    _killed_split,
+    _rerun_equals,
     _state,
     build_template,
     connect_ro,
@@ -361,7 +362,7 @@ def test_changed_mapping_is_refused_until_remap(legacy: Project) -> None:
     files = isolated_files(legacy)
     before = logical_checksums(files)
     set_mapping(legacy, {**shipped_mapping(legacy), "logic1": V3[0], "LOGIC3": V3[1]})
-    refused = run_cli("split", legacy)
+    refused = run_cli("split", legacy, "-q")  # -q: no progress line before it, however slow the machine
     assert refused.returncode == 2
     assert "--remap" in refused.stderr and refused.stderr.count("\n") == 1
     assert logical_checksums(files) == before
@@ -406,12 +407,13 @@ def test_killed_anywhere_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) 
     duration = time.monotonic() - started  # from the first progress line to the end
     reference = _state(clean)
     trials = [("fault", p) for p in FAULT_POINTS] + [("random", f"kill-{k}") for k in range(N_KILLS)]
-    # Each trial is its own project and mostly waits on subprocesses and fsync: run a few at once.
+    # The kills, a few at once (each its own project, mostly waiting on its process); the checks and reruns then
+    # one after the other in this process (no interpreter start-up each).
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_kill_then_rerun, template, tmp_path / f"t{n}", kind, what, duration, reference)
-                   for n, (kind, what) in enumerate(trials)]
-        for future in futures:
-            future.result()
+        killed = list(pool.map(lambda n: _killed_split(template, tmp_path / f"t{n}", *trials[n], duration),
+                               range(len(trials))))
+    for project, (kind, what) in zip(killed, trials):
+        _rerun_equals(project, reference, kind, what)
 
 
 # --- dry run, reports, command line ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def test_a_hung_test_is_named_with_its_stack_and_the_run_reaches_its_summary(tmp
         "import time\n\n"
         "def test_hangs():\n    time.sleep(60)\n\n"
         "def test_after_it():\n    assert True\n")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "timeout=2",
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-o", "timeout=2",
                            "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), str(tmp_path)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, env=child_env(), check=False)
     assert done.returncode == 1, done.stdout[-2000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from .config import PluginConfig, StoreConfig, load_config
@@ -28,11 +27,6 @@ from .schema import SCHEMA_VERSION
 if TYPE_CHECKING:
     from .ops.flip import FlipReport
 
-try:
-    __version__ = version("zepix-store")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
-
 __all__ = [
     "ConfigError",
     "CorruptDatabaseError",
@@ -54,6 +48,20 @@ __all__ = [
     "VerifyError",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> str:
+    """`__version__`, read from the installed metadata when first asked (importlib.metadata slows every start)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("zepix-store")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found
 
 
 def _move_with_flip(config_dir: str, plugin_id: str, to: str, *, prune: bool = False) -> FlipReport:

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO, Project, child_env, copy_database, query, run_cli, scaled
+import pytest
+
+from tests.helpers import REPO, Project, child_env, cli_ok, copy_database, query, run_cli, scaled
 from zepix_store.legacy_data import build_legacy_db
 from zepix_store.plugin_lock import plugin_locks
 
@@ -39,6 +41,7 @@ def per_plugin(path: Path) -> dict[tuple[str, str], int]:
     return out
 
 
+@pytest.mark.slow
 def test_plugins_of_one_group_file_moving_at_once_keep_every_row_once(tmp_path: Path) -> None:
     build_legacy_db(tmp_path / "legacy.db", trades=scaled(300, 300, 3000), seed=9)
     projects = []
@@ -56,8 +59,8 @@ def test_plugins_of_one_group_file_moving_at_once_keep_every_row_once(tmp_path: 
     for _ in range(scaled(1, 2, 5)):
         for moves in rounds:
             at_once(together, moves)
-            for move in moves:
-                at_once(alone, [move])
+            for move in moves:  # the reference, one after the other: in this process (no interpreter start-up)
+                cli_ok(move[0], alone, *move[1:], "-q")
             for place in (lambda p: p.shared_db, lambda p: p.isolated_db(GROUP[0])):
                 assert per_plugin(place(together)) == per_plugin(place(alone)), moves[0]
     at_once(together, [("verify",)])

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, Project, child_env, copy_database, query, scaled
 from zepix_store.compat import TradeDatabase
 from zepix_store.legacy_data import build_legacy_db
@@ -53,6 +55,7 @@ def cli(project: Project, *args: str, busy_ok: bool = False) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_bot_writing_the_moving_plugin_loses_and_doubles_nothing(project: Project, tmp_path: Path) -> None:
     build_legacy_db(tmp_path / "legacy.db", trades=60, seed=3)
     copy_database(tmp_path / "legacy.db", project.shared_db)

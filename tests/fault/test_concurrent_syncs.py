@@ -41,7 +41,9 @@ pytestmark = pytest.mark.slow
 
 P = "v6-logic-01-1min"
 OTHER = "v6-logic-02-5min"
-ROUNDS = int(os.environ.get("ZEPIX_SYNC_RACE_ROUNDS", scaled(2, 3)))
+# One round of each race and each writer mode by default: the plugin lock makes the two racers take turns, so
+# a round shows whether the second sync repeats rows of the first; more rounds are more chances of other timings.
+ROUNDS = int(os.environ.get("ZEPIX_SYNC_RACE_ROUNDS", scaled(1, 3, 20)))
 # command -> (argv after the command name, whether the plugin's rows flow shared -> isolated)
 RACES = {
     "split": (["split", "--plugin", P], True),

@@ -31,12 +31,13 @@ from zepix_store.config import load_config
 from zepix_store.legacy_data import build_legacy_db
 from zepix_store.schema import TABLES
 
-from ..conftest import REPO, Project, copy_database
+from ..helpers import REPO, Project, copy_database, run_cli, scaled
 
 PLUGIN = "v6-logic-01-1min"
 ISO_NAME = "zepix_v6_logic_01_1min.db"
-CI = os.environ.get("CI", "").lower() == "true"
-RUNS = 40 if CI else 20
+# Two passes over the six starting states (a kill at one of its named points, then at a random instant); CI and
+# ZEPIX_STRESS=1 make more passes, so more of the points are drawn (each pass draws one per state at random).
+RUNS = scaled(12, 24, 120)
 SEED = int(os.environ.get("ZEPIX_KILL_SEED", str(random.SystemRandom().randrange(1 << 30))))
 # Points each flip passes (prune_isolated, the prune after a flip to shared, has none of its own).
 ROUTE = ["before_config_rewrite", "after_config_rewrite", f"after_copy:{PLUGIN}:trades"]
@@ -203,7 +204,8 @@ def kill_once(start: Start, where: Path, rng: random.Random, named: bool) -> tup
     assert now in (old, to), what
     diff = same(start.before, contents(project, now))
     assert not diff, f"{what}: routed {now}, its rows are not the plugin's latest: {diff}"
-    again = run(argv)
+    # The rerun in this process (no interpreter start-up; the killed run above was a process of its own).
+    again = run_cli("flip", PLUGIN, "--to", to, "-q", *(["--prune"] if start.prune else []), config=project)
     assert again.returncode == 0, f"{what}: rerun exited {again.returncode}:\n{again.stdout}{again.stderr}"
     assert routed(project) == to, what
     for side in ("shared", "isolated"):

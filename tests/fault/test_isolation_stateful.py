@@ -29,7 +29,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.helpers import REPO, Project
+from tests.helpers import REPO, Project, scaled
 from zepix_store import Store, Trade
 from zepix_store.schema import TABLES
 
@@ -185,7 +185,7 @@ class SharedFileIsolation(RuleBasedStateMachine):
 def test_plugins_sharing_a_file_each_see_only_their_own_rows(figures) -> None:
     _STEPS.clear()
     run_state_machine_as_test(SharedFileIsolation, settings=settings(
-        max_examples=100, stateful_step_count=30, deadline=None, database=None,
+        max_examples=scaled(50, 100, 500), stateful_step_count=30, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     figures("F1 cross-tenant isolation (stateful)", f"examples {len(_STEPS)} x up to 30 steps, checked steps "
             f"{sum(_STEPS):,} (each followed by every plugin's view of the key), cross-plugin rows seen 0, "

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from zepix_store._bench.flip import big_plugin_history
 
 from ..helpers import REPO, Project, child_env, copy_database, scaled
@@ -75,6 +77,7 @@ def count(path: Path, sql: str, params: tuple[object, ...] = ()) -> int:
         conn.close()
 
 
+@pytest.mark.slow
 def test_moves_of_a_big_plugin_never_block_the_bot(project: Project, tmp_path: Path, figures) -> None:
     big = scaled(20_000, 40_000, 300_000)  # the held-transaction figures at size are bench's (bench --only flip)
     template = tmp_path / "legacy.db"

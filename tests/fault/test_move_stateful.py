@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,10 +45,9 @@ from zepix_store.config import load_config
 from zepix_store.legacy_data import build_legacy_db
 from zepix_store.schema import TABLE_BY_NAME, TABLES, Table
 
-from ..conftest import Project, copy_database
+from ..helpers import Project, copy_database, scaled
 
 PLUGIN = "v6-logic-01-1min"  # a file of its own; LOGIC1 is mapped to it below
-CI = os.environ.get("CI", "").lower() == "true"
 KEYS = {"trades": "trade_id", "reentry_chains": "chain_id", "system_state": "key"}  # tables the rules write
 STATE_KEYS = ("lifetime_loss", "risk_mode")
 NUMERIC_PNL = "pnl BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
@@ -507,9 +507,10 @@ class MovePlugin(RuleBasedStateMachine):
         self.check_verify(after_sync=False)
 
 
+@pytest.mark.slow
 def test_any_sequence_of_moves_keeps_every_row_once_at_its_latest_state() -> None:
     run_state_machine_as_test(MovePlugin, settings=settings(
-        max_examples=40 if CI else 15, stateful_step_count=8, deadline=None,
+        max_examples=scaled(10, 25, 200), stateful_step_count=8, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 
