@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .._fs import ensure_private_dir
 from ..backend.postgresql.connection import connect, public_dsn, translate_pg_error
 from ..backend.postgresql.ddl import advance_ids, ensure_schemas
 from ..backend.postgresql.names import isolated_schema_base, layout_of, read_registry, shared_schema
-from ..config import STORE_FILE, StoreConfig
+from ..config import STORE_FILE, PostgresConfig, StoreConfig
 from ..errors import ConfigError, StoreError
 from ..plugin_lock import DEFAULT_LOCK_WAIT_S, plugin_locks
 from ..progress import NO_PROGRESS, ProgressSink
@@ -193,12 +193,8 @@ def convert(source: StoreConfig, target: StoreConfig, *, dry_run: bool = False, 
                 with conn.transaction():
                     for schema in touched:
                         advance_ids(conn, schema)
-        except StoreError:
-            raise
         except Exception as exc:
-            if type(exc).__module__.startswith("psycopg"):
-                raise translate_pg_error(exc, target.postgresql) from exc
-            raise
+            _raise_as_store_error(exc, target.postgresql)
         finally:
             conn.close()
     return report
@@ -217,12 +213,8 @@ def _convert_back(source: StoreConfig, target: StoreConfig, dry_run: bool, chunk
         conn = connect(source.postgresql, read_only=True)
         try:
             convert_back(conn, source, target, report, chunk_rows, progress)
-        except StoreError:
-            raise
         except Exception as exc:
-            if type(exc).__module__.startswith("psycopg"):
-                raise translate_pg_error(exc, source.postgresql) from exc
-            raise
+            _raise_as_store_error(exc, source.postgresql)
         finally:
             conn.close()
     return report
@@ -314,3 +306,10 @@ def _verify_all(conn: Connection[TupleRow], target: StoreConfig, units: list[_Un
         mark_verified(conn, _prefix(target), unit.key, r.source, unit.source.max_rowid(unit.table, r.plugin_id),
                       found.source_rows)
     progress.done()
+
+
+def _raise_as_store_error(exc: Exception, server: PostgresConfig) -> NoReturn:
+    """Re-raise `exc`: a psycopg error as the store's typed error naming the server, anything else as it is."""
+    if not isinstance(exc, StoreError) and type(exc).__module__.startswith("psycopg"):
+        raise translate_pg_error(exc, server) from exc
+    raise exc

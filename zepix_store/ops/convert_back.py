@@ -221,7 +221,7 @@ class SqliteTarget:
             (position.source_schema, plugin, table.name, position.last_id, int(position.nulls_done),
              position.last_key, position.rows_copied, int(verified), position.renumbered))
 
-    def insert(self, table: Table, rows: Sequence[dict[str, object]], plugin: str
+    def insert_rows(self, table: Table, rows: Sequence[dict[str, object]], plugin: str
                ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         """Insert `rows` (the caller holds the transaction): (the rows expected, the rows as the file holds them).
 

@@ -167,7 +167,7 @@ def _copy(w: _Work, known: BackLedger | None, chunk_rows: int, progress: Progres
             if not u.copied:  # a unit with nothing left to copy shows no progress line
                 progress.start(f"convert {u.plugin_id} {u.table}", max(u.source_rows - u.copied_before, 0), "rows")
             with translated_errors(w.file.path), transaction(w.file.writer):
-                expected, stored = w.file.insert(w.table, rows, u.plugin_id)
+                expected, stored = w.file.insert_rows(w.table, rows, u.plugin_id)
                 verify_chunk(w.table, u.target, [(0, r) for r in expected], stored)
                 moved = sum(a.get("id") != b.get("id") for a, b in zip(rows, expected, strict=True))
                 renumbered = position.renumbered + moved
