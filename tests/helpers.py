@@ -1000,3 +1000,22 @@ def _rerun_equals(project: Project, reference: dict[str, str], kind: str, what: 
     assert _state(project) == reference, (kind, what)
     assert not list(project.data.glob("*.tmp*")), (kind, what)
 
+
+def sqlite_config(project: Project, name: str, *, use_shared: bool, make_data: bool = True) -> Path:
+    """A SQLite config `name` beside the project with its own data folder `<name>-data` (nothing shared with it)."""
+    folder = project.root / name
+    shutil.copytree(project.configs, folder)
+    data = f"{name}-data"
+    doc = yaml.safe_load((folder / "store.yaml").read_text())
+    doc.update(data_dir=data, shared_db=f"{data}/trading_bot.db", backup_dir=f"{data}/backups",
+               plugins_dir=f"{name}/plugins")
+    (folder / "store.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    for plugin in (folder / "plugins").iterdir():
+        config = json.loads((plugin / "config.json").read_text())
+        database = config["database"]
+        database.update(use_shared=use_shared, shared_db=f"{data}/trading_bot.db",
+                        isolated_db=database["isolated_db"].replace("data/", f"{data}/", 1))
+        (plugin / "config.json").write_text(json.dumps(config, indent=2))
+    if make_data:
+        (project.root / data).mkdir(mode=0o700)
+    return folder

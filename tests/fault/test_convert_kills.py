@@ -23,7 +23,7 @@ import yaml
 
 from zepix_store.schema import TABLES
 
-from ..helpers import REPO, Project, child_env, legacy_project, legacy_template, scaled
+from ..helpers import REPO, Project, child_env, legacy_project, legacy_template, scaled, sqlite_config
 
 CHUNK_ROWS = "20"
 KILLS = scaled(6, 20)
@@ -145,24 +145,6 @@ def test_convert_killed_at_random_instants_then_rerun_equals_an_uninterrupted_ru
         assert landed >= 1, "no kill landed while rows were being copied: the test proves nothing"
 
 
-def sqlite_target(project: Project, name: str) -> Path:
-    """A SQLite config `name` with its own data folder, every plugin in its shared file."""
-    folder = project.root / name
-    shutil.copytree(REPO / "configs", folder)
-    data = f"{name}-data"
-    doc = yaml.safe_load((folder / "store.yaml").read_text())
-    doc.update(data_dir=data, shared_db=f"{data}/trading_bot.db", backup_dir=f"{data}/backups",
-               plugins_dir=f"{name}/plugins")
-    (folder / "store.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    for plugin in (folder / "plugins").iterdir():
-        config = json.loads((plugin / "config.json").read_text())
-        config["database"].update(use_shared=True, shared_db=f"{data}/trading_bot.db",
-                                  isolated_db=config["database"]["isolated_db"].replace("data/", f"{data}/", 1))
-        (plugin / "config.json").write_text(json.dumps(config, indent=2))
-    (project.root / data).mkdir(mode=0o700)
-    return folder
-
-
 def file_state(path: Path) -> dict[str, object]:
     """Every row of every store table of the file, type-tagged, and its ledger."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -199,7 +181,7 @@ def test_the_way_back_killed_at_random_instants_then_rerun_equals_an_uninterrupt
         return [sys.executable, "-m", "zepix_store.convert", "--config", str(source), "--to", str(target),
                 "--chunk-rows", BACK_CHUNK_ROWS, "-q", "--json"]
 
-    clean = sqlite_target(project, "back0")
+    clean = sqlite_config(project, "back0", use_shared=True)
     shared = project.root / "back0-data" / "trading_bot.db"
     started = time.monotonic()
     proc = subprocess.Popen(back(clean), cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -215,7 +197,7 @@ def test_the_way_back_killed_at_random_instants_then_rerun_equals_an_uninterrupt
     rng = random.Random(7)
     landed = 0
     for index in range(1, BACK_KILLS + 1):
-        target = sqlite_target(project, f"back{index}")
+        target = sqlite_config(project, f"back{index}", use_shared=True)
         path = project.root / f"back{index}-data" / "trading_bot.db"
         proc = subprocess.Popen(back(target), cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
