@@ -9,8 +9,10 @@ enforces the plugin's isolation whatever the statement says. Before pg-setup the
 apply. A write is one transaction; a read runs its statements as they come (READ COMMITTED gives each statement
 its own snapshot inside a transaction too), so a read on a connection already pointed there is one round trip.
 
-A lost connection: a read is retried once on another connection; a write raises StoreUnavailableError (the
-server rolled back the transaction it never saw committed: nothing half-applied).
+A lost connection: a read is retried once on another connection, and so is a write whose connection was found
+dead before its transaction began (a server restart or an idle timeout while the bot was quiet: the bot never
+retries a save, so reporting it would lose a trade's close). A connection lost inside a write's transaction raises
+StoreUnavailableError (the server rolled back the transaction it never saw committed: nothing half-applied).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -43,6 +45,10 @@ POOL_SIZE = 4  # 8 writers through a pool of 4 beat one SQLite connection by abo
 
 # what each pooled connection's session is pointed at: (schema, role or None); a new connection has no entry
 _POINTED: weakref.WeakKeyDictionary[psycopg.Connection[Any], tuple[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+class _NotStarted(Exception):
+    """The pooled connection was dead before a statement of the call reached the server (safe to run again)."""
 
 
 class _Cancelled(Exception):
@@ -198,16 +204,21 @@ class PostgresBackend(Backend):
             return self._pool
 
     def run(self, route: PgRoute, fn: Callable[[Connection], T], *, write: bool, gate: CommitGate | None = None) -> T:
-        """Run `fn` in one transaction on `route`; a read is retried once on a lost connection."""
+        """Run `fn` on `route` (a write in one transaction); a read is retried once on a lost connection."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        if write and gate is None:  # the facade's calls: one transaction too (its key lock lasts to the COMMIT)
+            gate = CommitGate()
         for attempt in (1, 2):
             try:
                 return self._run_once(route, fn, gate)
-            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-                if write or attempt == 2 or isinstance(exc, PoolTimeout):
-                    raise self._unavailable(exc) from None
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, _NotStarted) as exc:
+                lost = exc.__cause__ if isinstance(exc, _NotStarted) else exc
+                assert lost is not None
+                # a write is retried only if the connection was found dead before its transaction began
+                if (write and not isinstance(exc, _NotStarted)) or attempt == 2 or isinstance(exc, PoolTimeout):
+                    raise self._unavailable(lost) from None
                 self._pool_of().check()  # a server restart drops every pooled connection: retry on a live one
             except psycopg.Error as exc:
                 raise translate_pg_error(exc, self.pg) from None
@@ -221,16 +232,24 @@ class PostgresBackend(Backend):
         return translate_pg_error(exc, self.pg)
 
     def _run_once(self, route: PgRoute, fn: Callable[[Connection], T], gate: CommitGate | None) -> T:
-        with self._pool_of().connection() as conn:
-            self._point(conn, route)
+        import psycopg
+
+        with self._pool_of().connection() as conn, ExitStack() as transaction:
+            try:
+                self._point(conn, route)
+                if gate is not None:
+                    transaction.enter_context(conn.transaction())
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # found dead (a server restart or an idle timeout since its last use): the server saw no statement
+                raise _NotStarted() from exc
             if gate is None:  # a read: READ COMMITTED gives each statement its own snapshot, in a transaction or not
                 return fn(PgConnection(conn))
-            with conn.transaction():
-                if gate.cancelled:
-                    raise _Cancelled()
-                result = fn(PgConnection(conn))
-                if not gate.enter_commit():
-                    raise _Cancelled()
+            if gate.cancelled:
+                raise _Cancelled()
+            result = fn(PgConnection(conn))
+            if not gate.enter_commit():
+                raise _Cancelled()
+            transaction.close()  # COMMIT (an exception above rolls back as the stack unwinds)
             return result
 
     def _point(self, conn: psycopg.Connection[Any], route: PgRoute) -> None:
