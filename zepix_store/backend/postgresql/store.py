@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["PgDatabase", "PgRoute", "PostgresBackend"]
 
 T = TypeVar("T")
+CLOSE_WAIT_S = 60.0  # how long closing the store waits for the calls made before it (each waits 30 s at most)
 POOL_SIZE = 4  # 8 writers through a pool of 4 beat one SQLite connection by about 2x (issue 19's measurement)
 
 
@@ -106,13 +107,21 @@ class PgDatabase(Database):
             view = self._views[plugin_id] = PgDatabase(self._backend, self.path, self._route.schema, plugin_id)
         return view
 
+    def _tracked(self, call: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """`call` as a future the store's close waits for (a call made before close still runs, as on SQLite)."""
+        future = asyncio.ensure_future(call)
+        self._backend.in_flight.add(future)
+        future.add_done_callback(self._backend.in_flight.discard)
+        return future
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(self._backend.run, self._route, lambda c: fn(c, *args), write=False)
+        return await self._tracked(asyncio.to_thread(
+            self._backend.run, self._route, lambda c: fn(c, *args), write=False))
 
     async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         """Run `fn` in one transaction; cancelled before its COMMIT starts, it is rolled back (as on SQLite)."""
         gate = CommitGate()
-        inner = asyncio.ensure_future(asyncio.to_thread(
+        inner = self._tracked(asyncio.to_thread(
             self._backend.run, self._route, lambda c: fn(c, *args), write=True, gate=gate))
         try:
             return await asyncio.shield(inner)
@@ -126,7 +135,12 @@ class PgDatabase(Database):
             return await inner
 
     async def close(self) -> None:
-        """The backend closes the pool."""
+        """Wait for the calls made before (the backend then closes the pool: a call still waiting for a
+        connection then failed with 'lost the connection', a save the bot made before it shut down)."""
+        loop = asyncio.get_running_loop()
+        pending = {f for f in self._backend.in_flight if f.get_loop() is loop}
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -151,6 +165,7 @@ class PostgresBackend(Backend):
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self.in_flight: set[asyncio.Future[Any]] = set()  # the async calls running (PgDatabase._tracked)
 
     # -- layout ------------------------------------------------------------------------------------------------
     def _file_name(self, path: Path) -> str:
