@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from zepix_store import Store, StoreUnavailableError, Trade
+from zepix_store import Store, Trade
 from zepix_store.compat import TradeDatabase
 
 from .helpers import REPO, Backed, cli_json
@@ -155,7 +155,7 @@ def _kill_store_connections(dsn: str) -> int:
 
 
 @PG
-async def test_a_lost_connection_retries_a_read_and_reports_a_write(backend: Backed) -> None:
+async def test_a_lost_connection_retries_a_read_and_a_write_not_yet_begun(backend: Backed) -> None:
     dsn = str(backend.dsn)
     async with Store.open(backend.configs) as store:
         db = store.for_plugin(A)
@@ -163,25 +163,25 @@ async def test_a_lost_connection_retries_a_read_and_reports_a_write(backend: Bac
         assert _kill_store_connections(dsn) >= 1
         assert (await db.get_statistics())["total_trades"] == 1  # retried once on a new connection
         assert _kill_store_connections(dsn) >= 1
-        with pytest.raises(StoreUnavailableError, match="lost the connection"):
-            await db.save_trade(Trade(trade_id="T2", pnl=2.0, status="closed"))
-        assert await db.get_trade("T2") is None  # nothing half-applied
+        # found dead before its transaction began: run again (a loss inside one is reported:
+        # tests/fault/test_adversary_pg_restart.py)
+        await db.save_trade(Trade(trade_id="T2", pnl=2.0, status="closed"))
+        assert (await db.get_trade("T2") or {})["pnl"] == 2.0
         await db.save_trade(Trade(trade_id="T3", pnl=3.0, status="closed"))  # the pool recovers
         assert [t["trade_id"] for t in await db.get_trades(days=1)] == []  # no close_time given
-        assert (await db.get_statistics())["total_trades"] == 2
+        assert (await db.get_statistics())["total_trades"] == 3
 
 
 @PG
-def test_the_facade_retries_a_read_and_reports_a_write_after_a_lost_connection(backend: Backed) -> None:
+def test_the_facade_retries_a_read_and_a_write_after_a_lost_connection(backend: Backed) -> None:
     dsn = str(backend.dsn)
     with TradeDatabase(A, backend.configs) as db:
         db.save_trade({"trade_id": "T1", "status": "open"})
         assert _kill_store_connections(dsn) >= 1
         assert [t["trade_id"] for t in db.get_open_trades()] == ["T1"]
         assert _kill_store_connections(dsn) >= 1
-        with pytest.raises(StoreUnavailableError):
-            db.save_trade({"trade_id": "T2", "status": "open"})
-        assert [t["trade_id"] for t in db.get_open_trades()] == ["T1"]
+        db.save_trade({"trade_id": "T2", "status": "open"})  # its connection was dead before it began
+        assert sorted(t["trade_id"] for t in db.get_open_trades()) == ["T1", "T2"]
 
 
 

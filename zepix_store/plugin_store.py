@@ -79,10 +79,11 @@ class PluginStore:
         db = await self._database()
         return await db.write(save_trade_batch, db.operations, given, self.plugin_id, self.zone)
 
-    async def get_trade(self, trade_id: str) -> Row | None:
-        """The plugin's trade with this trade_id (the newest row if legacy data holds duplicates)."""
+    async def get_trade(self, trade_id: str | int) -> Row | None:
+        """The plugin's trade with this trade_id (the newest row if legacy data holds duplicates); an int ticket
+        finds the trade it was saved as (stored as text)."""
         return await self._one(q.TRADE,
-                               trade_id)
+                               _ticket(trade_id))
 
     async def get_open_trades(self) -> list[Row]:
         """Open positions: open rows not superseded by a later row of the same trade_id (SPEC 4)."""
@@ -130,10 +131,10 @@ class PluginStore:
     async def save_sl_event(self, event: Mapping[str, Any]) -> int:
         return await self._add("sl_events", event)
 
-    async def get_sl_events(self, trade_id: str | None = None) -> list[Row]:
+    async def get_sl_events(self, trade_id: str | int | None = None) -> list[Row]:
         if trade_id is None:
             return await self._all(q.SL_EVENTS)
-        return await self._all(q.SL_EVENTS_OF_TRADE, trade_id)
+        return await self._all(q.SL_EVENTS_OF_TRADE, _ticket(trade_id))
 
     async def get_sl_recovery_stats(self) -> Row:
         row = await self._one(q.sl_recovery_stats_sql((await self._database()).operations))
@@ -162,11 +163,11 @@ class PluginStore:
     async def save_reversal_exit_event(self, event: Mapping[str, Any]) -> int:
         return await self._add("reversal_exit_events", event)
 
-    async def get_reversal_exit_events(self, trade_id: str | None = None) -> list[Row]:
+    async def get_reversal_exit_events(self, trade_id: str | int | None = None) -> list[Row]:
         if trade_id is None:
             return await self._all(q.REVERSAL_EXIT_EVENTS)
         return await self._all(q.REVERSAL_EXIT_EVENTS_OF_TRADE,
-                               trade_id)
+                               _ticket(trade_id))
 
     async def get_reversal_exit_stats(self) -> Row:
         """Reversal exits of the last 30 days, as the compat facade's (total_reversal_exits, profitable_exits,
@@ -277,3 +278,9 @@ class PluginStore:
             return None
         session["trades"] = await self._all(q.SESSION_TRADES, session_id)
         return session
+
+
+def _ticket(trade_id: str | int) -> str | int:
+    """A trade_id as it is stored: the bot's int MT5 ticket as its text (SQLite compares a TEXT column with an int
+    as text; PostgreSQL refuses `text = integer`, so the bot's lookup by ticket raised there)."""
+    return str(trade_id) if isinstance(trade_id, int) and not isinstance(trade_id, bool) else trade_id

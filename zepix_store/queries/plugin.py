@@ -87,7 +87,7 @@ REVERSAL_EXIT_EVENTS = "SELECT * FROM reversal_exit_events WHERE plugin_id = ? O
 REVERSAL_EXIT_EVENTS_OF_TRADE = "SELECT * FROM reversal_exit_events WHERE plugin_id = ? AND trade_id = ? ORDER BY id"
 
 # -- system state
-ALL_SYSTEM_STATE = "SELECT key, value FROM system_state WHERE plugin_id = ? ORDER BY key"
+ALL_SYSTEM_STATE = "SELECT * FROM system_state WHERE plugin_id = ? ORDER BY key"  # * : zx_raw's values too
 
 # -- profit booking
 PROFIT_CHAIN = "SELECT * FROM profit_booking_chains WHERE plugin_id = ? AND chain_id = ?"

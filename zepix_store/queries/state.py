@@ -7,7 +7,7 @@ from typing import Any
 
 from ..backend.base import Connection
 from ..errors import RowError
-from .fetch import Row
+from .fetch import Row, fetch_one
 
 __all__ = ['STATE_MARK', 'decode_state', 'encode_state', 'get_state', 'state_row']
 
@@ -44,5 +44,6 @@ def state_row(key: str, value: Any, updated_at: str) -> Row:
 
 def get_state(conn: Connection, key: str, plugin_id: str) -> tuple[bool, Any]:
     """(found, value) of the plugin's state `key`."""
-    row = conn.execute("SELECT value FROM system_state WHERE plugin_id = ? AND key = ?", (plugin_id, key)).fetchone()
-    return (False, None) if row is None else (True, decode_state(row[0]))
+    # every column: on PostgreSQL a legacy value its column cannot hold (a blob) is read back from zx_raw only then
+    row = fetch_one(conn, "SELECT * FROM system_state WHERE plugin_id = ? AND key = ?", (plugin_id, key))
+    return (False, None) if row is None else (True, decode_state(row["value"]))

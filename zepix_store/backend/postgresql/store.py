@@ -9,8 +9,10 @@ enforces the plugin's isolation whatever the statement says. Before pg-setup the
 apply. A write is one transaction; a read runs its statements as they come (READ COMMITTED gives each statement
 its own snapshot inside a transaction too), so a read on a connection already pointed there is one round trip.
 
-A lost connection: a read is retried once on another connection; a write raises StoreUnavailableError (the
-server rolled back the transaction it never saw committed: nothing half-applied).
+A lost connection: a read is retried once on another connection, and so is a write whose connection was found
+dead before its transaction began (a server restart or an idle timeout while the bot was quiet: the bot never
+retries a save, so reporting it would lose a trade's close). A connection lost inside a write's transaction raises
+StoreUnavailableError (the server rolled back the transaction it never saw committed: nothing half-applied).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -38,11 +40,16 @@ if TYPE_CHECKING:
 __all__ = ["PgDatabase", "PgRoute", "PostgresBackend"]
 
 T = TypeVar("T")
+CLOSE_WAIT_S = 60.0  # how long closing the store waits for the calls made before it (each waits 30 s at most)
 POOL_SIZE = 4  # 8 writers through a pool of 4 beat one SQLite connection by about 2x (issue 19's measurement)
 
 
 # what each pooled connection's session is pointed at: (schema, role or None); a new connection has no entry
 _POINTED: weakref.WeakKeyDictionary[psycopg.Connection[Any], tuple[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+class _NotStarted(Exception):
+    """The pooled connection was dead before a statement of the call reached the server (safe to run again)."""
 
 
 class _Cancelled(Exception):
@@ -100,13 +107,21 @@ class PgDatabase(Database):
             view = self._views[plugin_id] = PgDatabase(self._backend, self.path, self._route.schema, plugin_id)
         return view
 
+    def _tracked(self, call: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """`call` as a future the store's close waits for (a call made before close still runs, as on SQLite)."""
+        future = asyncio.ensure_future(call)
+        self._backend.in_flight.add(future)
+        future.add_done_callback(self._backend.in_flight.discard)
+        return future
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(self._backend.run, self._route, lambda c: fn(c, *args), write=False)
+        return await self._tracked(asyncio.to_thread(
+            self._backend.run, self._route, lambda c: fn(c, *args), write=False))
 
     async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         """Run `fn` in one transaction; cancelled before its COMMIT starts, it is rolled back (as on SQLite)."""
         gate = CommitGate()
-        inner = asyncio.ensure_future(asyncio.to_thread(
+        inner = self._tracked(asyncio.to_thread(
             self._backend.run, self._route, lambda c: fn(c, *args), write=True, gate=gate))
         try:
             return await asyncio.shield(inner)
@@ -120,7 +135,12 @@ class PgDatabase(Database):
             return await inner
 
     async def close(self) -> None:
-        """The backend closes the pool."""
+        """Wait for the calls made before (the backend then closes the pool: a call still waiting for a
+        connection then failed with 'lost the connection', a save the bot made before it shut down)."""
+        loop = asyncio.get_running_loop()
+        pending = {f for f in self._backend.in_flight if f.get_loop() is loop}
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -145,6 +165,7 @@ class PostgresBackend(Backend):
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self.in_flight: set[asyncio.Future[Any]] = set()  # the async calls running (PgDatabase._tracked)
 
     # -- layout ------------------------------------------------------------------------------------------------
     def _file_name(self, path: Path) -> str:
@@ -198,16 +219,21 @@ class PostgresBackend(Backend):
             return self._pool
 
     def run(self, route: PgRoute, fn: Callable[[Connection], T], *, write: bool, gate: CommitGate | None = None) -> T:
-        """Run `fn` in one transaction on `route`; a read is retried once on a lost connection."""
+        """Run `fn` on `route` (a write in one transaction); a read is retried once on a lost connection."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        if write and gate is None:  # the facade's calls: one transaction too (its key lock lasts to the COMMIT)
+            gate = CommitGate()
         for attempt in (1, 2):
             try:
                 return self._run_once(route, fn, gate)
-            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-                if write or attempt == 2 or isinstance(exc, PoolTimeout):
-                    raise self._unavailable(exc) from None
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, _NotStarted) as exc:
+                lost = exc.__cause__ if isinstance(exc, _NotStarted) else exc
+                assert lost is not None
+                # a write is retried only if the connection was found dead before its transaction began
+                if (write and not isinstance(exc, _NotStarted)) or attempt == 2 or isinstance(exc, PoolTimeout):
+                    raise self._unavailable(lost) from None
                 self._pool_of().check()  # a server restart drops every pooled connection: retry on a live one
             except psycopg.Error as exc:
                 raise translate_pg_error(exc, self.pg) from None
@@ -221,16 +247,24 @@ class PostgresBackend(Backend):
         return translate_pg_error(exc, self.pg)
 
     def _run_once(self, route: PgRoute, fn: Callable[[Connection], T], gate: CommitGate | None) -> T:
-        with self._pool_of().connection() as conn:
-            self._point(conn, route)
+        import psycopg
+
+        with self._pool_of().connection() as conn, ExitStack() as transaction:
+            try:
+                self._point(conn, route)
+                if gate is not None:
+                    transaction.enter_context(conn.transaction())
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # found dead (a server restart or an idle timeout since its last use): the server saw no statement
+                raise _NotStarted() from exc
             if gate is None:  # a read: READ COMMITTED gives each statement its own snapshot, in a transaction or not
                 return fn(PgConnection(conn))
-            with conn.transaction():
-                if gate.cancelled:
-                    raise _Cancelled()
-                result = fn(PgConnection(conn))
-                if not gate.enter_commit():
-                    raise _Cancelled()
+            if gate.cancelled:
+                raise _Cancelled()
+            result = fn(PgConnection(conn))
+            if not gate.enter_commit():
+                raise _Cancelled()
+            transaction.close()  # COMMIT (an exception above rolls back as the stack unwinds)
             return result
 
     def _point(self, conn: psycopg.Connection[Any], route: PgRoute) -> None:
