@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,11 +21,16 @@ FIGURES = {
     "backup.backup_file", "reads.plugin_statistics", "reads.trades_30_days", "split.time", "split.copy_time",
     "split.peak_memory", "flip.longest_write_hold", "flip.bot_p99_latency",
 }
+PG_FIGURES = {
+    "postgresql.save_trade", "postgresql.save_trade_vs_sqlite_store", "postgresql.concurrent_8_writers",
+    "postgresql.save_trades_batch", "postgresql.statistics", "postgresql.statistics_vs_scan",
+}
 
 
 def _bench(*args: str, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ZEPIX_BENCH_PG_DSN"}  # no server unless a test names one
     return subprocess.run([sys.executable, "-m", "zepix_store.bench", *args, "--dir", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +46,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def test_quick_json_reports_every_figure_with_a_number(quick: tuple[dict[str, Any], Path]) -> None:
-    doc, _ = quick
-    figures = doc["figures"]
-    assert isinstance(figures, list)
-    assert {f["name"] for f in figures} == FIGURES
+def _check_figures(figures: list[dict[str, Any]]) -> None:
     for fig in figures:
         assert set(fig) >= {"name", "value", "unit", "baseline", "ratio", "goal", "met", "detail"}, fig
         assert "not_measured" not in fig["detail"], fig
@@ -52,6 +54,16 @@ def test_quick_json_reports_every_figure_with_a_number(quick: tuple[dict[str, An
             assert _is_number(fig[key]) and fig[key] > 0, (fig["name"], key, fig[key])
         assert isinstance(fig["met"], bool) and isinstance(fig["goal"], str) and fig["goal"]
         assert math.isclose(fig["ratio"], fig["value"] / fig["baseline"], rel_tol=1e-9)
+
+
+def test_quick_json_reports_every_figure_with_a_number(quick: tuple[dict[str, Any], Path]) -> None:
+    doc, _ = quick
+    figures = doc["figures"]
+    assert isinstance(figures, list)
+    assert {f["name"] for f in figures} == FIGURES
+    _check_figures(figures)
+    # no server named: the postgresql section says so and the run still completes
+    assert doc["skipped"] == {"postgresql": "skipped: no --postgresql DSN"}
     assert doc["goals"] == len(FIGURES) and doc["goals_met"] == sum(f["met"] for f in figures)
     assert doc["machine"]["nproc"] >= 1 and doc["machine"]["cpu_model"]
 
@@ -96,3 +108,23 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
     done = _bench("--config", str(tmp_path / "nowhere"), "--quick", tmp_path=tmp_path, timeout=60)
     assert done.returncode == 2 and "store.yaml" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_postgresql_section_reports_ratios_beside_sqlite(pg_dsn: str, tmp_path: Path) -> None:
+    import psycopg
+
+    done = _bench("--quick", "--only", "postgresql", "--repeat", "1", "--json", "--postgresql", pg_dsn,
+                  tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    figures = doc["figures"]
+    assert {f["name"] for f in figures} == PG_FIGURES and doc["skipped"] == {}
+    _check_figures(figures)
+    stats = next(f for f in figures if f["name"] == "postgresql.statistics")
+    assert any("Index Only Scan" in line for line in stats["detail"]["plan"]), stats["detail"]["plan"]
+    assert stats["detail"]["index_only"] is True and stats["detail"]["same_result_as_sqlite"] is True
+    assert any("Seq Scan" in line for line in stats["detail"]["scan_plan"]), stats["detail"]["scan_plan"]
+    # the bench's schemas are dropped and its scratch files removed
+    with psycopg.connect(pg_dsn) as conn:
+        left = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'zxb%'").fetchall()
+    assert left == [] and list(tmp_path.iterdir()) == []

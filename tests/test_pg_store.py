@@ -6,6 +6,7 @@ The API behaviour both backends share is proven by the parametrised store, facad
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 import subprocess
@@ -267,3 +268,42 @@ def test_the_facades_newer_bot_calls_give_the_same_answers_on_both_backends(back
         assert db.update_session_metadata("S1", {"note": "ok", "n": [1, 2.5]}) is True
         assert db.get_session_metadata("S1") == {"note": "ok", "n": [1, 2.5]}
         assert db.get_session_metadata("nope") is None
+
+
+@PG
+async def test_a_large_batch_is_saved_whole_with_its_ids_in_order(backend: Backed) -> None:
+    """One lock per trade_id would fill the server's lock table (max_locks_per_transaction x connections) and fail
+    the batch with "out of shared memory": the locks are bounded per plugin, the rows go in by COPY."""
+    count = 20_000
+    trades = [{"trade_id": f"L{k:05d}", "status": "closed", "pnl": float(k % 97) - 40.0,
+               "close_time": "2026-01-05 10:00:00"} for k in range(count)]
+    async with Store.open(backend.configs) as store:
+        db = store.for_plugin(A)
+        ids = await db.save_trades(trades)
+        stats = await db.get_statistics()
+    path = backend.project.isolated_db(A)
+    stored = dict(backend.rows(path, "SELECT trade_id, id FROM trades"))
+    assert len(ids) == count == len(stored) and ids == [stored[t["trade_id"]] for t in trades]
+    assert stats["total_trades"] == count and stats["total_pnl"] == sum(t["pnl"] for t in trades)
+    day = backend.rows(path, "SELECT count(*) FROM trades WHERE close_time = '2026-01-05 10:00:00'")
+    assert day == [(count,)]
+
+
+@PG
+async def test_batches_of_the_same_new_trades_at_once_leave_one_row_each(backend: Backed) -> None:
+    """The trade_ids of a batch are locked before it looks for them: two batches cannot both find them new."""
+    count = 400
+    trades = [{"trade_id": f"P{k:04d}", "status": "open", "pnl": float(k)} for k in range(count)]
+    stores = [Store.open(backend.configs) for _ in range(4)]
+    try:
+        handles = [s.for_plugin(A) for s in stores]
+        for handle in handles:
+            await handle.get_statistics()  # each connected, the schemas made, before the race
+        results = await asyncio.gather(*(h.save_trades(trades) for h in handles))
+    finally:
+        for s in stores:
+            await s.aclose()
+    path = backend.project.isolated_db(A)
+    stored = dict(backend.rows(path, "SELECT trade_id, id FROM trades"))
+    assert backend.rows(path, "SELECT count(*) FROM trades") == [(count,)]
+    assert all(r == [stored[t["trade_id"]] for t in trades] for r in results)

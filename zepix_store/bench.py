@@ -11,6 +11,10 @@ as the median, so the ratios hold on a noisy machine.
   reads    get_statistics and the 30-day get_trades from the store's indexes vs the same SQL as a table scan,
            with EXPLAIN QUERY PLAN (must SEARCH an index, never SCAN trades)
   migrate  upgrade vs plain ALTER + UPDATE + CREATE INDEX; backup_file vs the raw backup API
+  postgresql  the store on the PostgreSQL server --postgresql DSN names (or $ZEPIX_BENCH_PG_DSN), in schemas of
+           its own dropped at the end: save_trade one by one vs stdlib sqlite3 and vs the SQLite store, 8 writers
+           at once vs the SQLite store, save_trades vs executemany, get_statistics vs the SQLite store and vs a
+           table scan, with EXPLAIN (must be an index-only scan). Without a DSN it is skipped, never failed.
 
 The legacy database is generated (zepix_store._sample.legacy.build_legacy_db); --config names the configs copied
 into the scratch project (default: configs). Scratch files go to a temp folder (--dir), removed unless --keep.
@@ -20,6 +24,7 @@ examples:
   zepix-store bench                      # 1,000,000 trades (~600 MB, ~3 GB scratch), ~15 min on 2 cores
   zepix-store bench --json > bench.json  # one document: figures, plans, machine
   zepix-store bench --only writes --only reads --repeat 7
+  zepix-store bench --quick --only postgresql --postgresql 'host=/run/postgresql dbname=bench'
 
 exit codes: 0 the run completed (goals met or not: see the `met` column), 2 bad input, 3 disk full / I/O.
 """
@@ -27,12 +32,14 @@ exit codes: 0 the run completed (goals met or not: see the `met` column), 2 bad 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._bench.postgresql import DSN_ENV
 from ._bench.run import FULL, QUICK, SECTIONS, BenchReport, Sizes, run_bench
 from ._output import Progress, format_table, print_json
 from .cli import command_main
@@ -50,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"measure only this section (repeatable): {', '.join(SECTIONS)}")
     parser.add_argument("--dir", type=Path, metavar="DIR", help="where to put the scratch folder (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and print its path")
+    parser.add_argument("--postgresql", metavar="DSN", default=os.environ.get(DSN_ENV) or None,
+                        help=f"the PostgreSQL server of the postgresql section (default ${DSN_ENV}; none: skipped)")
 
 
 def _positive(text: str) -> int:
@@ -73,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="zepix-bench-", dir=args.dir))
     try:
-        report = run_bench(Path(args.config), scratch, sizes, args.only or SECTIONS, say)
+        report = run_bench(Path(args.config), scratch, sizes, args.only or SECTIONS, say, args.postgresql)
     finally:
         if args.keep:
             print(f"scratch files kept in {scratch}", file=sys.stderr)
@@ -97,6 +106,13 @@ def print_report(report: BenchReport) -> None:
     for fig in report.figures:
         if fig.value is None:
             print(f"\n{fig.name}: not measured: {fig.detail['not_measured']}")
+    for section, why in report.skipped.items():
+        print(f"\n{section}: {why}")
+    for fig in report.figures:
+        if "index_only" in fig.detail and fig.name.endswith("_vs_scan"):
+            flag = "index-only scan" if fig.detail["index_only"] else "NOT an index-only scan"
+            print(f"\nEXPLAIN ANALYZE of get_statistics on PostgreSQL {fig.detail['server']}: {flag}\n  "
+                  + "\n  ".join(fig.detail["plan"]))
     for plan in report.plans:
         flag = "index" if plan.uses_index else "NO INDEX (defect)"
         print(f"\nplan of {plan.query} on {plan.database}: {flag}\n  " + "\n  ".join(plan.lines))

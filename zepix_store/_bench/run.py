@@ -17,12 +17,13 @@ from . import split as bs
 from .core import Figure, Say, machine_info, not_measured
 from .flip import measure_flip
 from .migrate import make_migrated, measure_migrate
+from .postgresql import NO_DSN, measure_postgresql
 from .reads import Plan, measure_reads, plans_for
 from .writes import measure_writes
 
 __all__ = ["FULL", "QUICK", "SECTIONS", "BenchReport", "Sizes", "run_bench"]
 
-SECTIONS = ("writes", "migrate", "reads", "split", "flip")
+SECTIONS = ("writes", "migrate", "reads", "split", "flip", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -50,21 +51,28 @@ class BenchReport:
     sizes: Sizes
     figures: list[Figure] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # section -> why it was not measured
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         met = [f for f in self.figures if f.met]
         return {"machine": self.machine, "sizes": self.sizes.__dict__, "seconds": round(self.seconds, 1),
                 "goals_met": len(met), "goals": len(self.figures),
-                "figures": [f.as_dict() for f in self.figures], "plans": [p.as_dict() for p in self.plans]}
+                "figures": [f.as_dict() for f in self.figures], "plans": [p.as_dict() for p in self.plans],
+                "skipped": self.skipped}
 
 
-def run_bench(config_dir: Path, scratch: Path, sizes: Sizes, sections: Sequence[str], say: Say) -> BenchReport:
-    """Build the legacy data under `scratch`, measure the chosen sections, return every figure."""
+def run_bench(config_dir: Path, scratch: Path, sizes: Sizes, sections: Sequence[str], say: Say,
+              pg_dsn: str | None = None) -> BenchReport:
+    """Build the legacy data under `scratch`, measure the chosen sections, return every figure.
+
+    The postgresql section runs on the server `pg_dsn` names; without one it is skipped, never failed.
+    """
     started = time.perf_counter()
     report = BenchReport(machine_info(), sizes)
-    # writes use fresh files of their own; only the other sections need the (large) legacy database
-    project = _project(config_dir, scratch / "split", sizes.trades if set(sections) - {"writes"} else 0, say)
+    # writes and postgresql use fresh files of their own; only the other sections need the (large) legacy database
+    legacy = sizes.trades if set(sections) - {"writes", "postgresql"} else 0
+    project = _project(config_dir, scratch / "split", legacy, say)
     config = load_config(project / "configs")
     if "writes" in sections:
         report.figures += measure_writes(scratch / "writes", sizes.single, sizes.batch, sizes.concurrent,
@@ -84,6 +92,12 @@ def run_bench(config_dir: Path, scratch: Path, sizes: Sizes, sections: Sequence[
         _measure_split(report, config_dir, project, scratch, sizes, say)
     if "flip" in sections:
         report.figures += measure_flip(scratch, sizes.flip, say)
+    if "postgresql" in sections:
+        if pg_dsn:
+            report.figures += measure_postgresql(scratch / "postgresql", pg_dsn, sizes.single, sizes.batch,
+                                                 sizes.concurrent, sizes.repeat, say)
+        else:
+            report.skipped["postgresql"] = NO_DSN
     report.machine["loadavg_end"] = _loadavg()
     report.seconds = time.perf_counter() - started
     return report

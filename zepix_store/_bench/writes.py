@@ -23,7 +23,7 @@ from .core import (
     write_project,
 )
 
-__all__ = ["COLUMNS", "INSERT_SQL", "PLUGIN", "WriteBench", "measure_writes", "trade_rows"]
+__all__ = ["COLUMNS", "INSERT_SQL", "PLUGIN", "WriteBench", "measure_writes", "rate_figure", "trade_rows"]
 
 PLUGIN = "bench-writer"
 COLUMNS = tuple(c for c in TRADES.column_names if c != "id")
@@ -96,8 +96,12 @@ class WriteBench:
             conn.close()
 
     # -- the store -----------------------------------------------------------------------------------------
+    def configs(self, plugins: dict[str, str | None]) -> Path:
+        """A fresh project whose store holds `plugins` (a subclass points it at another backend)."""
+        return write_project(self._fresh("store"), plugins)
+
     def _store_run(self, plugins: dict[str, str | None], work: Callable[[Store], Awaitable[None]]) -> float:
-        configs = write_project(self._fresh("store"), plugins)
+        configs = self.configs(plugins)
 
         async def main() -> float:
             async with Store.open(configs) as store:
@@ -140,23 +144,23 @@ def measure_writes(scratch: Path, single: int, batch: int, concurrent: int, repe
     rows = trade_rows(single, "S")
     say(f"writes: save_trade x {single:,} vs stdlib insert+commit, {repeat} runs each")
     store, raw = alternate(lambda: bench.store_single(rows), lambda: bench.raw_single(rows), repeat)
-    figures.append(_rate_figure("writes.save_trade", single, store, raw, at_least=0.5))
+    figures.append(rate_figure("writes.save_trade", single, store, raw, at_least=0.5))
     rows = trade_rows(batch, "B")
     say(f"writes: save_trades of {batch:,} vs executemany, {repeat} runs each")
     store, raw = alternate(lambda: bench.store_batch(rows), lambda: bench.raw_batch(rows), repeat)
     # SPEC 8's goal; issue 7's 100,000 trades/s is beyond what executemany itself does on this schema
-    figures.append(_rate_figure("writes.save_trades_batch", batch, store, raw, at_least=0.9))
+    figures.append(rate_figure("writes.save_trades_batch", batch, store, raw, at_least=0.9))
     per_plugin = {f"bench-{k:02d}": trade_rows(concurrent, f"C{k}", seed=k) for k in range(1, 9)}
     say(f"writes: 8 plugins x {concurrent:,} save_trade at once, isolated files vs shared file, {repeat} runs each")
     iso, shared = alternate(lambda: bench.store_concurrent(per_plugin, True),
                             lambda: bench.store_concurrent(per_plugin, False), repeat)
-    figures.append(_rate_figure("writes.concurrent_8_isolated_vs_shared", 8 * concurrent, iso, shared,
+    figures.append(rate_figure("writes.concurrent_8_isolated_vs_shared", 8 * concurrent, iso, shared,
                                 at_least=1.0, baseline_name="shared"))
     shutil.rmtree(scratch, ignore_errors=True)
     return figures
 
 
-def _rate_figure(name: str, rows: int, store: list[float], raw: list[float], *, at_least: float,
+def rate_figure(name: str, rows: int, store: list[float], raw: list[float], *, at_least: float,
                  baseline_name: str = "stdlib sqlite3") -> Figure:
     value, baseline = rows / median(store), rows / median(raw)
     detail = {"rows": rows, "seconds": store, "baseline_seconds": raw, "baseline_is": baseline_name}

@@ -74,6 +74,9 @@ class Features:
     # Rows inserted by one executemany in one writer's transaction get consecutive ids ending at the last
     # inserted one, so a batch's ids need no RETURNING (SQLite without AUTOINCREMENT).
     consecutive_batch_ids: bool = False
+    # A batch of new rows goes in as one bulk load (`Operations.insert_batch`, e.g. COPY) and its ids are read back
+    # by key: every row needs a key, as each trade_id is new and unique in the batch.
+    bulk_insert_by_key: bool = False
 
 
 class Operations:
@@ -133,6 +136,16 @@ class Operations:
     def lock_key(self, conn: Connection, *key: str) -> None:
         """Serialise the writers of one key (e.g. a trade_id) until the transaction ends, where the engine's write
         transaction does not already (SQLite's BEGIN IMMEDIATE does)."""
+
+    def lock_keys(self, conn: Connection, scope: Sequence[str], keys: Sequence[str]) -> None:
+        """lock_key(conn, *scope, key) for every key, taken in one fixed order so that two batches never deadlock
+        (a no-op where the engine's write transaction already serialises the writers)."""
+
+    def insert_batch(self, conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                     key: str) -> list[int]:
+        """Insert `rows` (values in `columns` order, each `key` new and unique) in one bulk load; their new ids,
+        in row order, read back by `key` (features.bulk_insert_by_key only)."""
+        raise NotImplementedError
 
     def batch_ids(self, conn: Connection, count: int) -> list[int]:
         """The ids of the `count` rows the last executemany inserted (features.consecutive_batch_ids only)."""

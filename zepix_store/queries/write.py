@@ -113,26 +113,36 @@ def _save_each_trade(conn: Connection, ops: Operations, trades: Sequence[Any], p
 
 def save_trade_batch(conn: Connection, ops: Operations, trades: Sequence[Any], plugin_id: str,
                      zone: tzinfo) -> list[int]:
-    """Save many trades in the caller's transaction (save_trade's rules); all new ones in one prepared insert."""
+    """Save many trades in the caller's transaction (save_trade's rules); all new ones in one prepared insert
+    (SQLite) or one bulk load (PostgreSQL's COPY)."""
     shape = BatchShape.of("trades", trades[0], plugin_id, zone)
     ids = [t.get("trade_id") if isinstance(t, Mapping) else getattr(t, "trade_id", None) for t in trades]
     named = [i for i in ids if i is not None]
+    texts = [i for i in named if isinstance(i, str)]
+    # every trade_id of the batch locked up front, in one order: no concurrent save can slip in between the
+    # check below and the insert, and two batches never wait on each other in a circle
+    ops.lock_keys(conn, ("trades", plugin_id), texts)
     existing = conn.execute(
         f"SELECT 1 FROM trades WHERE plugin_id = {ops.placeholder} AND {ops.in_list('trade_id')} LIMIT 1",
-        (plugin_id, ops.list_parameter([i for i in named if isinstance(i, str)]))).fetchone()
-    if (shape is None or not ops.features.consecutive_batch_ids or not all(isinstance(i, str) for i in named)
+        (plugin_id, ops.list_parameter(texts))).fetchone()
+    features = ops.features
+    by_key = features.bulk_insert_by_key and len(texts) == len(trades)
+    if (shape is None or not (features.consecutive_batch_ids or by_key) or len(texts) != len(named)
             or len(set(named)) != len(named) or existing):
         return _save_each_trade(conn, ops, trades, plugin_id, zone)  # updates, or a trade_id twice: in order
-    # All new: one prepared statement for the whole batch, fed chunk by chunk as the rows are checked.
-    sql = ops.insert_sql("trades", (*shape.columns, "plugin_id"))
+    # All new: one prepared statement (or bulk load) for the whole batch, fed chunk by chunk as rows are checked.
+    columns = (*shape.columns, "plugin_id")
     checked = (row for start in range(0, len(trades), _BATCH_CHUNK)
                for row in shape.check(trades[start:start + _BATCH_CHUNK]))
     conn.execute("SAVEPOINT zx_batch")
     try:
-        conn.executemany(sql, checked)
+        if features.consecutive_batch_ids:
+            conn.executemany(ops.insert_sql("trades", columns), checked)
+        else:
+            new_ids = ops.insert_batch(conn, "trades", columns, checked, "trade_id")
     except NotUniform:  # mixed row types or keys, seen part way: undo and take them one by one
         conn.execute("ROLLBACK TO zx_batch")
         conn.execute("RELEASE zx_batch")
         return _save_each_trade(conn, ops, trades, plugin_id, zone)
     conn.execute("RELEASE zx_batch")
-    return ops.batch_ids(conn, len(trades))
+    return ops.batch_ids(conn, len(trades)) if features.consecutive_batch_ids else new_ids

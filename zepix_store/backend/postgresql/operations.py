@@ -28,12 +28,18 @@ from .values import decode_value, encode_row
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgConnection", "PgCursor", "PgOperations", "configure_connection", "translate"]
+__all__ = ["LOCK_BUCKETS", "PgConnection", "PgCursor", "PgOperations", "configure_connection", "translate"]
 
 # a quoted literal (kept, its `%` escaped), a parameter `?` or `?N`, or a bare `%`
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _NEVER, _FOREVER = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 _TRUE_TEXTS = "('1', 'true', 'True', 'TRUE')"
+LOCK_BUCKETS = 256  # advisory locks per (schema, plugin) scope: a power of two
+_LOCK_SCOPE = "hashtext(current_schema() || ?)"
+
+
+def _scope_text(scope: Sequence[str]) -> str:
+    return "\x1f" + "\x1f".join(str(part) for part in scope)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -122,6 +128,24 @@ class PgConnection:
         cursor.executemany(text, [self._bound(sql, p)[1] for p in parameters])
         return PgCursor(cursor)
 
+    def copy_rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """COPY `rows` (each the same columns, as write_values gives them) into `table` of the current schema."""
+        from psycopg import sql
+
+        given = iter(rows)
+        first = next(given, None)
+        if first is None:
+            return
+        columns = list(first)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+        with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write_row([first[c] for c in columns])
+            for row in given:
+                if len(row) != len(columns):
+                    raise ValueError(f"{table}: a row of the batch has other columns than the first")
+                copy.write_row([row[c] for c in columns])
+
     def close(self) -> None:
         """The pool owns the connection."""
 
@@ -129,7 +153,7 @@ class PgConnection:
 class PgOperations(Operations):
     """PostgreSQL's spellings: RETURNING id, `= ANY(list)`, timestamptz windows, written values encoded losslessly."""
 
-    features: ClassVar[Features] = Features()
+    features: ClassVar[Features] = Features(bulk_insert_by_key=True)
 
     def __init__(self, zone: tzinfo) -> None:
         require_driver()
@@ -179,10 +203,39 @@ class PgOperations(Operations):
         return ", ".join(sets), [*values.values(), raw]
 
     def lock_key(self, conn: Connection, *key: str) -> None:
-        # one lock per (schema, key): held to the end of the transaction, so a second writer of the same trade_id
-        # reads the first one's row once it may go on (READ COMMITTED: each statement sees the latest commits)
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
-                     ["\x1f" + "\x1f".join(str(k) for k in key)])
+        # one lock per (schema, scope, bucket of the key): held to the end of the transaction, so a second writer
+        # of the same trade_id reads the first one's row once it may go on (READ COMMITTED: each statement sees
+        # the latest commits). Buckets bound a batch's locks: one per key would fill the server's lock table
+        # (max_locks_per_transaction) and fail a batch of some 10,000 trades.
+        conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCOPE}, hashtext(?) & {LOCK_BUCKETS - 1})",
+                     [_scope_text(key[:-1]), str(key[-1])])
+
+    def lock_keys(self, conn: Connection, scope: Sequence[str], keys: Sequence[str]) -> None:
+        if keys:  # in bucket order: every batch takes its locks in the same order, so none waits in a circle
+            conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCOPE}, b) FROM (SELECT DISTINCT hashtext(k) & "
+                         f"{LOCK_BUCKETS - 1} AS b FROM unnest(?::text[]) k) s ORDER BY b",
+                         [_scope_text(scope), [str(k) for k in keys]])
+
+    def insert_batch(self, conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                     key: str) -> list[int]:
+        assert isinstance(conn, PgConnection), conn
+        owner_at, key_at = columns.index("plugin_id"), columns.index(key)
+        keys: list[Any] = []
+        owners: set[Any] = set()
+
+        def encoded() -> Iterator[dict[str, Any]]:
+            for row in rows:
+                keys.append(row[key_at])
+                owners.add(row[owner_at])
+                yield self.write_values(table, dict(zip(columns, row, strict=True)))
+
+        conn.copy_rows(table, encoded())
+        if not keys:
+            return []
+        assert len(owners) == 1, owners  # one handle's batch
+        found = dict(conn.execute(f"SELECT {key}, id FROM {table} WHERE plugin_id = ? AND {key} = ANY(?)",
+                                  [owners.pop(), keys]).fetchall())
+        return [int(found[k]) for k in keys]
 
     def window(self, column: str, first: int | None = None) -> str:
         lo, hi = (f"?{first}", f"?{first + 1}") if first else ("?", "?")
