@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,23 @@ def test_a_mapping_column_with_no_unmapped_value_prints_no_empty_list() -> None:
     assert not [line for line in lines if line.rstrip().endswith(":")], lines  # was `... values (...): `
     assert [line for line in lines if line.startswith("unmapped ")] == [
         "unmapped strategy values (trades no mapping decided): 'MANUAL' x1; of those left with legacy: 'MANUAL' x1"]
+
+
+def test_migrate_names_each_owner_once_and_every_table_with_v(tmp_path: Path) -> None:
+    # The owner table of a legacy file was one row per table and owner (48 rows on the demo): one per owner now.
+    folder = tmp_path / "d"
+    assert run_cli("demo", "--dir", folder, "--trades", "300", "-q").rc == 0
+    shared = folder / "data" / "trading_bot.db"
+    for verbose in (False, True):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{shared}{suffix}").unlink(missing_ok=True)
+        shutil.copy(next((folder / "data" / "backups").glob("*pre-migrate.db")), shared)
+        done = run_cli("migrate", *(["-v"] if verbose else []), config=folder / "configs")
+        assert done.rc == 0, done.stderr
+        owner_rows = [line for line in done.stdout.splitlines() if line.startswith(("legacy ", "v3-", "v6-"))]
+        if verbose:
+            per_table = [line for line in done.stdout.splitlines() if line.startswith(("trades ", "sl_events "))]
+            assert len(per_table) > 5 and any(line.startswith("table ") for line in done.stdout.splitlines())
+        else:
+            assert 2 <= len(owner_rows) == len({line.split()[0] for line in owner_rows}) <= 9, done.stdout
+            assert "(-v: the rows of each table and owner)" in done.stdout

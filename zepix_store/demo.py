@@ -71,7 +71,7 @@ def _migrate(config: StoreConfig, progress: Progress) -> _Step:
             print(report.attribution.summary())
 
     return _Step(report.to_json(config.default_plugin_id),
-                 lambda: migrate.print_report(report, config.default_plugin_id), brief)
+                 lambda: migrate.print_report(report, config.default_plugin_id, verbose=True), brief)
 
 
 def _split(config: StoreConfig, progress: Progress) -> _Step:

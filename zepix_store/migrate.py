@@ -38,7 +38,7 @@ from .config import load_config
 from .errors import ConfigError
 from .ops.migrate import ALREADY, DRY_RUN, MigrateReport, migrate_shared
 from .schema import TABLES
-from .words import size
+from .words import count, size
 
 __all__ = ["main"]
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json(config.default_plugin_id))
     else:
-        print_report(report, config.default_plugin_id)
+        print_report(report, config.default_plugin_id, verbose=args.verbose)
     return 0
 
 
@@ -88,8 +88,34 @@ def _owner_rows(report: MigrateReport, default: str) -> list[list[Any]]:
     return rows
 
 
-def print_report(report: MigrateReport, default: str) -> None:
-    """The human report on stdout."""
+def _owner_summary(report: MigrateReport, default: str) -> list[list[Any]]:
+    """One row per owner: its rows, in how many tables, and the default id's orphans and shared lineage."""
+    owners: dict[str, list[Any]] = {}
+    for t in TABLES:
+        b = report.buckets.get(t.name)
+        if b is None:
+            continue
+        found = dict(b.by_plugin)
+        found[default] = found.get(default, 0) + b.orphans + b.shared_rows
+        for plugin, n in found.items():
+            if n:
+                row = owners.setdefault(plugin, [plugin, 0, 0, 0, 0])
+                row[1] += n
+                row[2] += 1
+        if b.orphans or b.shared_rows:
+            row = owners.setdefault(default, [default, 0, 0, 0, 0])
+            row[3] += b.orphans
+            row[4] += b.shared_rows
+    rows = []
+    for plugin, n, tables, orphans, shared in sorted(owners.values()):
+        note = ", ".join(filter(None, [count(orphans, "orphan") + " (no parent row)" if orphans else "",
+                                       count(shared, "row") + " of shared lineage" if shared else ""]))
+        rows.append([plugin, n, tables, note])
+    return rows
+
+
+def print_report(report: MigrateReport, default: str, verbose: bool = False) -> None:
+    """The human report on stdout: owners one row each (-v: each table and owner)."""
     if report.status == ALREADY:
         print(f"already migrated: {report.path} is at schema version {report.to_version}; nothing changed")
         print_table(["table", "plugin_id", "rows"],
@@ -101,9 +127,16 @@ def print_report(report: MigrateReport, default: str) -> None:
     else:
         print(f"migrated {report.path} from schema version {report.from_version} to {report.to_version} "
               f"in {report.seconds:.1f} s\nbackup: {report.backup}")
-    if report.from_version == 0:
+    if report.from_version == 0 and verbose:
         print()
         print_table(["table", "action", "owner", "rows", "note"], _owner_rows(report, default))
+    elif report.from_version == 0:
+        print()
+        print_table(["owner", "rows", "tables", "note"], _owner_summary(report, default))
+        created = [t.name for t in TABLES if report.actions.get(t.name) == "create"]
+        if created:
+            print(f"created empty: {', '.join(created)}")
+        print("(-v: the rows of each table and owner)")
     for table, cols in report.added_columns.items():
         print(f"\n{table}: missing legacy columns added: {', '.join(cols)}")
     if report.reindexed:
