@@ -207,6 +207,8 @@ ALLOW = {
     ("bot_history", "_make_older", "name"): "OLDER_TABLES / OLDER_MISSING_COLUMNS constants of the sample",
     ("bot_history", "_write", "t"): "table names read from the sample file's own sqlite_master",
     ("reads", "_alternate", "scan"): "a statement PluginStore itself sent (captured_sql), NOT INDEXED added",
+    ("postgresql", "_measure_statistics", "query"): "bench: a statement PluginStore itself sent (captured_sql), "
+                                                    "run again and under EXPLAIN",
     ("ddl", "ts_column", "name"): "a schema.py column: _legacy_column passes Column names, encode_row keys it "
                                   "checked against values.KINDS",
     ("base", "insert", "values"): "the checked row's columns (rows.check_row) and, on PostgreSQL, the store's own "
