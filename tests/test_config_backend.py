@@ -159,10 +159,10 @@ def test_a_postgresql_store_never_falls_back_to_sqlite_files(project: Project, t
     assert sorted(p.name for p in project.data.iterdir()) == []  # not one SQLite file written instead
 
 
-@pytest.mark.parametrize("command", ["stats", "verify", "split", "migrate", "backup"])
+@pytest.mark.parametrize("command", ["stats", "split", "migrate", "backup"])
 def test_sqlite_file_commands_refuse_a_postgresql_store_instead_of_reading_no_files(project: Project,
                                                                                   command: str) -> None:
-    """stats would print zeros and verify fail every file: the rows are on the server, not in data/."""
+    """stats would print zeros and backup copy stale files: the rows are on the server, not in data/."""
     pytest.importorskip("psycopg")
     write_store(project, f"backend: postgresql\npostgresql: {{dsn: '{GOOD_DSN}'}}\n")
     done = run_cli(command, "--json", config=project)

@@ -51,9 +51,9 @@ __all__ = [
 ]
 
 # Commands that work on the SQLite files themselves: on a store.yaml naming PostgreSQL they would read files the
-# bots no longer write (stats printing zeros, verify failing every file), so they refuse it, exit 2, until they
+# bots no longer write (stats printing zeros, backup copying stale files), so they refuse it, exit 2, until they
 # learn the server.
-SQLITE_FILE_COMMANDS = frozenset({"split", "merge", "flip", "migrate", "backup", "restore", "verify", "stats"})
+SQLITE_FILE_COMMANDS = frozenset({"split", "merge", "flip", "migrate", "backup", "restore", "stats"})
 
 COMMANDS: dict[str, str] = {
     "init": "set zepix_store up in the bot's folder: a store.yaml pointing at its database and plugins",

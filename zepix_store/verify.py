@@ -13,6 +13,11 @@ Dangling references in the shared file are warnings too (legacy data is kept as 
 an attribution that leaves more than half of the trades with the default id (the detail says which rules
 decided the trades and which values no mapping covers) and trade_ids with several closed rows.
 
+On a store.yaml naming PostgreSQL the checks are the server's: it answers (unreachable: exit 7), each schema
+of the layout is at the version this zepix_store writes (not created yet: a warning, the store creates it at
+first use; newer: a failure), pg-setup has given every plugin its role (else a warning: the server does not
+enforce isolation yet), and each plugin's config names the schema it maps to. Nothing is created.
+
 A plugin whose config.json is broken fails its config check (the detail names the file and field) and is left
 out of the others; every other plugin is verified, then the exit code is 2, the broken file named on stderr.
 
@@ -27,7 +32,7 @@ examples:
 
 exit codes: 0 every check passed (warnings allowed), 1 a check failed (named on stderr), 2 bad config,
 3 disk full or I/O error kept a check from running (and no check found the data wrong), 4 busy likewise,
-5 a database is not readable.
+5 a database is not readable, 7 the server cannot be reached.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from ._output import WIDTH, Progress, left_out, print_json
 from .cli import command_main
 from .config import load_config
 from .ops.verify import OK, Check, VerifyReport, listed, verify
+from .ops.verify_pg import verify_pg
 from .words import count
 
 DETAIL_CHARS = 600  # of one detail (about six lines); --json keeps it whole
@@ -57,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, strict=False)  # a broken plugin config: a failed check, the rest still run
-    report = verify(config, Progress(enabled=not args.quiet))
+    check = verify_pg if config.backend == "postgresql" else verify
+    report = check(config, Progress(enabled=not args.quiet))
     if args.json:
         print_json({**report.to_json(), "disabled": {p: str(e) for p, e in config.disabled.items()}})
     else:
