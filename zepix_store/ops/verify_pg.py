@@ -14,13 +14,11 @@ from ..backend.postgresql import require_driver
 from ..backend.postgresql.connection import connect, public_dsn, translate_pg_error
 from ..backend.postgresql.ddl import PG_SCHEMA_VERSION
 from ..backend.postgresql.names import (
-    PLUGIN_ROLES_TABLE,
     RegisteredSchema,
+    find_plugin_role,
     isolated_schema_base,
     layout_of,
-    name_candidates,
     read_registry,
-    role_base,
     shared_schema,
 )
 from ..config import STORE_FILE, StoreConfig
@@ -102,24 +100,9 @@ def _check_schemas(conn: Connection[TupleRow], config: StoreConfig, report: Veri
 
 def _check_isolation(conn: Connection[TupleRow], config: StoreConfig, report: VerifyReport) -> None:
     """`isolation`: every configured plugin has the login role pg-setup records for it."""
-    from psycopg import sql
-
     prefix = config.postgresql.schema_prefix if config.postgresql else ""
-    shared = shared_schema(prefix)
-    roles: dict[str, str] = {}
-    if conn.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
-                    [shared, PLUGIN_ROLES_TABLE]).fetchone() is not None:
-        # as the store finds a plugin's role (PgStore.role_of): the recorded row, else (the rows are hidden from
-        # a user that is not a superuser) the first name of the naming rule that exists and this user may take
-        query = sql.SQL(
-            "SELECT coalesce((SELECT role_name::text FROM {} WHERE plugin_id = %s), (SELECT r.rolname::text "
-            "FROM unnest(%s::text[]) WITH ORDINALITY c(name, i) JOIN pg_roles r ON r.rolname = c.name "
-            "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY c.i LIMIT 1))").format(
-            sql.Identifier(shared, PLUGIN_ROLES_TABLE))
-        for pid in config.plugins:
-            found = conn.execute(query, [pid, list(name_candidates(role_base(prefix, pid), pid))]).fetchone()
-            if found and found[0] is not None:
-                roles[pid] = str(found[0])
+    found = {pid: find_plugin_role(conn, prefix, pid) for pid in config.plugins}  # as the store finds it
+    roles = {pid: role for pid, role in found.items() if role is not None}
     missing = sorted(p for p in config.plugins if p not in roles)
     if missing:
         report.add("isolation", WARN, f"{NOT_ENFORCED} (no role for {count(len(missing), 'plugin')}: "

@@ -36,6 +36,7 @@ __all__ = [
     "RegisteredSchema",
     "SHARED",
     "check_prefix",
+    "find_plugin_role",
     "fit_name",
     "isolated_schema_base",
     "layout_of",
@@ -218,3 +219,25 @@ def store_lock_key(prefix: str) -> int:
     Transaction-level advisory locks stack within a session, so nested steps take it again freely.
     """
     return int.from_bytes(hashlib.sha256(f"zepix_store:{prefix}".encode()).digest()[:8], "big", signed=True)
+
+
+def find_plugin_role(conn: Connection[Row], prefix: str, plugin_id: str) -> str | None:
+    """The login role pg-setup made for `plugin_id` (one the connecting user may take), or None before it ran.
+
+    The role table's row, else (its rows are hidden from a user that is not a superuser) the first name of the
+    naming rule that exists and that the user is a member of.
+    """
+    require_driver()
+    from psycopg import sql
+    from psycopg.rows import tuple_row
+
+    cur = conn.cursor(row_factory=tuple_row)  # the caller's row factory may be any
+    table = sql.Identifier(shared_schema(prefix), PLUGIN_ROLES_TABLE)
+    if cur.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone() in (None, (None,)):
+        return None
+    found = cur.execute(sql.SQL(
+        "SELECT coalesce((SELECT role_name::text FROM {} WHERE plugin_id = %s), (SELECT r.rolname::text "
+        "FROM unnest(%s::text[]) WITH ORDINALITY c(name, i) JOIN pg_roles r ON r.rolname = c.name "
+        "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY c.i LIMIT 1))").format(table),
+        [plugin_id, list(name_candidates(role_base(prefix, plugin_id), plugin_id))]).fetchone()
+    return str(found[0]) if found and found[0] is not None else None

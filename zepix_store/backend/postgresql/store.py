@@ -30,7 +30,7 @@ from ...errors import ConfigError, StoreError, StoreUnavailableError
 from ..base import Backend, CommitGate, Connection, Cursor, Database, Upgrades
 from .connection import CONNECT_TIMEOUT, connect, translate_pg_error
 from .ddl import ensure_schemas
-from .names import PLUGIN_ROLES_TABLE, layout_of, name_candidates, role_base, shared_schema
+from .names import find_plugin_role, layout_of
 from .operations import PgConnection, PgOperations, configure_connection
 
 if TYPE_CHECKING:
@@ -189,20 +189,7 @@ class PostgresBackend(Backend):
 
     def role_of(self, conn: psycopg.Connection[Any], plugin_id: str | None) -> str | None:
         """The role pg-setup made for `plugin_id` (one the connecting user may take), or None before it ran."""
-        if plugin_id is None:
-            return None
-        from psycopg import sql
-
-        table = sql.Identifier(shared_schema(self._prefix), PLUGIN_ROLES_TABLE)
-        if conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone() in (None, (None,)):
-            return None
-        # the role table, else (its rows are hidden from a user that is not a superuser) the recorded name's rules
-        found = conn.execute(sql.SQL(
-            "SELECT coalesce((SELECT role_name::text FROM {} WHERE plugin_id = %s), (SELECT r.rolname::text "
-            "FROM unnest(%s::text[]) WITH ORDINALITY c(name, i) JOIN pg_roles r ON r.rolname = c.name "
-            "WHERE pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY c.i LIMIT 1))").format(table),
-            [plugin_id, list(name_candidates(role_base(self._prefix, plugin_id), plugin_id))]).fetchone()
-        return str(found[0]) if found and found[0] is not None else None
+        return None if plugin_id is None else find_plugin_role(conn, self._prefix, plugin_id)
 
     # -- running calls -----------------------------------------------------------------------------------------
     def _pool_of(self) -> ConnectionPool[psycopg.Connection[Any]]:
